@@ -1,0 +1,155 @@
+"""Saving and loading one model version as a directory of checked files.
+
+A model version is a directory holding:
+
+* ``miner.json``     — the template miner's state (JSON built by ``pipeline.templates``; opaque here);
+* ``features.json``  — vocabulary, template texts and per-template statistics (:class:`FeatureSpace`);
+* ``detector.json``  — detector parameters and threshold;
+* ``forest.skops``   — the fitted ``IsolationForest``, in skops format;
+* ``settings.json``  — the decoding / entity / window settings the model was trained with;
+* ``manifest.json``  — version id, created time, training counts, library versions and the sha256 of
+  every file above.
+
+No plain pickle anywhere: JSON for our own state, skops for the forest. skops refuses types it does not
+trust; we trust exactly one extra type, ``sklearn.tree._tree.Tree``, the forest's tree structure.
+On load every file's sha256 is checked against the manifest before anything is parsed, so a truncated
+or tampered file is refused with a clear error instead of a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+
+from models.detector import WindowDetector
+from models.errors import ModelError
+from models.features import FeatureSpace
+
+FORMAT_VERSION = 1
+TRUSTED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
+DATA_FILES = ("miner.json", "features.json", "detector.json", "forest.skops", "settings.json")
+LIBRARIES = ("logwarden", "scikit-learn", "numpy", "drain3", "skops")
+
+
+@dataclass
+class ModelBundle:
+    """Everything one model version holds, in memory."""
+
+    miner_state: dict[str, Any]
+    features: FeatureSpace
+    detector: WindowDetector
+    settings: dict[str, Any]
+    stats: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    created: str = ""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "unknown"
+    return found
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
+    """Write ``bundle`` into an empty ``directory``; returns the manifest written."""
+    directory.mkdir(parents=True, exist_ok=False)
+    _write_json(directory / "miner.json", bundle.miner_state)
+    _write_json(directory / "features.json", bundle.features.to_dict())
+    _write_json(
+        directory / "detector.json",
+        {"params": bundle.detector.get_params(), "state": bundle.detector.fitted_state()},
+    )
+    sio.dump(bundle.detector.forest_, directory / "forest.skops")
+    _write_json(directory / "settings.json", bundle.settings)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "version": bundle.version,
+        "created": bundle.created or datetime.now(UTC).isoformat(timespec="seconds"),
+        "stats": bundle.stats,
+        "libraries": library_versions(),
+        "files": {name: sha256_file(directory / name) for name in DATA_FILES},
+    }
+    _write_json(directory / "manifest.json", manifest)
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{directory} is not a model version: no manifest.json") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ModelError(f"{path} is not a Logwarden manifest")
+    return manifest
+
+
+def verify(directory: Path, manifest: dict[str, Any]) -> None:
+    """Check every data file against the manifest's sha256; raise ModelError on the first mismatch."""
+    for name in DATA_FILES:
+        expected = manifest["files"].get(name)
+        path = directory / name
+        if expected is None:
+            raise ModelError(f"manifest of {directory} does not list {name}")
+        if not path.is_file():
+            raise ModelError(f"model file missing: {path}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelError(f"checksum mismatch for {path}: the file changed after the model was saved")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from None
+
+
+def load_bundle(directory: Path) -> ModelBundle:
+    """Load and verify one model version directory."""
+    manifest = read_manifest(directory)
+    if manifest.get("format") != FORMAT_VERSION:
+        raise ModelError(f"{directory}: unsupported model format {manifest.get('format')!r}")
+    verify(directory, manifest)
+    forest_path = directory / "forest.skops"
+    untrusted = set(sio.get_untrusted_types(file=forest_path))
+    unexpected = untrusted - TRUSTED_SKOPS_TYPES
+    if unexpected:
+        raise ModelError(f"{forest_path} holds types Logwarden does not trust: {sorted(unexpected)}")
+    forest = sio.load(forest_path, trusted=sorted(untrusted))
+    det = _read_json(directory / "detector.json")
+    return ModelBundle(
+        miner_state=_read_json(directory / "miner.json"),
+        features=FeatureSpace.from_dict(_read_json(directory / "features.json")),
+        detector=WindowDetector.restore(det["params"], det["state"], forest),
+        settings=_read_json(directory / "settings.json"),
+        stats=manifest.get("stats", {}),
+        version=str(manifest.get("version", directory.name)),
+        created=str(manifest.get("created", "")),
+    )

@@ -1,0 +1,81 @@
+"""Writers for job results: JSON lines, the terminal summary table and the HTML report."""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.errors import LogwardenError
+
+
+@contextmanager
+def open_output(path: str | None, newline: str | None = None):  # type: ignore[no-untyped-def]
+    """Open ``path`` for writing text (``-`` or None: stdout), with a one-line error on failure."""
+    if path is None or path == "-":
+        yield sys.stdout
+        return
+    try:
+        handle: IO[str] = Path(path).open("w", encoding="utf-8", newline=newline)  # noqa: SIM115
+    except OSError as exc:
+        raise LogwardenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def write_jsonl(handle: IO[str], doc: dict[str, Any]) -> None:
+    handle.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def summary_table(top: Iterable[dict[str, Any]], width: int = 120) -> str:
+    """A compact, human table of the top anomalies with their strongest explanation lines."""
+    lines = [f"{'score':>7}  {'entity':<28} {'window start':<24} {'lines':>6}  why"]
+    for doc in top:
+        why = []
+        for entry in doc["templates"][:2]:
+            tag = "NEW " if entry["new"] else ""
+            why.append(f"{tag}{entry['observed']}x (exp {entry['expected']}) {entry['template']}")
+        first = why[0] if why else "unusual mix of templates"
+        lines.append(
+            f"{doc['anomaly']['score']:>7.3f}  {_short(str(doc['entity']['id']), 28):<28} "
+            f"{doc['window']['start']:<24} {doc['log']['count']:>6}  {_short(first, max(20, width - 72))}"
+        )
+        for extra in why[1:]:
+            lines.append(f"{'':>7}  {'':<28} {'':<24} {'':>6}  {_short(extra, max(20, width - 72))}")
+    return "\n".join(lines)
+
+
+def write_report(path: str, docs: list[dict[str, Any]], stats: dict[str, Any], title: str) -> None:
+    """A self-contained HTML page: run statistics and every anomalous window with its explanation."""
+    esc = html.escape
+    rows = []
+    for doc in docs:
+        expl = "".join(
+            f"<li>{'<b>new</b> ' if e['new'] else ''}<code>{esc(e['id'])}</code> observed {e['observed']}, "
+            f"expected {e['expected']}: {esc(e['template'])}</li>" for e in doc["templates"]
+        )
+        samples = "".join(f"<li><code>{esc(s)}</code></li>" for s in doc["log"]["samples"])
+        rows.append(
+            f"<tr><td>{doc['anomaly']['score']:.3f}</td><td>{esc(str(doc['entity']['id']))}</td>"
+            f"<td>{esc(doc['window']['start'])}<br>{esc(doc['window']['end'])}</td><td>{doc['log']['count']}</td>"
+            f"<td><ul>{expl}</ul><details><summary>sample lines</summary><ul>{samples}</ul></details></td></tr>"
+        )
+    stat_items = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in stats.items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
+padding:4px;vertical-align:top}}code{{font-size:90%}}</style></head><body>
+<h1>{esc(title)}</h1><ul>{stat_items}</ul>
+<table><tr><th>score</th><th>entity</th><th>window</th><th>lines</th><th>why</th></tr>{''.join(rows)}</table>
+</body></html>"""
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise LogwardenError(f"cannot write {path}: {exc.strerror or exc}") from None

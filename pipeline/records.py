@@ -1,0 +1,101 @@
+"""The small data contracts passed between pipeline stages.
+
+Stages talk only through these types: a source yields :class:`RawLine`, a decoder turns it into a
+:class:`LogRecord`, the template miner tags it with a template id, a windower groups tagged records into
+:class:`Window` objects and the scorer turns a closed window into a scored document.
+
+Times are float seconds since the Unix epoch, UTC, everywhere inside the pipeline; they are rendered as
+ISO 8601 only at the output boundary (see :func:`iso_utc`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class RawLine:
+    """One line as a source read it: bytes plus where it came from.
+
+    ``origin`` names the source (a file path, ``-`` for stdin, ``topic/partition`` for Kafka) and
+    ``offset`` is the 1-based line number in a file or the Kafka offset. ``truncated`` is True when the
+    line was longer than the source's size cap and ``data`` holds only its first bytes.
+    """
+
+    data: bytes
+    origin: str
+    offset: int
+    key: bytes | None = None
+    arrival: float = 0.0
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class LogRecord:
+    """A decoded log line.
+
+    ``timestamp`` is the event time (None when the line carried none; windowers then fall back to the
+    last event time seen from that origin). ``fields`` holds decoded header fields with dotted ECS names
+    (``host.name``, ``log.level``) or the logparser field names (``Component``, ``Pid``).
+    ``flags`` lists what went wrong while decoding (``unmatched``, ``invalid_utf8``, ``truncated``,
+    ``bad_timestamp``): such records are kept and counted, never dropped silently.
+    """
+
+    message: str
+    timestamp: float | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+    offset: int = 0
+    arrival: float = 0.0
+    flags: tuple[str, ...] = ()
+    raw: str = ""
+
+
+@dataclass(slots=True)
+class TemplateMatch:
+    """The template miner's answer for one message.
+
+    ``template_id`` is stable across processes (a hash of the template text, see
+    :mod:`pipeline.templates`); ``known`` is False for a template the trained model never saw.
+    """
+
+    template_id: str
+    template: str
+    known: bool = True
+
+
+@dataclass(slots=True)
+class Window:
+    """Records of one entity grouped by event time; what the scorer scores.
+
+    ``counts`` maps template id to the number of records; ``templates`` maps template id to its text;
+    ``samples`` keeps the first line seen of each template (bounded), so explanations can quote lines.
+    ``late`` marks a window made only of records that arrived after their window had closed.
+    ``positions`` maps an origin (file or topic/partition) to the smallest offset in the window, which
+    the streaming worker uses to decide which Kafka offsets are safe to commit.
+    """
+
+    entity_field: str
+    entity_id: str
+    kind: str
+    start: float
+    end: float
+    counts: Counter[str] = field(default_factory=Counter)
+    templates: dict[str, str] = field(default_factory=dict)
+    unknown: set[str] = field(default_factory=set)
+    samples: dict[str, str] = field(default_factory=dict)
+    first_lines: list[str] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)
+    late: bool = False
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+
+def iso_utc(ts: float) -> str:
+    """Render epoch seconds as ISO 8601 UTC with millisecond precision and a ``Z`` suffix."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,209 @@
+"""Event-time windows per entity, closed by a watermark.
+
+Two kinds:
+
+* **session** — an entity's records separated by at most ``gap`` seconds form one window, cut at
+  ``max_length`` seconds so that a chatty entity still gets scored. ``window.end`` is the time of
+  the last record.
+* **tumbling** — fixed, epoch-aligned buckets of ``size`` seconds per entity.
+
+The watermark is the largest event time seen minus ``allowed_lateness``. A window closes when the
+watermark passes its deadline (session: last record + gap, or start + max_length; tumbling: bucket
+end). Closing happens only when the watermark moves forward, so a burst of records is windowed before
+anything closes.
+
+A record whose window has already closed (its event time is behind the watermark) is **late**: it is
+counted in ``stats.late_records`` and put into a window flagged ``late=True``, which closes the next time
+the watermark moves. Nothing is dropped: every record added is in exactly one emitted window
+(``flush()`` emits whatever is still open at end of input), which the property tests check.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from pipeline.records import TemplateMatch, Window
+
+EntityKey = tuple[str, str]
+
+
+@dataclass
+class WindowStats:
+    records: int = 0
+    late_records: int = 0
+    windows_closed: int = 0
+
+
+class EventClock:
+    """Event time for records that carry none: the last event time seen from the same origin, else the
+    arrival time. Keeps a file without timestamps on some lines (stack traces, continuation lines)
+    in time order."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def event_time(self, timestamp: float | None, origin: str, arrival: float) -> float:
+        if timestamp is not None and math.isfinite(timestamp):
+            self._last[origin] = timestamp
+            return timestamp
+        return self._last.get(origin, arrival)
+
+
+class Windower:
+    """Groups tagged records into windows. Use :func:`make_windower` to build one from settings."""
+
+    def __init__(
+        self,
+        kind: str,
+        gap: float = 300.0,
+        max_length: float = 3600.0,
+        size: float = 60.0,
+        allowed_lateness: float = 0.0,
+        max_samples: int = 20,
+        max_first_lines: int = 5,
+    ) -> None:
+        if kind not in ("session", "tumbling"):
+            raise ValueError(f"unknown window kind {kind!r}")
+        self.kind = kind
+        self.gap = gap
+        self.max_length = max_length
+        self.size = size
+        self.allowed_lateness = allowed_lateness
+        self.max_samples = max_samples
+        self.max_first_lines = max_first_lines
+        self.watermark = -math.inf
+        self.stats = WindowStats()
+        self._open: dict[Hashable, Window] = {}
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._seq = 0
+
+    # -- public API -------------------------------------------------------------------------------
+    def add(
+        self, key: EntityKey, ts: float, match: TemplateMatch, line: str, origin: str = "", offset: int = 0
+    ) -> list[Window]:
+        """Add one record of entity ``key`` at event time ``ts``; return windows closed as a result."""
+        self.stats.records += 1
+        closed: list[Window] = []
+        slot, late = self._slot_for(key, ts, closed)
+        window = self._open.get(slot)
+        if window is None:
+            window = self._new_window(key, ts, late)
+            self._open[slot] = window
+        self._put(window, ts, match, line, origin, offset)
+        if late:
+            self.stats.late_records += 1
+        self._schedule(slot, window)
+        closed.extend(self.advance(ts))
+        return closed
+
+    def advance(self, event_time: float) -> list[Window]:
+        """Move the watermark to ``event_time - allowed_lateness`` (never backwards); close windows."""
+        mark = event_time - self.allowed_lateness
+        if mark <= self.watermark:
+            return []
+        self.watermark = mark
+        return self._close_due()
+
+    def flush(self) -> list[Window]:
+        """Close every open window (end of input, shutdown or partition revocation)."""
+        closed = sorted(self._open.values(), key=lambda w: (w.end, w.entity_id, w.start))
+        self._open.clear()
+        self._heap.clear()
+        self.stats.windows_closed += len(closed)
+        return closed
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def open_positions(self) -> dict[str, int]:
+        """Smallest offset per origin among records in open windows (for safe Kafka commits)."""
+        low: dict[str, int] = {}
+        for window in self._open.values():
+            for origin, offset in window.positions.items():
+                if origin not in low or offset < low[origin]:
+                    low[origin] = offset
+        return low
+
+    # -- internals --------------------------------------------------------------------------------
+    def _slot_for(self, key: EntityKey, ts: float, closed: list[Window]) -> tuple[Hashable, bool]:
+        if self.kind == "tumbling":
+            start = math.floor(ts / self.size) * self.size
+            slot: Hashable = (key, start)
+            if slot in self._open:
+                return slot, self._open[slot].late
+            if start + self.size <= self.watermark:
+                return (key, start, "late"), True
+            return slot, False
+        current = self._open.get(key)
+        if current is not None:
+            fits_gap = current.start - self.gap <= ts <= current.end + self.gap
+            span = max(current.end, ts) - min(current.start, ts)
+            if fits_gap and span <= self.max_length:
+                return key, False
+            if ts > current.end:
+                # The session ended (gap passed or it grew too long): close it, start a new one.
+                del self._open[key]
+                self.stats.windows_closed += 1
+                closed.append(current)
+                return key, False
+        if ts + self.gap <= self.watermark or current is not None:
+            return (key, "late"), True
+        return key, False
+
+    def _new_window(self, key: EntityKey, ts: float, late: bool) -> Window:
+        end = ts if self.kind == "session" else math.floor(ts / self.size) * self.size + self.size
+        start = ts if self.kind == "session" else end - self.size
+        return Window(entity_field=key[0], entity_id=key[1], kind=self.kind, start=start, end=end, late=late)
+
+    def _put(self, window: Window, ts: float, match: TemplateMatch, line: str, origin: str, offset: int) -> None:
+        if self.kind == "session":
+            window.start = min(window.start, ts)
+            window.end = max(window.end, ts)
+        tid = match.template_id
+        window.counts[tid] += 1
+        if tid not in window.templates:
+            window.templates[tid] = match.template
+            if not match.known:
+                window.unknown.add(tid)
+            if len(window.samples) < self.max_samples:
+                window.samples[tid] = line
+        if len(window.first_lines) < self.max_first_lines:
+            window.first_lines.append(line)
+        if origin and (origin not in window.positions or offset < window.positions[origin]):
+            window.positions[origin] = offset
+
+    def _deadline(self, window: Window) -> float:
+        if window.late:
+            return -math.inf
+        if self.kind == "tumbling":
+            return window.end
+        return min(window.end + self.gap, window.start + self.max_length)
+
+    def _schedule(self, slot: Hashable, window: Window) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (self._deadline(window), self._seq, slot))
+
+    def _close_due(self) -> list[Window]:
+        closed: list[Window] = []
+        while self._heap and self._heap[0][0] <= self.watermark:
+            _, _, slot = heapq.heappop(self._heap)
+            window = self._open.get(slot)
+            if window is None:
+                continue
+            deadline = self._deadline(window)
+            if deadline > self.watermark:
+                continue  # a later entry for this window is still in the heap
+            del self._open[slot]
+            closed.append(window)
+        self.stats.windows_closed += len(closed)
+        return closed
+
+
+def make_windower(kind: str, session_gap: float, max_session: float, window_size: float,
+                  allowed_lateness: float) -> Windower:
+    return Windower(kind=kind, gap=session_gap, max_length=max_session, size=window_size,
+                    allowed_lateness=allowed_lateness)
