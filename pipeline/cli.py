@@ -24,6 +24,7 @@ from pipeline import jobs
 from pipeline.errors import LogwardenError
 from pipeline.output import open_output, summary_table, write_jsonl, write_report
 from pipeline.settings import PipelineSettings, load_config
+from pipeline.sources import count_bytes
 
 ERROR_EXIT = 2
 
@@ -81,18 +82,16 @@ def resolve_settings(flags: dict[str, Any], base: dict[str, Any] | None = None) 
 
 
 @contextmanager
-def progress_bar(paths: tuple[str, ...], label: str) -> Iterator[Callable[[int], None] | None]:
-    """A byte-based tqdm bar on stderr when it is a terminal; nothing otherwise."""
+def progress_bar(paths: tuple[str, ...], label: str) -> Iterator[Callable[[int], object] | None]:
+    """A byte-based tqdm bar on stderr when it is a terminal; nothing otherwise.
+
+    ``count_bytes`` also opens every input once, so a missing or corrupt file fails before any work.
+    """
+    total = count_bytes(paths)
     if not sys.stderr.isatty():
         yield None
         return
-    total = 0
-    for path in paths:
-        if path == "-" or path.endswith(".gz") or not os.path.isfile(path):
-            total = 0
-            break
-        total += os.path.getsize(path)
-    with tqdm(total=total or None, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False) as bar:
+    with tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False) as bar:
         yield bar.update
 
 
@@ -212,6 +211,22 @@ def parse(**flags: Any) -> None:
             writer.writerow(["line", "template_id", "template"])
             writer.writerows(rows)
     click.echo(f"parsed {_stats_line(stats)}", err=True)
+
+
+def _register_stream_commands() -> None:
+    """Commands that talk to Kafka / Elasticsearch live in their own modules."""
+    from pipeline.cli_es import es_setup
+
+    cli.add_command(es_setup)
+    try:
+        from pipeline.cli_stream import replay, worker
+    except ImportError:  # pragma: no cover - only while the streaming module is absent
+        return
+    cli.add_command(worker)
+    cli.add_command(replay)
+
+
+_register_stream_commands()
 
 
 def main() -> None:

@@ -21,18 +21,19 @@ from typing import Any
 from models.artifacts import ModelBundle
 from models.detector import WindowDetector
 from models.features import FeatureSpace
-from pipeline.decoding import Decoder, DecodeStats
+from pipeline.decoding import Decoder, DecodeStats, check_format_matches
 from pipeline.entities import EntityExtractor
 from pipeline.errors import LogwardenError
 from pipeline.records import LogRecord, RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.settings import PipelineSettings
-from pipeline.sources import read_lines
+from pipeline.sources import peek_lines, read_lines
 from pipeline.templates import TemplateMiner
 from pipeline.windows import EventClock, Windower, make_windower
 
 Progress = Callable[[int], None]
 SCORE_BATCH = 512
+FORMAT_CHECK_LINES = 100
 
 
 @dataclass
@@ -59,10 +60,10 @@ def make_decoder(settings: PipelineSettings) -> Decoder:
 def _decode_stream(
     paths: Sequence[str], settings: PipelineSettings, decoder: Decoder, progress: Progress | None
 ) -> Iterator[LogRecord]:
-    source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes)
+    source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
+    head, source = peek_lines(source, FORMAT_CHECK_LINES)
+    check_format_matches(decoder, head)
     for raw in source:
-        if progress is not None:
-            progress(len(raw.data) + 1)
         yield decoder.decode(raw)
 
 
