@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -190,7 +191,7 @@ def detect(**flags: Any) -> None:
     best = [doc for _, _, doc in sorted(top, key=lambda t: (-t[0], -t[1]))]
     click.echo(f"{stats.anomalies} anomalous windows ({_stats_line(stats)})", err=True)
     if best:
-        click.echo(summary_table(best), err=True)
+        click.echo(summary_table(best, shutil.get_terminal_size((160, 24)).columns), err=True)
     if flags["report"]:
         anomalies.sort(key=lambda d: -d["anomaly"]["score"])
         write_report(flags["report"], anomalies, stats.as_dict(), "Logwarden anomalies")
