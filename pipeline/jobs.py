@@ -31,7 +31,7 @@ from pipeline.sources import peek_lines, read_lines
 from pipeline.templates import TemplateMiner
 from pipeline.windows import EventClock, Windower, make_windower
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], object]
 SCORE_BATCH = 512
 FORMAT_CHECK_LINES = 100
 

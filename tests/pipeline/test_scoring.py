@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from collections import Counter
+
+from models.artifacts import ModelBundle
+from models.detector import WindowDetector
+from models.features import FeatureSpace
+from pipeline.records import Window
+from pipeline.scoring import Scorer, document_id
+
+
+def make_scorer() -> Scorer:
+    windows = [{"A": 3, "B": 1}, {"A": 6, "B": 2}, {"A": 3, "B": 1, "C": 1}] * 20
+    space = FeatureSpace().fit(windows, {"A": "a <*>", "B": "b", "C": "c"})
+    det = WindowDetector(n_estimators=30).fit(space.transform(windows))
+    return Scorer(ModelBundle(miner_state={}, features=space, detector=det, settings={}, version="v1"))
+
+
+def window(counts: dict[str, int], unknown: bool = False) -> Window:
+    w = Window("message", "blk_1", "session", 1_000.0, 1_060.5, counts=Counter(counts))
+    w.templates = {tid: f"text {tid}" for tid in counts}
+    w.samples = {tid: f"line of {tid}" for tid in counts}
+    w.first_lines = [f"line {i}" for i in range(5)]
+    return w
+
+
+def test_document_shape_and_convention() -> None:
+    scorer = make_scorer()
+    normal, novel = scorer.score([window({"A": 3, "B": 1}), window({"A": 3, "NEW": 2})])
+    assert normal["@timestamp"] == "1970-01-01T00:17:40.500Z"
+    assert normal["window"] == {"start": "1970-01-01T00:16:40.000Z", "end": "1970-01-01T00:17:40.500Z",
+                                "kind": "session", "late": False}
+    assert normal["entity"] == {"id": "blk_1", "field": "message"}
+    assert normal["log"]["count"] == 4 and normal["model"]["version"] == "v1"
+    assert novel["anomaly"]["score"] > normal["anomaly"]["score"]
+    assert novel["anomaly"]["is_anomaly"] and novel["templates"][0]["id"] == "NEW"
+    # The sample of the explained (new) template comes first; at most five samples.
+    assert novel["log"]["samples"][0] == "line of NEW" and len(novel["log"]["samples"]) <= 5
+
+
+def test_document_id_is_deterministic_and_distinguishes_windows() -> None:
+    scorer = make_scorer()
+    a1, = scorer.score([window({"A": 3})])
+    a2, = scorer.score([window({"A": 9, "B": 4})])  # same entity/start/kind/version: same id (overwrite)
+    assert document_id(a1) == document_id(a2)
+    other = dict(a1, window=dict(a1["window"], start="1970-01-01T00:00:00.000Z"))
+    late = dict(a1, window=dict(a1["window"], late=True))
+    newer = dict(a1, model={"version": "v2"})
+    assert len({document_id(d) for d in (a1, other, late, newer)}) == 4
