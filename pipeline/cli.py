@@ -121,8 +121,8 @@ def cli() -> None:
     \b
     Quick start on a file, no servers needed:
       logwarden detect app.log --entity-regex 'req-[0-9a-f]+'          # train on the file, score it
-      logwarden train  history.log --model-dir models/ --entity-field host.name
-      logwarden detect today.log.gz --model-dir models/ --out anomalies.jsonl
+      logwarden train  history.log --model-dir models-out/ --entity-field host.name
+      logwarden detect today.log.gz --model-dir models-out/ --out anomalies.jsonl
       logwarden parse  app.log --out templates.csv                     # what templates are there?
     """
 
