@@ -1,0 +1,153 @@
+"""Fixtures for tests that talk to the real Kafka and Elasticsearch started by ``scripts/services up``.
+
+The servers are found through ``LOGWARDEN_KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``) and
+``LOGWARDEN_ES_URL`` (default ``http://127.0.0.1:9200``). A server that does not answer skips its tests on a
+developer's machine, but fails them when ``CI=true``: CI starts both servers, so a missing one is a broken
+run, not a reason to go green without testing anything.
+
+Every test gets its own topic, consumer group and index names and the fixtures delete what they created,
+so tests can run in any order against long-lived servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_ES_URL = "http://127.0.0.1:9200"
+HINT = "start the servers with: scripts/services up"
+
+
+def in_ci() -> bool:
+    """True when running under CI (``CI=true``), where integration tests must not skip."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def unavailable(message: str) -> None:
+    """Skip locally, fail under CI: a server that CI should have started is missing."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: integration tests never skip; {HINT})", pytrace=False)
+    pytest.skip(f"{message}; {HINT}")
+
+
+def unique_name(request: pytest.FixtureRequest, prefix: str) -> str:
+    """A topic/index name unique to this test run: readable test name plus a random suffix.
+
+    Lower case and ``[a-z0-9._-]`` only, which both Kafka topic and Elasticsearch index names accept.
+    """
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:60]
+    return f"{prefix}-{base}-{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------------------------------------- Kafka
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Bootstrap address of a Kafka broker that answered a metadata request."""
+    bootstrap = os.environ.get("LOGWARDEN_KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP)
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        # A refused TCP connection answers at once; kafka-python would retry with backoff for ~30 s.
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5).close()
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, client_id="logwarden-tests-probe", request_timeout_ms=10_000
+        )
+        try:
+            admin.describe_cluster()
+        finally:
+            admin.close()
+    except (KafkaError, OSError, ValueError) as exc:
+        unavailable(f"Kafka is not reachable at {bootstrap} ({type(exc).__name__}: {exc})")
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="logwarden-tests-admin")
+    yield admin
+    admin.close()
+
+
+def _delete_topics(admin: KafkaAdminClient, names: list[str]) -> None:
+    if not names:
+        return
+    # Never created (the test failed before producing) or already gone: nothing to clean.
+    with contextlib.suppress(UnknownTopicOrPartitionError):
+        admin.delete_topics(names, timeout_ms=30_000)
+
+
+@pytest.fixture
+def kafka_topic_factory(request: pytest.FixtureRequest, kafka_admin: KafkaAdminClient) -> Iterator[Callable[..., str]]:
+    """``make(partitions=1) -> name``: creates a fresh topic, deleted when the test ends."""
+    created: list[str] = []
+
+    def make(partitions: int = 1) -> str:
+        name = unique_name(request, "lw-test")
+        admin_topic = NewTopic(name=name, num_partitions=partitions, replication_factor=1)
+        kafka_admin.create_topics([admin_topic], timeout_ms=30_000)
+        created.append(name)
+        kafka_admin.wait_for_topics([name], timeout_ms=30_000)
+        return name
+
+    yield make
+    _delete_topics(kafka_admin, created)
+
+
+@pytest.fixture
+def kafka_topic(request: pytest.FixtureRequest, kafka_admin: KafkaAdminClient) -> Iterator[str]:
+    """A unique topic name, not created (the broker auto-creates it); deleted when the test ends."""
+    name = unique_name(request, "lw-test")
+    yield name
+    if name in kafka_admin.list_topics():
+        _delete_topics(kafka_admin, [name])
+
+
+@pytest.fixture
+def kafka_group_id(request: pytest.FixtureRequest, kafka_admin: KafkaAdminClient) -> Iterator[str]:
+    """A unique consumer group id; the group is deleted when the test ends (its consumers closed)."""
+    group_id = unique_name(request, "lw-test-group")
+    yield group_id
+    # Reports (does not raise) a group that never committed anything; cleanup must not fail the test.
+    with contextlib.suppress(KafkaError):
+        kafka_admin.delete_groups([group_id])
+
+
+# ------------------------------------------------------------------------------------ Elasticsearch
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    """URL of an Elasticsearch node whose cluster health is at least yellow."""
+    url = os.environ.get("LOGWARDEN_ES_URL", DEFAULT_ES_URL)
+    probe = Elasticsearch(url, request_timeout=15, max_retries=0)
+    try:
+        probe.cluster.health(wait_for_status="yellow", timeout="10s")
+    except (TransportError, ApiError) as exc:
+        unavailable(f"Elasticsearch is not reachable at {url} ({type(exc).__name__}: {exc})")
+    finally:
+        probe.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def es_client(es_url: str) -> Iterator[Elasticsearch]:
+    client = Elasticsearch(es_url, request_timeout=60)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def es_index(request: pytest.FixtureRequest, es_client: Elasticsearch) -> Iterator[str]:
+    """A unique index name, not created; the index is deleted when the test ends."""
+    name = unique_name(request, "lw-test")
+    yield name
+    es_client.options(ignore_status=404).indices.delete(index=name)
