@@ -13,6 +13,12 @@ Columns of the matrix, in order:
 * ``log1p(count of lines whose template is not in the vocabulary)`` and the number of distinct unseen
   templates. Both are always 0 in training, so an Isolation Forest never splits on them; they exist
   for the detector's explicit novelty term (see :mod:`models.detector`) and for explanations.
+
+``fit`` also keeps what explanations need to say *why* a window is unusual: per template the mean and
+standard deviation of its count ("expected"), how many training windows held it (a template few
+windows hold is rare, one nearly all hold is expected) and its smallest and largest count (the trained
+range). The detector learns the same statistics from the feature rows themselves; both are plain lists
+and save as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from models.novelty import RARE_SHARE, TemplateStats
+
 EXTRA_COLUMNS = ("total", "unseen_lines", "unseen_templates")
 
 
@@ -30,14 +38,21 @@ EXTRA_COLUMNS = ("total", "unseen_lines", "unseen_templates")
 class FeatureSpace:
     """Maps count dictionaries to feature rows over a fixed vocabulary.
 
-    ``fit`` learns the vocabulary and per-template statistics of normal windows (mean and standard
-    deviation of each template's count), which explanations use as "expected".
+    ``fit`` learns the vocabulary and per-template statistics of the training windows: mean and
+    standard deviation of each template's count (explanations use them as "expected"), the number of
+    windows holding it (``presence_``), its smallest and largest count (``min_``, ``max_``) and the
+    number of training windows (``n_windows_``). Models saved before the last four existed load with
+    them empty; :meth:`template_stats` is then None.
     """
 
     vocabulary_: list[str] = field(default_factory=list)
     templates_: dict[str, str] = field(default_factory=dict)
     mean_: list[float] = field(default_factory=list)
     std_: list[float] = field(default_factory=list)
+    presence_: list[int] = field(default_factory=list)
+    min_: list[float] = field(default_factory=list)
+    max_: list[float] = field(default_factory=list)
+    n_windows_: int = 0
 
     @property
     def index_(self) -> dict[str, int]:
@@ -53,9 +68,42 @@ class FeatureSpace:
         self.vocabulary_ = vocab
         self.templates_ = {tid: templates.get(tid, "") for tid in vocab}
         raw = self.count_matrix(windows)
-        self.mean_ = raw.mean(axis=0).tolist() if len(windows) else [0.0] * len(vocab)
-        self.std_ = raw.std(axis=0).tolist() if len(windows) else [0.0] * len(vocab)
+        empty = [0.0] * len(vocab)
+        self.mean_ = raw.mean(axis=0).tolist() if len(windows) else empty
+        self.std_ = raw.std(axis=0).tolist() if len(windows) else list(empty)
+        self.presence_ = [int(x) for x in (raw > 0).sum(axis=0)]
+        self.min_ = raw.min(axis=0).tolist() if len(windows) else list(empty)
+        self.max_ = raw.max(axis=0).tolist() if len(windows) else list(empty)
+        self.n_windows_ = len(windows)
         return self
+
+    def _derived(self) -> tuple[TemplateStats | None, list[int]]:
+        """Per-model values explanations need for every window, computed once (refit replaces the lists)."""
+        key = (id(self.vocabulary_), id(self.mean_), id(self.presence_), self.n_windows_)
+        cached = getattr(self, "_derived_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        stats = None
+        if self.n_windows_ > 0 and len(self.presence_) == len(self.vocabulary_) == len(self.min_) == len(self.max_):
+            stats = TemplateStats(
+                n_windows=self.n_windows_,
+                present=np.asarray(self.presence_, dtype=np.int64),
+                low=np.log1p(np.asarray(self.min_, dtype=np.float64)),
+                high=np.log1p(np.asarray(self.max_, dtype=np.float64)),
+            )
+        usual_share = (1.0 - RARE_SHARE) * self.n_windows_
+        usual = [col for col, mean in enumerate(self.mean_)
+                 if mean >= 0.5 or (stats is not None and self.presence_[col] >= usual_share)]
+        object.__setattr__(self, "_derived_cache", (key, stats, usual))
+        return stats, usual
+
+    def template_stats(self) -> TemplateStats | None:
+        """The novelty statistics of the vocabulary (None for a model saved without them)."""
+        return self._derived()[0]
+
+    def usual_columns(self) -> list[int]:
+        """Templates a normal window holds: mean count at least 0.5, or held by nearly every window."""
+        return self._derived()[1]
 
     def count_matrix(self, windows: Iterable[Mapping[str, int]]) -> np.ndarray:
         """Raw counts per vocabulary template (no extra columns); unseen ids are ignored here."""
@@ -93,6 +141,10 @@ class FeatureSpace:
             "templates": self.templates_,
             "mean": self.mean_,
             "std": self.std_,
+            "presence": self.presence_,
+            "min": self.min_,
+            "max": self.max_,
+            "n_windows": self.n_windows_,
         }
 
     @classmethod
@@ -102,4 +154,8 @@ class FeatureSpace:
             templates_=dict(data["templates"]),
             mean_=[float(x) for x in data["mean"]],
             std_=[float(x) for x in data["std"]],
+            presence_=[int(x) for x in data.get("presence", [])],
+            min_=[float(x) for x in data.get("min", [])],
+            max_=[float(x) for x in data.get("max", [])],
+            n_windows_=int(data.get("n_windows", 0)),
         )

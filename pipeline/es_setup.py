@@ -73,6 +73,8 @@ ANOMALY_MAPPINGS: dict[str, Any] = {
                 "observed": {"type": "integer"},
                 "expected": {"type": "float"},
                 "new": {"type": "boolean"},
+                # Share of training windows that held the template: filter on rare reasons.
+                "share": {"type": "float"},
             },
         },
         # Samples are searchable text ("anomalies whose lines mention OutOfMemory"), never aggregated.

@@ -35,14 +35,22 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _reason(entry: dict[str, Any]) -> str:
+    """``3x (exp 0.02, in 1.2% of training windows)`` or ``NEW 2x``."""
+    if entry["new"]:
+        return f"NEW {entry['observed']}x"
+    share = entry.get("share")
+    where = f", in {share:.1%} of training windows" if isinstance(share, int | float) else ""
+    return f"{entry['observed']}x (exp {entry['expected']}{where})"
+
+
 def summary_table(top: Iterable[dict[str, Any]], width: int = 120) -> str:
     """A compact, human table of the top anomalies with their strongest explanation lines."""
     lines = [f"{'score':>7}  {'entity':<28} {'window start':<24} {'lines':>6}  why"]
     for doc in top:
         why = []
         for entry in doc["templates"][:2]:
-            tag = "NEW " if entry["new"] else ""
-            why.append(f"{tag}{entry['observed']}x (exp {entry['expected']}) {entry['template']}")
+            why.append(f"{_reason(entry)} {entry['template']}")
         first = why[0] if why else "unusual mix of templates"
         lines.append(
             f"{doc['anomaly']['score']:>7.3f}  {_short(str(doc['entity']['id']), 28):<28} "
@@ -59,8 +67,7 @@ def write_report(path: str, docs: list[dict[str, Any]], stats: dict[str, Any], t
     rows = []
     for doc in docs:
         expl = "".join(
-            f"<li>{'<b>new</b> ' if e['new'] else ''}<code>{esc(e['id'])}</code> observed {e['observed']}, "
-            f"expected {e['expected']}: {esc(e['template'])}</li>" for e in doc["templates"]
+            f"<li><code>{esc(e['id'])}</code> {esc(_reason(e))}: {esc(e['template'])}</li>" for e in doc["templates"]
         )
         samples = "".join(f"<li><code>{esc(s)}</code></li>" for s in doc["log"]["samples"])
         rows.append(

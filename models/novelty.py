@@ -1,0 +1,132 @@
+"""Novelty signals beside the Isolation Forest: rare template states and counts outside the trained range.
+
+Why these exist. An Isolation Forest isolates points by random axis-aligned cuts. On window count vectors
+that has two blind spots, both of which matter for logs:
+
+* **rare templates.** Unlabelled training data holds its incidents too, and incidents are rare, so the
+  templates that only incidents write (an ``Unexpected error ...``) are rare in training: present in well
+  under a few percent of the windows. The forest sees such a window as one point among thousands and does
+  not always isolate it early, yet "this message appears in one window in a hundred" is exactly what an SRE
+  wants to hear about. The same holds the other way round: a template that nearly every window writes
+  (a session's closing message, a heartbeat) *missing* from a window is rare too.
+* **counts beyond the trained range.** A cut is drawn between the minimum and the maximum a node holds, so
+  a count twice the largest ever seen lands in the same leaf as the largest: the forest cannot tell
+  "beyond the training maximum" from "at the maximum". A burst of an existing message is a classic incident.
+
+So for every template ``t`` of the vocabulary and a window with count ``x_t``:
+
+* **rarity** ``r_t``: the share of training windows that were in the same *state* as this window for
+  ``t`` (holding it when ``x_t > 0``, lacking it when ``x_t = 0``), smoothed as ``p = (k + 1/2) / (n + 1)``
+  for ``k`` such windows out of ``n``, mapped to [0, 1] on a log scale::
+
+      r_t = clip( ln(RARE_SHARE / p) / ln(RARE_SHARE / NOVEL_SHARE), 0, 1 )
+
+  0 for a state shared by at least ``RARE_SHARE`` (5%) of training windows, 1 for one seen in at most one
+  window in ten thousand. A template never seen in training has rarity 1 (handled by the detector, which
+  sees it through the unseen-template column).
+* **range excess** ``e_t``: how far a count the window holds (``x_t > 0``) lies outside ``[min_t, max_t]``
+  of training, in doublings of ``1 + count``:
+  ``e_t = clip(max(ln((1+x)/(1+max)), ln((1+min)/(1+x)), 0) / ln 2, 0, 1)``; 1 at twice the largest count
+  seen (or half the smallest), times the *range confidence* ``rarity(1 / (n + 1))``: a new window from
+  the training distribution exceeds the largest of ``n`` counts with probability ``1 / (n + 1)``, so being
+  outside the range of 10 windows means nothing, outside that of 10,000 nearly as much as a never-seen
+  state. A template the window lacks has ``e_t = 0``: absence is judged by rarity alone, so a missing
+  template is not counted twice.
+
+Presence, not exact counts, is the unit of rarity on purpose: exact counts of busy templates vary from
+window to window, so "count 7 was seen in 0.5% of windows" is mostly noise, while "this template was
+written at all" is what changes when something breaks. Counts are covered by the forest inside the
+trained range and by the range excess outside it.
+
+Everything here is plain arrays so that the statistics save as JSON (:meth:`TemplateStats.to_dict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RARE_SHARE = 0.05
+NOVEL_SHARE = 1e-4
+_LN2 = float(np.log(2.0))
+
+
+def state_share(present: np.ndarray, held: np.ndarray, n_windows: int) -> np.ndarray:
+    """Smoothed share of training windows in the same state as ``held`` (bool, per template)."""
+    k = np.where(held, present, n_windows - present)
+    return (k + 0.5) / (n_windows + 1.0)
+
+
+def rarity_of_share(share: np.ndarray) -> np.ndarray:
+    """Map a share of training windows to rarity in [0, 1] (log scale, see the module docstring)."""
+    scale = np.log(RARE_SHARE / NOVEL_SHARE)
+    return np.clip(np.log(RARE_SHARE / share) / scale, 0.0, 1.0)
+
+
+@dataclass
+class TemplateStats:
+    """Per-template training statistics the novelty signals need.
+
+    ``present[t]``: training windows holding template ``t``; ``low``/``high``: smallest and largest
+    ``log1p(count)`` of ``t`` over training windows; ``n_windows``: how many windows.
+    """
+
+    n_windows: int
+    present: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def fit(cls, log_counts: np.ndarray) -> TemplateStats:
+        """Statistics of a training matrix of ``log1p(count)`` columns (one row per window)."""
+        if len(log_counts) == 0:
+            width = log_counts.shape[1] if log_counts.ndim == 2 else 0
+            return cls(0, np.zeros(width, dtype=np.int64), np.zeros(width), np.zeros(width))
+        return cls(
+            n_windows=int(len(log_counts)),
+            present=(log_counts > 0).sum(axis=0).astype(np.int64),
+            low=log_counts.min(axis=0).astype(np.float64),
+            high=log_counts.max(axis=0).astype(np.float64),
+        )
+
+    def rarity(self, log_counts: np.ndarray) -> np.ndarray:
+        """Per-template rarity ``r_t`` of each row's presence state, shape ``(rows, templates)``."""
+        share = state_share(self.present[None, :], log_counts > 0, self.n_windows)
+        return rarity_of_share(share)
+
+    def excess(self, log_counts: np.ndarray) -> np.ndarray:
+        """Per-template range excess ``e_t`` of each row, shape ``(rows, templates)``."""
+        beyond = np.maximum(log_counts - self.high[None, :], self.low[None, :] - log_counts)
+        beyond = np.where(log_counts > 0, beyond, 0.0)  # a missing template is rarity's business
+        return np.clip(beyond / _LN2, 0.0, 1.0) * self.range_confidence()
+
+    def range_confidence(self) -> float:
+        """How much "outside the trained range" means: the rarity of a 1 in ``n + 1`` event."""
+        return float(rarity_of_share(np.array([1.0 / (self.n_windows + 1.0)]))[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_windows": self.n_windows,
+            "present": [int(x) for x in self.present],
+            "low": [float(x) for x in self.low],
+            "high": [float(x) for x in self.high],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TemplateStats:
+        return cls(
+            n_windows=int(data["n_windows"]),
+            present=np.asarray(data["present"], dtype=np.int64),
+            low=np.asarray(data["low"], dtype=np.float64),
+            high=np.asarray(data["high"], dtype=np.float64),
+        )
+
+
+def row_max(values: np.ndarray) -> np.ndarray:
+    """Row-wise maximum that is 0 for a matrix without columns (an empty vocabulary)."""
+    if values.ndim != 2 or values.shape[1] == 0:
+        return np.zeros(len(values))
+    return np.asarray(values.max(axis=1), dtype=np.float64)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.novelty import NOVEL_SHARE, RARE_SHARE, TemplateStats, rarity_of_share, row_max
+
+
+def stats_of(counts: list[list[int]], repeat: int = 1) -> TemplateStats:
+    return TemplateStats.fit(np.log1p(np.tile(np.asarray(counts, dtype=float), (repeat, 1))))
+
+
+def test_rarity_scale_ends() -> None:
+    assert rarity_of_share(np.array([0.5, RARE_SHARE]))[0] == 0.0
+    assert rarity_of_share(np.array([RARE_SHARE]))[0] == pytest.approx(0.0)
+    assert rarity_of_share(np.array([NOVEL_SHARE, NOVEL_SHARE / 10]))[0] == pytest.approx(1.0)
+    assert rarity_of_share(np.array([NOVEL_SHARE / 10]))[0] == 1.0
+    shares = np.array([0.04, 0.01, 0.001])
+    assert np.all(np.diff(rarity_of_share(shares)) > 0)  # rarer share, higher rarity
+
+
+def test_rarity_of_presence_and_absence() -> None:
+    # column 0 in every window, column 1 in 1 of 100, column 2 in half of them
+    counts = [[2, int(i == 0), i % 2] for i in range(100)]
+    stats = stats_of(counts)
+    r = stats.rarity(np.log1p(np.array([[2.0, 0, 1], [0.0, 1, 0]])))
+    assert r[0].tolist() == [0.0, 0.0, 0.0]  # the usual state of every template
+    # missing the one every window holds is rarer than holding the one 1 in 100 holds; the 50% one is common
+    assert r[1, 0] > r[1, 1] > 0.1 and r[1, 2] == 0.0
+
+
+def test_range_confidence_grows_with_the_training_set() -> None:
+    confidence = [stats_of([[1]], repeat=n).range_confidence() for n in (1, 19, 100, 10_000)]
+    assert confidence[0] == 0.0 and confidence[1] == 0.0  # beyond the largest of 19: a 1 in 20 event
+    assert 0.0 < confidence[2] < confidence[3] and confidence[3] == pytest.approx(1.0, abs=1e-3)
+    tiny = stats_of([[3], [5]])
+    assert tiny.excess(np.log1p(np.array([[50.0]])))[0, 0] == 0.0
+
+
+def test_range_excess() -> None:
+    stats = stats_of([[1, 0], [3, 5], [2, 2]], repeat=10_000)  # confidence 1: the bare excess
+    e = stats.excess(np.log1p(np.array([[3.0, 5], [7.0, 0], [0.0, 11], [15.0, 23]])))
+    assert e[0].tolist() == [0.0, 0.0]
+    assert e[1, 0] == pytest.approx(1.0) and e[1, 1] == 0.0   # (1+7)/(1+3) = 2: one doubling
+    assert e[2, 0] == 0.0 and e[2, 1] == pytest.approx(1.0)  # missing: rarity's business; 12/6 = 2
+    assert e[3].tolist() == [1.0, 1.0]  # capped
+    low = stats_of([[4], [7]], repeat=10_000).excess(np.log1p(np.array([[3.0], [0.0]])))
+    assert low[0, 0] == pytest.approx(np.log2(5 / 4)) and low[1, 0] == 0.0  # below the minimum
+
+
+def test_stats_round_trip_through_json_and_empty_inputs() -> None:
+    stats = stats_of([[1, 0], [3, 5]])
+    again = TemplateStats.from_dict(json.loads(json.dumps(stats.to_dict())))
+    probe = np.log1p(np.array([[9.0, 1], [0.0, 0]]))
+    assert np.array_equal(again.rarity(probe), stats.rarity(probe))
+    assert np.array_equal(again.excess(probe), stats.excess(probe))
+    assert TemplateStats.fit(np.zeros((0, 3))).n_windows == 0
+    assert row_max(np.zeros((4, 0))).tolist() == [0.0] * 4
