@@ -137,6 +137,12 @@ def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
     Training data need not be clean: the detector assumes about --contamination of it is abnormal.
+
+    \b
+    Examples:
+      logwarden train hdfs.log --model-dir models-out --entity-regex 'blk_-?\\d+' \\
+          --log-format '<Date> <Time> <Pid> <Level> <Component>: <Content>'
+      logwarden train app-*.json.gz --model-dir models-out --entity-field host.name --window tumbling
     """
     settings = resolve_settings(flags)
     with progress_bar(flags["paths"], "training") as progress:
@@ -164,6 +170,11 @@ def detect(**flags: Any) -> None:
     window.*, anomaly.score (higher = more abnormal), anomaly.threshold, anomaly.is_anomaly, model.version,
     templates (the explanation: observed vs expected counts, new templates) and log.samples.
     A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz files are read directly.
+
+    \b
+    Examples:
+      logwarden detect today.log --model-dir models-out --out anomalies.jsonl --report report.html
+      zcat old.log.gz | logwarden detect - --entity-regex 'req-[0-9a-f]+' --all-windows
     """
     bundle = None
     base = None
