@@ -1,0 +1,64 @@
+"""One small HTTP server per worker: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
+
+* ``/healthz``: 200 while the process runs its loop (liveness: restart the pod when it stops answering).
+* ``/readyz``: 200 when the worker owns partitions and Elasticsearch takes documents, else 503 with the
+  reason (readiness: an SRE sees "sink down" or "no partitions assigned" without reading logs).
+* anything else: the Prometheus exposition of the worker's registry.
+
+Served from a daemon thread (``ThreadingMixIn``), so a slow scrape never blocks the consume loop.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+Readiness = Callable[[], tuple[bool, str]]
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+
+def make_app(registry: CollectorRegistry, ready: Readiness) -> Callable[..., Iterable[bytes]]:
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        if path == "/readyz":
+            ok, reason = ready()
+            body = json.dumps({"ready": ok, "reason": reason}).encode() + b"\n"
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            return [body]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+class HealthServer:
+    """Serves the app on ``host:port`` (port 0 picks a free one; see :attr:`port`) until :meth:`close`."""
+
+    def __init__(self, registry: CollectorRegistry, ready: Readiness, port: int, host: str = "0.0.0.0") -> None:
+        self._server = make_server(host, port, make_app(registry, ready), server_class=_Server,
+                                   handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, name="logwarden-http", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

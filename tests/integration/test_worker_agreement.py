@@ -1,0 +1,124 @@
+"""Agreement and scale-out: workers over a 4-partition topic index exactly what ``logwarden detect`` finds.
+
+Also checks the worker's own observability: ``/metrics`` counts what the test sent, ``/healthz`` and
+``/readyz`` answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+from kafka import KafkaAdminClient
+
+from tests.integration.worker_support import (
+    SAMPLE,
+    Cleanup,
+    WorkerProcess,
+    cleanup,  # noqa: F401 - fixture
+    committed_offsets,
+    count_indexed,
+    expected,
+    indexed,
+    replay_in_background,
+    replay_now,
+    wait_for,
+    worker_args,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_one_worker_indexes_exactly_what_detect_finds(
+    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
+    kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
+) -> None:
+    want = expected()
+    topic = kafka_topic_factory(partitions=4)
+    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
+    cleanup.prefixes.append(topic)
+    sent = replay_now(SAMPLE, topic, kafka_bootstrap)
+    assert sent.lines == want.lines and sent.keyed == want.lines
+
+    worker = WorkerProcess(tmp_path, "worker", worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url,
+                                                          want.model_dir, "--exit-when-idle", "4s"))
+    try:
+        wait_for("the worker to read every record",
+                 lambda: worker.metric("logwarden_worker_records_total", topic=topic) >= want.lines, 120)
+        metrics = worker.metrics()
+        assert worker.http_status("/healthz") == 200
+        assert worker.http_status("/readyz") == 200
+        code = worker.wait(60)
+    finally:
+        worker.close()
+    assert code == 0, worker.text()[-3000:]
+
+    # /metrics matches what was sent: every record once, none undecodable, none dead-lettered.
+    assert metrics[("logwarden_worker_records_total", (("topic", topic),))] == want.lines
+    assert not [k for k in metrics if k[0] in ("logwarden_worker_dead_letters_total",
+                                               "logwarden_worker_decode_errors_total") and metrics[k]]
+    assert metrics[("logwarden_worker_assigned_partitions", ())] == 4
+    assert _labels(metrics, "logwarden_model_info")["version"] == (want.model_dir / "CURRENT").read_text().strip()
+    assert metrics[("logwarden_worker_sink_up", ())] == 1
+
+    docs = indexed(es_client, topic)
+    assert set(docs) == want.ids
+    assert {doc["entity"]["id"] for doc in docs.values()} == want.entities
+    for doc_id, doc in docs.items():
+        assert doc["anomaly"]["score"] == want.docs[doc_id]["anomaly"]["score"]
+        assert doc["log"]["count"] == want.docs[doc_id]["log"]["count"]
+    summary = worker.summary()
+    assert summary["anomalies_indexed"] == len(want.ids)
+    assert len(summary["partitions_owned"]) == 4
+
+
+def _labels(metrics: dict, name: str) -> dict[str, str]:
+    for (metric, labels), _ in metrics.items():
+        if metric == name:
+            return dict(labels)
+    return {}
+
+
+def test_two_workers_in_one_group_share_partitions_and_agree(
+    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_admin: KafkaAdminClient,
+    kafka_topic_factory: Callable[..., str], kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
+) -> None:
+    """The second worker joins mid-stream: the first one checkpoints the partitions it gives up (flush,
+    replay state, commit) and the second one rebuilds their open windows from the committed offsets."""
+    want = expected()
+    topic = kafka_topic_factory(partitions=4)
+    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
+    cleanup.prefixes.append(topic)
+    args = worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url, want.model_dir,
+                       "--exit-when-idle", "6s")
+    workers = [WorkerProcess(tmp_path, "worker1", args)]
+    try:
+        wait_for("the first worker to be ready", lambda: workers[0].http_status("/readyz") == 200, 60)
+        thread, result = replay_in_background(SAMPLE, topic, kafka_bootstrap, rate=3000)
+        wait_for("commits past offset 0 and some anomalies indexed",
+                 lambda: sum(committed_offsets(kafka_admin, kafka_group_id).values()) > 0
+                 and count_indexed(es_client, topic) >= 3, 60)
+        assert thread.is_alive(), "the replay finished before the second worker joined"
+        workers.append(WorkerProcess(tmp_path, "worker2", args))
+        wait_for("both workers to own two partitions",
+                 lambda: all(w.metric("logwarden_worker_assigned_partitions") == 2 for w in workers), 60)
+        thread.join(120)
+        assert "error" not in result, result.get("error")
+        codes = [w.wait(120) for w in workers]
+    finally:
+        for w in workers:
+            w.close()
+    assert codes == [0, 0], "\n".join(w.text()[-2000:] for w in workers)
+
+    docs = indexed(es_client, topic)
+    assert set(docs) == want.ids
+    assert es_client.count(index=f"{topic}-anomalies")["count"] == len(want.ids)
+    summaries = [w.summary() for w in workers]
+    for summary in summaries:
+        assert summary["partitions_owned"], "each worker must have owned some partitions"
+        assert summary["records"] > 0, "each worker must have read some records"
+    assert sum(s["records"] for s in summaries) >= want.lines
+    taken_over = [e["message"] for e in workers[1].events() if "starting at committed offset" in e["message"]]
+    assert taken_over, "the second worker should have resumed partitions from the first one's commits"

@@ -1,0 +1,340 @@
+"""Shared pieces of the worker integration tests (``test_worker_*.py``): model, expected documents, worker
+processes, replays, Elasticsearch and Kafka look-ups.
+
+The expected anomaly set is what ``logwarden detect --model-dir`` finds on ``examples/hdfs_sample.log``
+(19,473 HDFS lines, 1,000 blocks, 30 labelled anomalous) with a model trained on that file; it is computed
+once per test session (memoised here, not in a fixture, so every test module shares it).
+
+The model uses a 60 s session gap and 5 s allowed lateness (events of one block are at most 60 s apart in the
+sample, so no block is split): windows then close *during* the 6 minutes of log time instead of all at the
+end, so commits advance mid-stream, windows interleave across the committed offset, and the replay state,
+the crash and the outage tests have something to bite on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from elasticsearch import Elasticsearch
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.replay import ReplayStats, replay
+from pipeline.scoring import document_id
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = REPO_ROOT / "examples" / "hdfs_sample.log"
+HDFS_FORMAT = "<Date> <Time> <Pid> <Level> <Component>: <Content>"
+ENTITY_REGEX = r"blk_-?\d+"
+
+
+@dataclass
+class Expected:
+    model_dir: Path
+    docs: dict[str, dict[str, Any]]  # document id -> detect's document
+    lines: int
+
+    @property
+    def ids(self) -> set[str]:
+        return set(self.docs)
+
+    @property
+    def entities(self) -> set[str]:
+        return {doc["entity"]["id"] for doc in self.docs.values()}
+
+
+_EXPECTED: Expected | None = None
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``logwarden ARGS`` in a subprocess (``python -m pipeline.cli``); fails the test on a non-zero exit."""
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, f"logwarden {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}"
+    return done
+
+
+def expected() -> Expected:
+    """Train on the sample and run ``detect`` on it, once per session."""
+    global _EXPECTED
+    if _EXPECTED is None:
+        assert SAMPLE.is_file(), f"{SAMPLE} is missing (see examples/README.md to render it)"
+        root = Path(tempfile.mkdtemp(prefix="lw-worker-tests-"))
+        atexit.register(shutil.rmtree, root, True)
+        model_dir = root / "model"
+        cli("train", str(SAMPLE), "--model-dir", str(model_dir), "--log-format", HDFS_FORMAT,
+            "--entity-regex", ENTITY_REGEX, "--session-gap", "60s", "--allowed-lateness", "5s")
+        out = root / "expected.jsonl"
+        cli("detect", str(SAMPLE), "--model-dir", str(model_dir), "--out", str(out))
+        docs = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+        assert docs, "detect found no anomaly in the sample: nothing to compare against"
+        lines = sum(1 for _ in SAMPLE.open("rb"))
+        _EXPECTED = Expected(model_dir, {document_id(doc): doc for doc in docs}, lines)
+    return _EXPECTED
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class WorkerProcess:
+    """``logwarden worker`` as a subprocess with JSON logs in a file and a metrics port."""
+
+    def __init__(self, tmp: Path, name: str, args: list[str]) -> None:
+        self.port = free_port()
+        self.log_path = tmp / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--json-logs", "--metrics-port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"worker did not exit within {timeout} s; log:\n{self.text()[-4000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.text().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    found.append(entry)
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        for entry in reversed(self.events()):
+            message = entry.get("message", "")
+            if message.startswith("{") and "worker stopped" in message:
+                return dict(json.loads(message))
+        pytest.fail(f"worker left no summary; log:\n{self.text()[-4000:]}")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Current samples: (name, sorted labels) -> value. Empty while the server is not up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def http_status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError:
+            return 0
+
+
+def worker_args(topic: str, group: str, prefix: str, bootstrap: str, es_url: str, model_dir: Path,
+                *extra: str) -> list[str]:
+    return ["--topic", topic, "--group-id", group, "--index-prefix", prefix, "--bootstrap-servers", bootstrap,
+            "--es-url", es_url, "--model-dir", str(model_dir), "--session-timeout", "6s", "--commit-interval", "1s",
+            *extra]
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def replay_in_background(path: Path, topic: str, bootstrap: str, rate: float | None,
+                         partitions: int = 4) -> tuple[threading.Thread, dict[str, Any]]:
+    """Replay ``path`` from a thread; the dict gets ``stats`` or ``error`` when it ends."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["stats"] = replay([str(path)], topic, bootstrap, rate=rate, key_regex=ENTITY_REGEX,
+                                     partitions=partitions, progress=False)
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def replay_now(path: Path, topic: str, bootstrap: str, partitions: int = 4, **kwargs: Any) -> ReplayStats:
+    return replay([str(path)], topic, bootstrap, key_regex=ENTITY_REGEX, partitions=partitions, progress=False,
+                  **kwargs)
+
+
+def indexed(es: Elasticsearch, prefix: str) -> dict[str, dict[str, Any]]:
+    """Every anomaly document under the prefix's alias: id -> source (after a refresh)."""
+    alias = f"{prefix}-anomalies"
+    es.options(ignore_status=404).indices.refresh(index=f"{alias}*")
+    found = es.options(ignore_status=404).search(index=f"{alias}*", size=10_000, query={"match_all": {}})
+    if found.meta.status == 404:
+        return {}
+    return {hit["_id"]: hit["_source"] for hit in found["hits"]["hits"]}
+
+
+def count_indexed(es: Elasticsearch, prefix: str) -> int:
+    alias = f"{prefix}-anomalies"
+    es.options(ignore_status=404).indices.refresh(index=f"{alias}*")
+    found = es.options(ignore_status=404).count(index=f"{alias}*")
+    return int(found.get("count", 0)) if found.meta.status == 200 else 0
+
+
+def committed_offsets(admin: KafkaAdminClient, group: str) -> dict[int, int]:
+    """partition -> committed offset of ``group`` (empty before the first commit)."""
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    except KafkaError:
+        return {}
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def topic_layout(bootstrap: str, topic: str, partitions: int, entity: Callable[[bytes], str | None]
+                 ) -> dict[str, tuple[int, int]]:
+    """entity -> (partition, smallest offset of its records), read back from the topic."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    parts = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    ends = consumer.end_offsets(parts)
+    layout: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + 60
+    while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            for record in records:
+                key = entity(record.value)
+                if key is not None and key not in layout:
+                    layout[key] = (tp.partition, record.offset)
+    consumer.close()
+    return layout
+
+
+def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[Any]:
+    """At least ``expect`` records of ``topic`` (all partitions, from the beginning)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000))
+    records = []
+    deadline = time.monotonic() + timeout
+    while len(records) < expect and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    consumer.close()
+    return records
+
+
+@dataclass
+class Cleanup:
+    """Topics and index prefixes a test created beyond the conftest fixtures; removed at teardown."""
+
+    topics: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def cleanup(kafka_admin: KafkaAdminClient, es_client: Elasticsearch) -> Iterator[Cleanup]:
+    done = Cleanup()
+    yield done
+    existing = set(kafka_admin.list_topics())
+    doomed = [t for t in done.topics if t in existing]
+    if doomed:
+        with contextlib.suppress(KafkaError):
+            kafka_admin.delete_topics(doomed, timeout_ms=30_000)
+    for prefix in done.prefixes:
+        es = es_client.options(ignore_status=404)
+        found = es.indices.get(index=f"{prefix}-anomalies-*", expand_wildcards="all", allow_no_indices=True)
+        names = sorted(found.body) if found.meta.status == 200 else []
+        if names:  # wildcard deletes are refused (action.destructive_requires_name): name each index
+            es.indices.delete(index=",".join(names))
+        es.indices.delete_index_template(name=f"{prefix}-anomalies")
+
+
+# ------------------------------------------------------------------------------- Elasticsearch outage
+def elasticsearch_pid(es_url: str) -> int | None:
+    """Pid of the Elasticsearch started by scripts/services for ``es_url``'s port, from its pid file."""
+    port = es_url.rstrip("/").rsplit(":", 1)[-1]
+    services = Path(os.environ.get("LOGWARDEN_SERVICES_DIR", REPO_ROOT / ".services"))
+    candidates = [services / "elasticsearch" / "elasticsearch.pid",
+                  Path(f"/var/lib/logwarden/elasticsearch-{port}/elasticsearch.pid")]
+    for path in candidates:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"elasticsearch" in cmdline.lower():
+                return pid
+    return None
+
+
+@contextlib.contextmanager
+def elasticsearch_stopped(es_url: str) -> Iterator[int]:
+    """SIGSTOP the Elasticsearch JVM for the body of the ``with``; SIGCONT it whatever happens.
+
+    A stopped JVM accepts no request (clients time out, as with a hung or unreachable node) and resumes
+    with its state intact on SIGCONT, so the shared test server is back at once and unchanged.
+    """
+    pid = elasticsearch_pid(es_url)
+    if pid is None:
+        message = "cannot find the pid file of the Elasticsearch started by scripts/services"
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(message + " (CI=true: integration tests never skip)")
+        pytest.skip(message)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        probe = Elasticsearch(es_url, request_timeout=2, max_retries=0)
+        try:
+            probe.info()
+            answered = True
+        except Exception:  # noqa: BLE001 - any failure means it is really stopped
+            answered = False
+        finally:
+            probe.close()
+        if answered:
+            pytest.fail(f"pid {pid} is not the Elasticsearch answering at {es_url}")
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
