@@ -31,32 +31,6 @@ from pipeline.windows import EventClock, Windower
 JSON_MODES = {"auto": "auto", "json": "strict", "text": "off"}
 
 
-class TrackingWindower(Windower):
-    """A :class:`Windower` that also remembers the offsets each window holds (8 bytes per record).
-
-    The replay state needs them to skip exactly the records of flushed windows when windows of one entity
-    interleave (out-of-order records). Hooks ``Windower._put``, its one place where a record joins a window.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._offsets: dict[int, array[int]] = {}
-
-    def _put(self, window: Window, ts: float, match: TemplateMatch, line: str, origin: str, offset: int) -> None:
-        super()._put(window, ts, match, line, origin, offset)
-        held = self._offsets.get(id(window))
-        if held is None:
-            held = self._offsets[id(window)] = array("q")
-        held.append(offset)
-
-    def take_offsets(self, window: Window) -> array[int]:
-        """The offsets of a window that just closed (forgotten here)."""
-        return self._offsets.pop(id(window), array("q"))
-
-    def open_windows(self) -> list[Window]:
-        return list(self._open.values())
-
-
 @dataclass
 class Outcome:
     """What one record did: the decoded record, windows it closed, whether it was windowed at all."""
@@ -86,9 +60,10 @@ class PartitionStream:
         self.max_line_bytes = settings.max_line_bytes
         self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=JSON_MODES[input_format])
         self.extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
-        self.windower = TrackingWindower(kind=settings.window, gap=settings.session_gap,
-                                         max_length=settings.max_session, size=settings.window_size,
-                                         allowed_lateness=settings.allowed_lateness)
+        # Track every record's offset: the replay state must skip exactly the records of flushed windows.
+        self.windower = Windower(kind=settings.window, gap=settings.session_gap, max_length=settings.max_session,
+                                 size=settings.window_size, allowed_lateness=settings.allowed_lateness,
+                                 track_offsets=True)
         self.clock = EventClock()
         self.last_time: float | None = None
         if state is not None:
@@ -173,7 +148,7 @@ class PartitionStream:
 
     def _closed(self, windows: list[Window]) -> None:
         for window in windows:
-            self.ledger.closed(window, self.windower.take_offsets(window))
+            self.ledger.closed(window, window.offsets if window.offsets is not None else array("q"))
 
     @property
     def open_count(self) -> int:

@@ -10,6 +10,7 @@ ISO 8601 only at the output boundary (see :func:`iso_utc`).
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,7 +76,8 @@ class Window:
     ``samples`` keeps the first line seen of each template (bounded), so explanations can quote lines.
     ``late`` marks a window made only of records that arrived after their window had closed.
     ``positions`` maps an origin (file or topic/partition) to the smallest offset in the window, which
-    the streaming worker uses to decide which Kafka offsets are safe to commit.
+    the streaming worker uses to decide which Kafka offsets are safe to commit; ``offsets`` holds every
+    record's offset (8 bytes each) when the windower was asked to track them (the worker's replay state).
     """
 
     entity_field: str
@@ -90,6 +92,7 @@ class Window:
     first_lines: list[str] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)
     late: bool = False
+    offsets: array[int] | None = None
 
     @property
     def count(self) -> int:

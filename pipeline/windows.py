@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class Windower:
         allowed_lateness: float = 0.0,
         max_samples: int = 20,
         max_first_lines: int = 5,
+        track_offsets: bool = False,
     ) -> None:
         if kind not in ("session", "tumbling"):
             raise ValueError(f"unknown window kind {kind!r}")
@@ -74,6 +76,7 @@ class Windower:
         self.allowed_lateness = allowed_lateness
         self.max_samples = max_samples
         self.max_first_lines = max_first_lines
+        self.track_offsets = track_offsets
         self.watermark = -math.inf
         self.stats = WindowStats()
         self._open: dict[Hashable, Window] = {}
@@ -118,6 +121,10 @@ class Windower:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    def open_windows(self) -> list[Window]:
+        """The windows still open (not closed or flushed), in no particular order."""
+        return list(self._open.values())
 
     def open_positions(self) -> dict[str, int]:
         """Smallest offset per origin among records in open windows (for safe Kafka commits)."""
@@ -175,6 +182,10 @@ class Windower:
             window.first_lines.append(line)
         if origin and (origin not in window.positions or offset < window.positions[origin]):
             window.positions[origin] = offset
+        if self.track_offsets:
+            if window.offsets is None:
+                window.offsets = array("q")
+            window.offsets.append(offset)
 
     def _deadline(self, window: Window) -> float:
         if window.late:
@@ -204,6 +215,6 @@ class Windower:
 
 
 def make_windower(kind: str, session_gap: float, max_session: float, window_size: float,
-                  allowed_lateness: float) -> Windower:
+                  allowed_lateness: float, track_offsets: bool = False) -> Windower:
     return Windower(kind=kind, gap=session_gap, max_length=max_session, size=window_size,
-                    allowed_lateness=allowed_lateness)
+                    allowed_lateness=allowed_lateness, track_offsets=track_offsets)

@@ -255,3 +255,26 @@ def anomaly_doc(entity: str = "blk_1", start: str = "2015-10-18T18:01:47.978Z", 
                        "new": i == 0} for i, tid in enumerate(template_ids)],
         "log": {"count": count, "samples": [f"081109 203615 148 INFO dfs.DataNode: {entity} received"]},
     }
+
+
+# --- Kafka producer ----------------------------------------------------------------------------------
+class _Future:
+    """What KafkaProducer.send returns, reduced to what our code calls."""
+
+    def get(self, timeout: float | None = None) -> None:
+        return None
+
+
+class RecordingProducer:
+    """Just enough of KafkaProducer for DeadLetters: remembers what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, _Any]] = []
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
+             headers: list[tuple[str, bytes]] | None = None) -> _Future:
+        self.sent.append({"topic": topic, "key": key, "value": value, "headers": dict(headers or [])})
+        return _Future()
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.dead_letters import DeadLetterError, DeadLetters, dlq_topic_for, record_reasons
-from tests.pipeline.test_stream_output import RecordingProducer
+from tests.fakes import RecordingProducer
 
 
 def test_reasons_come_from_decoder_flags_in_a_fixed_order() -> None:

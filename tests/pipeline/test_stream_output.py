@@ -9,27 +9,7 @@ from pipeline.es_sink import ElasticsearchSink
 from pipeline.metrics import WorkerMetrics
 from pipeline.scoring import document_id
 from pipeline.stream_output import AnomalyOutput
-from tests.fakes import FakeElasticsearch, anomaly_doc
-
-
-class _Future:
-    def get(self, timeout: float | None = None) -> None:
-        return None
-
-
-class RecordingProducer:
-    """Just enough of KafkaProducer for DeadLetters: remembers what was sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> _Future:
-        self.sent.append({"topic": topic, "key": key, "value": value, "headers": dict(headers or [])})
-        return _Future()
-
-    def flush(self, timeout: float | None = None) -> None:
-        return None
+from tests.fakes import FakeElasticsearch, RecordingProducer, anomaly_doc
 
 
 class FixedScorer:

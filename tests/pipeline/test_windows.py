@@ -110,3 +110,17 @@ def test_every_record_in_exactly_one_window(events, kind, lateness, gap) -> None
             assert win.end - win.start == gap * 3
         else:
             assert win.start <= win.end
+
+
+def test_track_offsets_and_open_windows() -> None:
+    w = Windower("session", gap=10, track_offsets=True)
+    w.add(("b", "1"), 0, T, "a", "t/0", 5)
+    w.add(("b", "2"), 1, T, "b", "t/0", 6)
+    w.add(("b", "1"), 2, T, "c", "t/0", 7)
+    assert sorted(win.entity_id for win in w.open_windows()) == ["1", "2"]
+    closed = {win.entity_id: list(win.offsets or []) for win in w.flush()}
+    assert closed == {"1": [5, 7], "2": [6]}
+    assert w.open_windows() == []
+    untracked = Windower("session", gap=10)
+    untracked.add(("b", "1"), 0, T, "a", "t/0", 5)
+    assert untracked.flush()[0].offsets is None
