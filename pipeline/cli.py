@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from tqdm import tqdm
 
 from models.errors import ModelError
@@ -77,6 +78,30 @@ def window_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def apply_config(flags: dict[str, Any]) -> dict[str, Any]:
+    """Fill options the user did not give on the command line from the ``--config`` file.
+
+    Pipeline settings are merged later by :func:`resolve_settings` (so the model's stored settings sit
+    between the file and the defaults); this handles the command's other options (``model_dir``, ``out``,
+    ``top``, ...), converted and checked by the option's own click type.
+    """
+    if not flags.get("config_file"):
+        return flags
+    ctx = click.get_current_context()
+    config = load_config(flags["config_file"])
+    for param in ctx.command.params:
+        name = param.name
+        if name is None or name in ("config_file", "paths") or name not in config:
+            continue
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None):
+            continue
+        try:
+            flags[name] = param.type_cast_value(ctx, config[name])
+        except click.BadParameter as exc:
+            raise LogwardenError(f"config file {flags['config_file']}: {name}: {exc.message}") from None
+    return flags
+
+
 def resolve_settings(flags: dict[str, Any], base: dict[str, Any] | None = None) -> PipelineSettings:
     config = load_config(flags["config_file"]) if flags.get("config_file") else {}
     return PipelineSettings().merged(base).merged(config).merged(flags)
@@ -130,8 +155,8 @@ def cli() -> None:
 @cli.command()
 @input_options
 @window_options
-@click.option("--model-dir", required=True, type=click.Path(file_okay=False),
-              help="Model registry directory; the new version becomes current.")
+@click.option("--model-dir", type=click.Path(file_okay=False),
+              help="Model registry directory; the new version becomes current.  [required]")
 @click.option("--contamination", type=float, help="Expected share of abnormal windows in training.  [default: 0.03]")
 def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
@@ -144,6 +169,9 @@ def train(**flags: Any) -> None:
           --log-format '<Date> <Time> <Pid> <Level> <Component>: <Content>'
       logwarden train app-*.json.gz --model-dir models-out --entity-field host.name --window tumbling
     """
+    flags = apply_config(flags)
+    if not flags.get("model_dir"):
+        raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
     settings = resolve_settings(flags)
     with progress_bar(flags["paths"], "training") as progress:
         bundle = jobs.train(flags["paths"], settings, progress)
@@ -176,6 +204,7 @@ def detect(**flags: Any) -> None:
       logwarden detect today.log --model-dir models-out --out anomalies.jsonl --report report.html
       zcat old.log.gz | logwarden detect - --entity-regex 'req-[0-9a-f]+' --all-windows
     """
+    flags = apply_config(flags)
     bundle = None
     base = None
     if flags.get("model_dir"):
@@ -215,6 +244,7 @@ def parse(**flags: Any) -> None:
     """Write the template of every line of PATH... as CSV (line numbers from 1, in input order)."""
     import csv
 
+    flags = apply_config(flags)
     settings = resolve_settings(flags)
     with progress_bar(flags["paths"], "parsing") as progress:
         rows, stats = jobs.parse(flags["paths"], settings, progress)

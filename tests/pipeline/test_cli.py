@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.loghub import LOG_FORMATS
 from pipeline.cli import cli
 from tests.conftest import REPO_ROOT
 
-HDFS_FORMAT = "<Date> <Time> <Pid> <Level> <Component>: <Content>"
+HDFS_FORMAT = LOG_FORMATS["HDFS"]
 SAMPLE = REPO_ROOT / "examples" / "hdfs_sample.log"
 LABELS = REPO_ROOT / "examples" / "hdfs_sample_labels.csv"
 HDFS_FLAGS = ["--log-format", HDFS_FORMAT, "--entity-regex", r"blk_-?\d+", "--window", "session"]
@@ -92,19 +93,9 @@ def test_config_file_supplies_flags(tmp_path: Path, trained: Path) -> None:
 
 @pytest.mark.parametrize("system", ["Apache", "BGL", "HDFS", "Hadoop", "Linux", "OpenSSH", "Spark", "Zookeeper"])
 def test_parse_one_row_per_line(system: str, shared_data: Path, tmp_path: Path) -> None:
-    formats = {
-        "HDFS": HDFS_FORMAT,
-        "Hadoop": r"<Date> <Time> <Level> \[<Process>\] <Component>: <Content>",
-        "Spark": "<Date> <Time> <Level> <Component>: <Content>",
-        "Zookeeper": r"<Date> <Time> - <Level>  \[<Node>:<Component>@<Id>\] - <Content>",
-        "BGL": "<Label> <Timestamp> <Date> <Node> <Time> <NodeRepeat> <Type> <Component> <Level> <Content>",
-        "Linux": r"<Month> <Date> <Time> <Level> <Component>(\[<PID>\])?: <Content>",
-        "Apache": r"\[<Time>\] \[<Level>\] <Content>",
-        "OpenSSH": r"<Date> <Day> <Time> <Component> sshd\[<Pid>\]: <Content>",
-    }
     log = shared_data / "loghub-2k" / system / f"{system}_2k.log"
     out = tmp_path / "parsed.csv"
-    result = run("parse", str(log), "--log-format", formats[system], "--out", str(out))
+    result = run("parse", str(log), "--log-format", LOG_FORMATS[system], "--out", str(out))
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open(newline="")))
     assert len(rows) == len(log.read_bytes().splitlines()) == 2000
@@ -167,3 +158,22 @@ def test_bad_duration_and_config(tmp_path: Path) -> None:
 def test_unwritable_output(tmp_path: Path) -> None:
     result = run("parse", str(SAMPLE), "--out", str(tmp_path / "no" / "dir" / "out.csv"))
     assert_user_error(result, "cannot write")
+
+
+def test_config_file_supplies_command_options_and_flags_win(tmp_path: Path, trained: Path) -> None:
+    cfg = tmp_path / "lw.yaml"
+    out = tmp_path / "from-config.jsonl"
+    cfg.write_text(f"model_dir: {trained}\nout: {out}\nall-windows: true\ntop: 3\n")
+    result = run("detect", str(SAMPLE), "--config", str(cfg))
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 1000  # all windows, from the config file
+    flag_out = tmp_path / "from-flag.jsonl"
+    result = run("detect", str(SAMPLE), "--config", str(cfg), "--out", str(flag_out))
+    assert result.exit_code == 0 and flag_out.exists()
+
+
+def test_config_file_bad_option_value_and_missing_model_dir(tmp_path: Path) -> None:
+    cfg = tmp_path / "lw.yaml"
+    cfg.write_text("top: many\n")
+    assert_user_error(run("detect", str(SAMPLE), "--config", str(cfg)), "top")
+    assert_user_error(run("train", str(SAMPLE)), "--model-dir is required")
