@@ -124,7 +124,9 @@ def progress_bar(paths: tuple[str, ...], label: str) -> Iterator[Callable[[int],
 def _stats_line(stats: jobs.JobStats) -> str:
     decode = stats.decode
     problems = {k: v for k, v in decode.items() if k not in ("lines", "matched", "json") and v}
-    text = f"{stats.lines} lines, {stats.windows} windows"
+    text = f"{stats.lines} lines"
+    if stats.windows:
+        text += f", {stats.windows} windows"
     if stats.templates:
         text += f", {stats.templates} templates"
     if stats.unseen_templates:
