@@ -36,9 +36,7 @@ def test_one_worker_indexes_exactly_what_detect_finds(
     kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
 ) -> None:
     want = expected()
-    topic = kafka_topic_factory(partitions=4)
-    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
-    cleanup.prefixes.append(topic)
+    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
     sent = replay_now(SAMPLE, topic, kafka_bootstrap)
     assert sent.lines == want.lines and sent.keyed == want.lines
 
@@ -88,9 +86,7 @@ def test_two_workers_in_one_group_share_partitions_and_agree(
     """The second worker joins mid-stream: the first one checkpoints the partitions it gives up (flush,
     replay state, commit) and the second one rebuilds their open windows from the committed offsets."""
     want = expected()
-    topic = kafka_topic_factory(partitions=4)
-    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
-    cleanup.prefixes.append(topic)
+    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
     args = worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url, want.model_dir,
                        "--exit-when-idle", "6s")
     workers = [WorkerProcess(tmp_path, "worker1", args)]

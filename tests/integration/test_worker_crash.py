@@ -37,9 +37,7 @@ def test_sigkill_mid_stream_then_restart_indexes_every_document_exactly_once(
     kafka_topic_factory: Callable[..., str], kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
 ) -> None:
     want = expected()
-    topic = kafka_topic_factory(partitions=4)
-    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
-    cleanup.prefixes.append(topic)
+    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
     args = worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url, want.model_dir)
 
     first = WorkerProcess(tmp_path, "first", args)
@@ -80,9 +78,7 @@ def test_sigterm_flushes_commits_and_leaves_the_group_then_a_restart_completes(
     kafka_topic_factory: Callable[..., str], kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
 ) -> None:
     want = expected()
-    topic = kafka_topic_factory(partitions=4)
-    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
-    cleanup.prefixes.append(topic)
+    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
     args = worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url, want.model_dir)
 
     first = WorkerProcess(tmp_path, "first", args)

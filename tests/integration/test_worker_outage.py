@@ -47,9 +47,7 @@ def test_elasticsearch_down_30s_mid_stream_loses_nothing_and_commits_nothing_uns
     kafka_topic_factory: Callable[..., str], kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
 ) -> None:
     want = expected()
-    topic = kafka_topic_factory(partitions=4)
-    cleanup.topics += [f"{topic}.dlq", f"{kafka_group_id}.logwarden-state"]
-    cleanup.prefixes.append(topic)
+    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
     worker = WorkerProcess(tmp_path, "worker", worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url,
                                                           want.model_dir, "--exit-when-idle", "5s",
                                                           "--es-timeout", "2s"))

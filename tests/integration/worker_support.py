@@ -275,6 +275,12 @@ class Cleanup:
     topics: list[str] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
 
+    def worker_stream(self, topic: str, group: str) -> str:
+        """Remove what a worker on ``topic`` in ``group`` creates: dead letters, state topic, indices."""
+        self.topics += [f"{topic}.dlq", f"{group}.logwarden-state"]
+        self.prefixes.append(topic)
+        return topic
+
 
 @pytest.fixture
 def cleanup(kafka_admin: KafkaAdminClient, es_client: Elasticsearch) -> Iterator[Cleanup]:
