@@ -117,7 +117,8 @@ def progress_bar(paths: tuple[str, ...], label: str) -> Iterator[Callable[[int],
     if not sys.stderr.isatty():
         yield None
         return
-    with tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False) as bar:
+    # delay: no bar at all for inputs that take less than a moment.
+    with tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False, delay=0.5) as bar:
         yield bar.update
 
 
