@@ -81,9 +81,9 @@ def window_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def apply_config(flags: dict[str, Any]) -> dict[str, Any]:
     """Fill options the user did not give on the command line from the ``--config`` file.
 
-    Pipeline settings are merged later by :func:`resolve_settings` (so the model's stored settings sit
-    between the file and the defaults); this handles the command's other options (``model_dir``, ``out``,
-    ``top``, ...), converted and checked by the option's own click type.
+    Every option of the command can come from the file (pipeline settings, ``model_dir``, ``out``, ``top``,
+    ...), converted and checked by the option's own click type; :func:`resolve_settings` then puts the
+    model's stored settings below them.
     """
     if not flags.get("config_file"):
         return flags
@@ -102,8 +102,12 @@ def apply_config(flags: dict[str, Any]) -> dict[str, Any]:
     return flags
 
 
-def resolve_settings(flags: dict[str, Any], base: dict[str, Any] | None = None) -> PipelineSettings:
-    config = load_config(flags["config_file"]) if flags.get("config_file") else {}
+def resolve_settings(flags: dict[str, Any], base: dict[str, Any] | None = None,
+                     config: dict[str, Any] | None = None) -> PipelineSettings:
+    """defaults < the model's stored settings (``base``) < ``config`` < flags.
+
+    Commands that ran :func:`apply_config` already hold the file's values in ``flags``.
+    """
     return PipelineSettings().merged(base).merged(config).merged(flags)
 
 

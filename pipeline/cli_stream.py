@@ -127,7 +127,7 @@ def _run_worker(flags: dict[str, Any]) -> None:
         raise LogwardenError("--model-dir is required (train one with `logwarden train`)")
     bundle = ModelRegistry(model_dir).load(_pick(flags, config, "model_version"))
     setup_logging(bool(_pick(flags, config, "json_logs", False)), str(_pick(flags, config, "log_level", "INFO")))
-    settings = resolve_settings(flags, bundle.settings)
+    settings = resolve_settings(flags, bundle.settings, config)
     topics = _pick(flags, config, "topics") or _pick(flags, config, "topic") or ()
     es_auth = {name: os.environ[var] for var, name in _ES_SECRETS.items() if os.environ.get(var)}
     options = WorkerOptions(

@@ -137,7 +137,6 @@ def learn_windows(
         window.counts = remapped
         window.templates = {tid: window.templates[tid] for tid in remapped}
         window.samples = samples
-    stats.windows = len(windows)
     stats.templates = len({m.template_id for m in final.values()})
     if not windows:
         raise LogwardenError(

@@ -26,7 +26,7 @@ from pipeline.kafka_source import origin_of, raw_line
 from pipeline.metrics import WorkerMetrics
 from pipeline.records import LogRecord, RawLine, TemplateMatch, Window
 from pipeline.settings import PipelineSettings
-from pipeline.windows import EventClock, Windower
+from pipeline.windows import EventClock, make_windower
 
 JSON_MODES = {"auto": "auto", "json": "strict", "text": "off"}
 
@@ -61,9 +61,8 @@ class PartitionStream:
         self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=JSON_MODES[input_format])
         self.extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
         # Track every record's offset: the replay state must skip exactly the records of flushed windows.
-        self.windower = Windower(kind=settings.window, gap=settings.session_gap, max_length=settings.max_session,
-                                 size=settings.window_size, allowed_lateness=settings.allowed_lateness,
-                                 track_offsets=True)
+        self.windower = make_windower(settings.window, settings.session_gap, settings.max_session,
+                                      settings.window_size, settings.allowed_lateness, track_offsets=True)
         self.clock = EventClock()
         self.last_time: float | None = None
         if state is not None:

@@ -81,6 +81,9 @@ class Windower:
         self.stats = WindowStats()
         self._open: dict[Hashable, Window] = {}
         self._heap: list[tuple[float, int, Hashable]] = []
+        # Last deadline pushed per open slot: a record that leaves the deadline as it was (most records of
+        # a tumbling window, every further late record) pushes nothing.
+        self._scheduled: dict[Hashable, float] = {}
         self._seq = 0
 
     # -- public API -------------------------------------------------------------------------------
@@ -115,6 +118,7 @@ class Windower:
         closed = sorted(self._open.values(), key=lambda w: (w.end, w.entity_id, w.start))
         self._open.clear()
         self._heap.clear()
+        self._scheduled.clear()
         self.stats.windows_closed += len(closed)
         return closed
 
@@ -154,6 +158,7 @@ class Windower:
             if ts > current.end:
                 # The session ended (gap passed or it grew too long): close it, start a new one.
                 del self._open[key]
+                self._scheduled.pop(key, None)
                 self.stats.windows_closed += 1
                 closed.append(current)
                 return key, False
@@ -195,8 +200,12 @@ class Windower:
         return min(window.end + self.gap, window.start + self.max_length)
 
     def _schedule(self, slot: Hashable, window: Window) -> None:
+        deadline = self._deadline(window)
+        if self._scheduled.get(slot) == deadline:
+            return
+        self._scheduled[slot] = deadline
         self._seq += 1
-        heapq.heappush(self._heap, (self._deadline(window), self._seq, slot))
+        heapq.heappush(self._heap, (deadline, self._seq, slot))
 
     def _close_due(self) -> list[Window]:
         closed: list[Window] = []
@@ -209,6 +218,7 @@ class Windower:
             if deadline > self.watermark:
                 continue  # a later entry for this window is still in the heap
             del self._open[slot]
+            del self._scheduled[slot]
             closed.append(window)
         self.stats.windows_closed += len(closed)
         return closed
