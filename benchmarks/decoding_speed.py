@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loghub import LOG_FORMATS, SYSTEMS, raw_log_path
-from pipeline.decoding import Decoder
 from pipeline.records import RawLine
-from pipeline.sources import read_lines
+from pipeline.sources.files import read_lines
+from pipeline.stages.decoding import Decoder
 
 
 def _rate(lines: int, run: Callable[[], object], rounds: int = 3) -> dict[str, int]:

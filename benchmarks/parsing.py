@@ -37,8 +37,8 @@ from drain3 import TemplateMiner as Drain3Miner
 from drain3.template_miner_config import TemplateMinerConfig
 
 from benchmarks.loghub import SYSTEMS, DataMissing, LoghubSample, grouping_accuracy, load_sample
-from pipeline.masking import mask_token
-from pipeline.templates import MinerConfig, TemplateMiner
+from pipeline.stages.masking import mask_token
+from pipeline.stages.templates import MinerConfig, TemplateMiner
 
 
 def run_ours(sample: LoghubSample, config: MinerConfig) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 A model version is a directory holding:
 
-* ``miner.json``     — the template miner's state (JSON built by ``pipeline.templates``; opaque here);
+* ``miner.json``     — the template miner's state (JSON built by ``pipeline.stages.templates``; opaque here);
 * ``features.json``  — vocabulary, template texts and per-template statistics (:class:`FeatureSpace`);
 * ``detector.json``  — detector parameters and threshold;
 * ``forest.skops``   — the fitted ``IsolationForest``, in skops format;

@@ -2,7 +2,7 @@
 
 A window arrives here as a plain mapping ``template id -> count`` (this module knows nothing of log
 lines). The vocabulary is the sorted list of template ids seen in training; ids are the stable hashes
-that :mod:`pipeline.templates` assigns, so a vector means the same thing in every worker process and
+that :mod:`pipeline.stages.templates` assigns, so a vector means the same thing in every worker process and
 after every restart or retraining.
 
 Columns of the matrix, in order:

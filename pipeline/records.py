@@ -60,7 +60,7 @@ class TemplateMatch:
     """The template miner's answer for one message.
 
     ``template_id`` is stable across processes (a hash of the template text, see
-    :mod:`pipeline.templates`); ``known`` is False for a template the trained model never saw.
+    :mod:`pipeline.stages.templates`); ``known`` is False for a template the trained model never saw.
     """
 
     template_id: str

@@ -179,7 +179,7 @@ def test_sample_worker_config() -> None:
 def _cli_command(name: str) -> Any:
     """The click command ``logwarden <name>``, or a skip while it is not written yet."""
     try:
-        from pipeline.cli import cli
+        from pipeline.cli.app import cli
     except ImportError as exc:
         pytest.skip(f"the CLI does not import yet: {exc}")
     sub = cli.commands.get(name)

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
-from pipeline.cli_es import es_setup
+from pipeline.cli.es import es_setup
 from pipeline.errors import LogwardenError
-from pipeline.es_client import make_es_client
-from pipeline.es_setup import alias_name, setup_indices
-from pipeline.es_sink import ElasticsearchSink, SinkUnavailable
 from pipeline.scoring import document_id
+from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink, SinkUnavailable
+from pipeline.sinks.elasticsearch.client import make_es_client
+from pipeline.sinks.elasticsearch.layout import alias_name, setup_indices
 from tests.fakes import anomaly_doc
 
 pytestmark = pytest.mark.integration

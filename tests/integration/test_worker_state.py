@@ -8,9 +8,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.admin import ConfigResource
 
-from pipeline.commits import SavedState, inline_metadata, reference_metadata
-from pipeline.kafka_source import StateTopic, make_producer
-from pipeline.worker_setup import load_start
+from pipeline.sources.kafka import StateTopic, make_producer
+from pipeline.stream.context import load_start
+from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
 from tests.integration.worker_support import Cleanup, cleanup  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration

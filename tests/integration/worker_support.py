@@ -38,8 +38,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.replay import ReplayStats, replay
 from pipeline.scoring import document_id
+from pipeline.sources.replay import ReplayStats, replay
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "hdfs_sample.log"
@@ -66,7 +66,7 @@ _EXPECTED: Expected | None = None
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``logwarden ARGS`` in a subprocess (``python -m pipeline.cli``); fails the test on a non-zero exit."""
+    """``logwarden ARGS`` in a subprocess (``python -m pipeline.cli.app``); fails the test on a non-zero exit."""
     done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout)
     assert done.returncode == 0, f"logwarden {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}"

@@ -1,0 +1,65 @@
+"""``logwarden es-setup``: create the Elasticsearch index template, today's daily index and the alias.
+
+Registered on the main group by ``pipeline.cli.app`` (``cli.add_command(es_setup)``). Connection settings
+follow the worker's flags; secrets can come from the environment (``LOGWARDEN_ES_API_KEY``,
+``LOGWARDEN_ES_USERNAME``, ``LOGWARDEN_ES_PASSWORD``) so they stay out of shell history and ``ps``.
+Every failure is a :class:`~pipeline.errors.LogwardenError` (one line, exit status 2 under the main group).
+"""
+
+from __future__ import annotations
+
+import click
+from elastic_transport import TransportError
+from elasticsearch import ApiError
+
+from pipeline.errors import LogwardenError
+from pipeline.sinks.elasticsearch.client import DEFAULT_ES_URL, describe_error, make_es_client
+from pipeline.sinks.elasticsearch.layout import setup_indices
+
+
+def _replicas(value: str) -> int | str:
+    if value == "auto":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter("a number of replicas or 'auto'")
+
+
+@click.command("es-setup")
+@click.option("--es-url", envvar="LOGWARDEN_ES_URL", default=DEFAULT_ES_URL, show_default=True, show_envvar=True,
+              help="Elasticsearch URL (comma-separated for several nodes).")
+@click.option("--index-prefix", default="logwarden", show_default=True,
+              help="Names: <prefix>-anomalies (alias / data stream), <prefix>-anomalies-YYYY.MM.DD (indices).")
+@click.option("--api-key", envvar="LOGWARDEN_ES_API_KEY", show_envvar=True, help="Elasticsearch API key.")
+@click.option("--username", envvar="LOGWARDEN_ES_USERNAME", show_envvar=True, help="Basic-auth user.")
+@click.option("--password", envvar="LOGWARDEN_ES_PASSWORD", show_envvar=True,
+              help="Basic-auth password (prefer the environment variable).")
+@click.option("--ca-certs", envvar="LOGWARDEN_ES_CA_CERTS", show_envvar=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="CA bundle for an https URL.")
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True, help="Primary shards per index.")
+@click.option("--replicas", default="auto", show_default=True,
+              help="Replicas per index, or 'auto' (0 on one node, 1 on a cluster).")
+@click.option("--ilm/--no-ilm", default=False, show_default=True,
+              help="Attach an ILM policy deleting indices after --retention (server must have ILM).")
+@click.option("--retention", default="30d", show_default=True, help="ILM delete age, e.g. 30d.")
+@click.option("--data-stream", is_flag=True, default=False,
+              help="Write to a data stream instead of daily indices (server must support data streams; "
+                   "replays after a rollover can duplicate documents).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait for each Elasticsearch request.")
+def es_setup(
+    es_url: str, index_prefix: str, api_key: str | None, username: str | None, password: str | None,
+    ca_certs: str | None, shards: int, replicas: str, ilm: bool, retention: str, data_stream: bool, timeout: float,
+) -> None:
+    """Create (idempotently) the index template, daily index and alias anomaly documents go to."""
+    client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1)
+    try:
+        done = setup_indices(client, index_prefix, shards=shards, replicas=_replicas(replicas), use_ilm=ilm,
+                             use_data_stream=data_stream, retention=retention)
+    except (TransportError, ApiError) as exc:
+        raise LogwardenError(f"es-setup: {describe_error(exc, es_url)}") from None
+    finally:
+        client.close()
+    for resource, outcome in done.items():
+        click.echo(f"{resource}: {outcome}")

@@ -1,0 +1,249 @@
+"""End-to-end jobs over files: ``train``, ``detect`` and ``parse``.
+
+These wire the stages (source -> decoder -> template miner -> entities -> windower -> scorer) and
+nothing else; the streaming worker wires the same stages around Kafka and Elasticsearch.
+
+Training is one pass: the miner learns templates while records are windowed by Drain's cluster
+handle, and when the input ends every handle is mapped to its *final* template id (templates
+generalise while Drain learns, and ids are hashes of template text, so ids are only final at the end).
+Detecting without a model trains on the input and scores those same windows: no second read, so
+stdin works too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from models.artifacts import ModelBundle
+from models.detector import WindowDetector
+from models.features import FeatureSpace
+from pipeline.config import PipelineSettings
+from pipeline.errors import LogwardenError
+from pipeline.records import LogRecord, RawLine, TemplateMatch, Window
+from pipeline.scoring import Scorer
+from pipeline.sources.files import peek_lines, read_lines
+from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
+from pipeline.stages.entities import EntityExtractor
+from pipeline.stages.templates import TemplateMiner
+from pipeline.stages.windows import EventClock, Windower, make_windower
+
+Progress = Callable[[int], object]
+SCORE_BATCH = 512
+FORMAT_CHECK_LINES = 100
+
+
+@dataclass
+class JobStats:
+    """What a job read and did; printed by the CLI and stored in the model manifest."""
+
+    lines: int = 0
+    no_entity: int = 0
+    windows: int = 0
+    late_records: int = 0
+    anomalies: int = 0
+    templates: int = 0
+    unseen_templates: int = 0
+    decode: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def make_decoder(settings: PipelineSettings) -> Decoder:
+    return Decoder(log_format=settings.log_format, time_format=settings.time_format)
+
+
+def _decode_stream(
+    paths: Sequence[str], settings: PipelineSettings, decoder: Decoder, progress: Progress | None
+) -> Iterator[LogRecord]:
+    source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
+    head, source = peek_lines(source, FORMAT_CHECK_LINES)
+    check_format_matches(decoder, head)
+    for raw in source:
+        yield decoder.decode(raw)
+
+
+def windowed(
+    records: Iterator[LogRecord],
+    tag: Callable[[str], TemplateMatch],
+    settings: PipelineSettings,
+    stats: JobStats,
+) -> Iterator[list[Window]]:
+    """Yield batches of closed windows as the watermark moves, then the flushed rest at end of input."""
+    extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
+    windower: Windower = make_windower(settings.window, settings.session_gap, settings.max_session,
+                                       settings.window_size, settings.allowed_lateness)
+    clock = EventClock()
+    for record in records:
+        stats.lines += 1
+        ts = clock.event_time(record.timestamp, record.origin, record.arrival)
+        keys = extractor.entities(record)
+        if not keys:
+            stats.no_entity += 1
+            continue
+        match = tag(record.message)
+        line = record.raw or record.message
+        for key in keys:
+            closed = windower.add(key, ts, match, line, record.origin, record.offset)
+            if closed:
+                stats.windows += len(closed)
+                yield closed
+    final = windower.flush()
+    stats.windows += len(final)
+    stats.late_records = windower.stats.late_records
+    if final:
+        yield final
+
+
+def _finish_decode_stats(stats: JobStats, decoder: Decoder) -> None:
+    decode_stats: DecodeStats = decoder.stats
+    stats.decode = {k: int(v) for k, v in vars(decode_stats).items() if isinstance(v, int)}
+    if stats.lines == 0:
+        raise LogwardenError("the input is empty: no log lines to read")
+
+
+def learn_windows(
+    paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None
+) -> tuple[TemplateMiner, list[Window], JobStats]:
+    """Pass 1 of training: learn templates and window the records with final template ids."""
+    miner = TemplateMiner()
+    decoder = make_decoder(settings)
+    stats = JobStats()
+    windows: list[Window] = []
+
+    def tag(message: str) -> TemplateMatch:
+        handle = miner.learn_cluster(message)
+        return TemplateMatch(template_id=str(handle), template="")
+
+    for batch in windowed(_decode_stream(paths, settings, decoder, progress), tag, settings, stats):
+        windows.extend(batch)
+    _finish_decode_stats(stats, decoder)
+    final: dict[str, TemplateMatch] = {}
+    for window in windows:
+        remapped: Counter[str] = Counter()
+        samples: dict[str, str] = {}
+        for handle, n in window.counts.items():
+            match = final.get(handle)
+            if match is None:
+                match = final[handle] = miner.final_template(int(handle))
+            remapped[match.template_id] += n
+            window.templates[match.template_id] = match.template
+            if handle in window.samples:
+                samples.setdefault(match.template_id, window.samples[handle])
+        window.counts = remapped
+        window.templates = {tid: window.templates[tid] for tid in remapped}
+        window.samples = samples
+    stats.templates = len({m.template_id for m in final.values()})
+    if not windows:
+        raise LogwardenError(
+            f"no windows: none of {stats.lines} lines had an entity"
+            + (f" matching --entity-regex {settings.entity_regex!r}" if settings.entity_regex else "")
+        )
+    return miner, windows, stats
+
+
+def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSettings, stats: JobStats,
+               seed: int = 0) -> ModelBundle:
+    """Fit the feature space and detector on training windows."""
+    templates: dict[str, str] = {}
+    for window in windows:
+        templates.update(window.templates)
+    space = FeatureSpace().fit([w.counts for w in windows], templates)
+    detector = WindowDetector(contamination=settings.contamination, random_state=seed)
+    detector.fit(space.transform([w.counts for w in windows]))
+    return ModelBundle(
+        miner_state=miner.to_state(),
+        features=space,
+        detector=detector,
+        settings=settings.to_dict(),
+        stats=stats.as_dict(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None) -> ModelBundle:
+    miner, windows, stats = learn_windows(paths, settings, progress)
+    return fit_bundle(miner, windows, settings, stats)
+
+
+def detect(
+    paths: Sequence[str],
+    settings: PipelineSettings,
+    bundle: ModelBundle | None,
+    progress: Progress | None = None,
+) -> tuple[Iterator[dict[str, Any]], JobStats]:
+    """Score every window of ``paths``. Returns a lazy iterator of documents and the stats it fills.
+
+    Without ``bundle`` a model is trained on the input first (kept in memory, version ``adhoc``).
+    """
+    if bundle is None:
+        miner, windows, stats = learn_windows(paths, settings, progress)
+        bundle = fit_bundle(miner, windows, settings, stats)
+        bundle.version = "adhoc"
+        return _score_all(Scorer(bundle), windows, stats), stats
+    stats = JobStats()
+    return _detect_stream(paths, settings, bundle, stats, progress), stats
+
+
+def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterator[dict[str, Any]]:
+    for i in range(0, len(windows), SCORE_BATCH):
+        for doc in scorer.score(windows[i:i + SCORE_BATCH]):
+            stats.anomalies += int(doc["anomaly"]["is_anomaly"])
+            yield doc
+
+
+def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: ModelBundle, stats: JobStats,
+                   progress: Progress | None) -> Iterator[dict[str, Any]]:
+    miner = TemplateMiner.from_state(bundle.miner_state)
+    decoder = make_decoder(settings)
+    scorer = Scorer(bundle)
+    unseen: set[str] = set()
+    pending: list[Window] = []
+
+    def tag(message: str) -> TemplateMatch:
+        match = miner.match(message)
+        if not match.known:
+            unseen.add(match.template_id)
+        return match
+
+    for batch in windowed(_decode_stream(paths, settings, decoder, progress), tag, settings, stats):
+        pending.extend(batch)
+        if len(pending) >= SCORE_BATCH:
+            yield from _score_all(scorer, pending, stats)
+            pending = []
+    yield from _score_all(scorer, pending, stats)
+    stats.unseen_templates = len(unseen)
+    _finish_decode_stats(stats, decoder)
+
+
+def parse(
+    paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None
+) -> tuple[Iterator[tuple[int, str, str]], JobStats]:
+    """Template every line: returns ``(line number from 1, template id, template)`` rows in input order.
+
+    Ids and texts are the final ones after all lines were learned, so the same template has the same
+    id on every row. Memory: one small int per line.
+    """
+    miner = TemplateMiner()
+    decoder = make_decoder(settings)
+    stats = JobStats()
+    handles = []
+    for record in _decode_stream(paths, settings, decoder, progress):
+        stats.lines += 1
+        handles.append(miner.learn_cluster(record.message))
+    _finish_decode_stats(stats, decoder)
+
+    def rows() -> Iterator[tuple[int, str, str]]:
+        final: dict[int, TemplateMatch] = {}
+        for number, handle in enumerate(handles, start=1):
+            match = final.get(handle)
+            if match is None:
+                match = final[handle] = miner.final_template(handle)
+            yield number, match.template_id, match.template
+        stats.templates = len({m.template_id for m in final.values()})
+
+    return rows(), stats

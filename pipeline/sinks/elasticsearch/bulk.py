@@ -1,0 +1,227 @@
+"""Elasticsearch sink for anomaly documents: buffer, bulk index, sort failures into retry / reject / fail.
+
+Delivery contract with the worker (which owns Kafka offsets): ``flush()`` either returns a
+:class:`FlushResult` (every buffered document is now indexed or handed back in ``rejected`` for the
+dead-letter topic) or raises :class:`SinkError` and keeps every document it could not account for, so
+the worker can pause, not commit, and call ``flush()`` again later. Order per commit: flush the sink,
+save window state, commit offsets. Documents carry a deterministic ``_id``
+(:func:`pipeline.scoring.document_id`) and go to the daily index of their window start
+(:func:`pipeline.es_setup.index_for`) with ``op_type: index``, so a replay after a crash overwrites.
+
+Failures, per item of a bulk response:
+
+* 429 and 5xx (overload, a shard relocating): retried by ``elasticsearch.helpers.streaming_bulk``
+  (``max_retries``/``initial_backoff``/``max_backoff``, only the failed documents are resent). Still
+  failing after that: :class:`SinkUnavailable`, documents kept.
+* connection refused, timeouts: retried by the client transport with jittered exponential backoff
+  (same budget); then :class:`SinkUnavailable`, documents kept.
+* 401/403 (credentials, privileges) and 404 (index missing and auto-create disabled): a configuration
+  problem, not a document problem: :class:`SinkError`, documents kept.
+* any other 4xx (``document_parsing_exception``, ``mapper_parsing_exception``, ``illegal_argument``...):
+  the document itself is bad and will never index: returned in ``FlushResult.rejected`` with the reason,
+  never retried.
+
+A flush stops at the first chunk that stays unavailable, so one flush blocks for at most about one
+chunk's retry budget: ``(max_retries + 1) * request_timeout`` plus the backoff sleeps (at most
+``max_backoff`` each). Keep that below Kafka's ``max.poll.interval.ms``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from elastic_transport import TransportError
+from elasticsearch import Elasticsearch, helpers
+
+from pipeline.errors import LogwardenError
+from pipeline.scoring import document_id
+from pipeline.sinks.elasticsearch.client import describe_error
+from pipeline.sinks.elasticsearch.layout import alias_name, check_prefix, index_for
+
+RETRYABLE_STATUS = (429, 500, 502, 503, 504)
+CONFIG_STATUS = (401, 403, 404)
+
+Doc = dict[str, Any]
+
+
+class SinkError(LogwardenError):
+    """Elasticsearch did not take the buffered documents; they are kept for the next ``flush()``."""
+
+
+class SinkUnavailable(SinkError):
+    """Elasticsearch is unreachable or overloaded past the retry budget (transient: retry later)."""
+
+
+class SinkBufferFull(SinkError):
+    """``add()`` on a full buffer: flush first (or pause the input until Elasticsearch is back)."""
+
+
+@dataclass
+class FlushResult:
+    """What one ``flush()`` accomplished (including work from earlier flushes that raised)."""
+
+    indexed: int = 0
+    rejected: list[tuple[Doc, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def item_reason(status: Any, info: dict[str, Any]) -> str:
+    """One-line reason for a failed bulk item, with Elasticsearch's error type and cause."""
+    error = info.get("error")
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by")
+        if isinstance(cause, dict) and cause.get("reason"):
+            text += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
+    else:
+        text = str(error or "unknown error")
+    return " ".join(f"{status} {text}".split())
+
+
+class ElasticsearchSink:
+    """Buffers anomaly documents and bulk-indexes them on ``flush()``; see the module docstring.
+
+    Not thread-safe: one sink per worker loop (the loop that also commits offsets).
+    """
+
+    def __init__(
+        self,
+        client: Elasticsearch,
+        prefix: str = "logwarden",
+        *,
+        data_stream: bool = False,
+        max_buffer: int = 10_000,
+        chunk_size: int = 500,
+        max_chunk_bytes: int = 10 * 1024 * 1024,
+        max_retries: int = 5,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 10.0,
+        request_timeout: float | None = None,
+        on_bulk: Callable[[FlushResult], None] | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if max_buffer < 1 or chunk_size < 1 or max_retries < 0:
+            raise LogwardenError("max_buffer and chunk_size must be at least 1, max_retries at least 0")
+        self.prefix = check_prefix(prefix)
+        self.data_stream = data_stream
+        self.max_buffer = max_buffer
+        self.chunk_size = chunk_size
+        self.max_chunk_bytes = max_chunk_bytes
+        self.max_retries = max_retries
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.on_bulk = on_bulk
+        self._owned = client if owns_client else None
+        # Connection errors/timeouts: the transport retries with backoff. Status codes: not the transport
+        # (it would retry at once, without backoff, and resend the whole request) but the bulk helper.
+        options: dict[str, Any] = {
+            "max_retries": max_retries,
+            "retry_on_timeout": True,
+            "retry_on_status": (),
+            "retry_backoff_base": initial_backoff,
+            "retry_backoff_cap": max_backoff,
+        }
+        if request_timeout is not None:
+            options["request_timeout"] = request_timeout
+        self.client = client.options(**options)
+        self._buffer: dict[str, tuple[str, Doc]] = {}
+        self._carry = FlushResult()
+
+    # ------------------------------------------------------------------------------------ buffering
+    @property
+    def pending(self) -> int:
+        """Documents not yet accounted for: buffered, or rejected but not yet returned by a flush."""
+        return len(self._buffer) + len(self._carry.rejected)
+
+    @property
+    def is_full(self) -> bool:
+        return self.pending >= self.max_buffer
+
+    def target(self, doc: Doc) -> str:
+        """Index (or data stream) a document is written to."""
+        return alias_name(self.prefix) if self.data_stream else index_for(doc, self.prefix)
+
+    def add(self, doc: Doc) -> None:
+        """Buffer one document. A document without the fields its id and index need is rejected at once
+        (returned by the next flush). The same ``_id`` added twice is indexed once, latest version."""
+        try:
+            doc_id = document_id(doc)
+            index = self.target(doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._carry.rejected.append((doc, f"invalid document: {type(exc).__name__}: {exc}"))
+            return
+        if doc_id not in self._buffer and self.is_full:
+            raise SinkBufferFull(f"Elasticsearch sink buffer is full ({self.max_buffer} documents): flush first")
+        self._buffer[doc_id] = (index, doc)
+
+    # -------------------------------------------------------------------------------------- flushing
+    def _actions(self, entries: list[tuple[str, tuple[str, Doc]]]) -> list[dict[str, Any]]:
+        op_type = "create" if self.data_stream else "index"
+        return [{"_op_type": op_type, "_index": index, "_id": doc_id, "_source": doc}
+                for doc_id, (index, doc) in entries]
+
+    def flush(self) -> FlushResult:
+        """Index everything buffered; see the module docstring for what raises and what is returned."""
+        started = time.perf_counter()
+        if self._buffer:
+            self._bulk(list(self._buffer.items()))
+        result, self._carry = self._carry, FlushResult()
+        result.seconds = time.perf_counter() - started
+        if self.on_bulk is not None:
+            self.on_bulk(result)
+        return result
+
+    def _bulk(self, entries: list[tuple[str, tuple[str, Doc]]]) -> None:
+        """One pass over ``entries``; indexed and rejected documents leave the buffer as results arrive."""
+        stream = helpers.streaming_bulk(
+            self.client,
+            self._actions(entries),
+            chunk_size=self.chunk_size,
+            max_chunk_bytes=self.max_chunk_bytes,
+            raise_on_error=False,
+            raise_on_exception=False,
+            max_retries=self.max_retries,
+            initial_backoff=self.initial_backoff,
+            max_backoff=self.max_backoff,
+            retry_on_status=RETRYABLE_STATUS,
+            yield_ok=True,
+        )
+        try:
+            for ok, item in stream:
+                _, info = next(iter(item.items()))
+                status = info.get("status", "N/A")
+                doc_id = str(info.get("_id"))
+                if ok or (self.data_stream and status == 409):  # 409 on create: a replay, already indexed
+                    if self._buffer.pop(doc_id, None) is not None:
+                        self._carry.indexed += 1
+                    continue
+                reason = item_reason(status, info)
+                if status in RETRYABLE_STATUS or not isinstance(status, int):
+                    raise SinkUnavailable(
+                        f"Elasticsearch kept failing after {self.max_retries} retries ({reason}); "
+                        f"{len(self._buffer)} documents kept for the next flush"
+                    )
+                if status in CONFIG_STATUS:
+                    raise SinkError(f"Elasticsearch refused the documents ({reason}); check credentials, "
+                                    "privileges and that es-setup ran; documents kept")
+                entry = self._buffer.pop(doc_id, None)
+                if entry is not None:
+                    self._carry.rejected.append((entry[1], reason))
+        except TransportError as exc:
+            raise SinkUnavailable(
+                f"{describe_error(exc)} after {self.max_retries} retries; "
+                f"{len(self._buffer)} documents kept for the next flush"
+            ) from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def close(self) -> None:
+        """Release the client if this sink created it. Does not flush: the worker flushes, then commits."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None

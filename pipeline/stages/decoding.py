@@ -1,0 +1,331 @@
+"""Decoding: a raw line becomes a :class:`LogRecord` (event time, message, fields).
+
+Three shapes of input, chosen per line:
+
+* ``--log-format``: a logparser-style layout (see :class:`LogFormat`); the field ``Content`` is the message.
+* JSON lines, detected automatically (a line starting with ``{`` that parses as an object), with ECS names;
+  see :mod:`pipeline.stages.jsonlog` for the keys read.
+* Plain text: the whole line is the message; a timestamp at its start (ISO 8601, syslog, ...) is detected
+  from the first lines of the stream and, once found, read from every line and cut from the message.
+
+Nothing is dropped: a line that fits no format is kept whole with the flag ``unmatched``; undecodable bytes
+are replaced (``invalid_utf8``); a line cut by the source's size cap is ``truncated``; a timestamp that does
+not parse leaves ``timestamp=None`` with ``bad_timestamp``. Every flag is counted in :class:`DecodeStats`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, tzinfo
+
+from pipeline.errors import FormatError
+from pipeline.records import LogRecord, RawLine
+from pipeline.stages.jsonlog import JsonFields, json_record_parts
+from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
+
+MESSAGE_FIELD = "Content"
+# logparser's usual names for the parts of a line that make its timestamp (Loghub formats use all five).
+TIME_FIELD_NAMES = ("date", "time", "timestamp", "day", "month")
+JSON_MODES = ("auto", "strict", "off")
+_FIELD = re.compile(r"<([^<>]+)>")
+
+
+class LogFormat:
+    """A logparser-style line layout, e.g. ``'<Date> <Time> <Pid> <Level> <Component>: <Content>'``.
+
+    Compiled the way logparser's ``generate_logformat_regex`` does (Zhu et al., ICSE-SEIP 2019, the
+    layouts Loghub publishes): each ``<Name>`` is a lazy group ``.*?``, each run of spaces is ``\\s+``,
+    any other text is a regex as written (so ``\\[`` and ``(\\[<PID>\\])?`` work), the whole is anchored,
+    and lines are stripped before matching. Field names may contain dots (``<host.name>``).
+    """
+
+    def __init__(self, fmt: str) -> None:
+        if not fmt or not fmt.strip():
+            raise FormatError("--log-format is empty")
+        pieces = _FIELD.split(fmt)
+        names = tuple(pieces[1::2])
+        if MESSAGE_FIELD not in names:
+            raise FormatError(f"--log-format {fmt!r} has no <{MESSAGE_FIELD}> field (the message part)")
+        if len(set(names)) != len(names):
+            raise FormatError(f"--log-format {fmt!r} names a field twice")
+        self.fmt = fmt
+        self.names = names
+        self.regex = self._compile(pieces, [f"lw{i}" for i in range(len(names))])
+        self._groups = tuple(f"lw{i}" for i in range(len(names)))
+        # When every field name is an identifier, a twin regex named after the fields lets groupdict() build
+        # the fields dict in C: the fast path.
+        self._named: re.Pattern[str] | None = None
+        if all(name.isidentifier() for name in names):
+            try:
+                self._named = re.compile(self._build(pieces, list(names)))
+            except re.error:  # a name clashing with a group of the format's own regex text
+                self._named = None
+        self._optional = "?" in "".join(pieces[0::2]) or "|" in "".join(pieces[0::2])
+
+    def _compile(self, pieces: list[str], groups: list[str]) -> re.Pattern[str]:
+        try:
+            return re.compile(self._build(pieces, groups))
+        except re.error as exc:
+            raise FormatError(f"--log-format {self.fmt!r} is not a valid pattern: {exc}") from None
+
+    @staticmethod
+    def _build(pieces: list[str], groups: list[str]) -> str:
+        # A lazy last group must stretch to the end of the line anyway; greedy gets there in one step and
+        # matches the same (fullmatch), so the common "...: <Content>" layout is about twice as fast.
+        last = len(pieces) - 2
+        return "".join(
+            (f"(?P<{groups[index // 2]}>.*{'' if index == last and not pieces[-1] else '?'})")
+            if index % 2
+            else re.sub(" +", r"\\s+", piece)
+            for index, piece in enumerate(pieces)
+        )
+
+    def match(self, line: str) -> tuple[str, dict[str, str]] | None:
+        """``(message, fields)`` when the line fits; fields left empty by an optional part are omitted."""
+        line = line.strip()
+        if self._named is not None:
+            found = self._named.fullmatch(line)
+            if found is None:
+                return None
+            fields = found.groupdict()
+            if self._optional and None in fields.values():
+                fields = {name: value for name, value in fields.items() if value is not None}
+        else:
+            found = self.regex.fullmatch(line)
+            if found is None:
+                return None
+            values = found.group(*self._groups) if len(self._groups) > 1 else (found.group(self._groups[0]),)
+            fields = {name: value for name, value in zip(self.names, values, strict=True) if value is not None}
+        message = fields.pop(MESSAGE_FIELD)
+        return message, fields
+
+    def __repr__(self) -> str:
+        return f"LogFormat({self.fmt!r})"
+
+
+@dataclass
+class DecodeStats:
+    """Counts of what the decoder saw; every flagged record is also counted here."""
+
+    lines: int = 0
+    matched: int = 0
+    unmatched: int = 0
+    json: int = 0
+    not_json: int = 0
+    invalid_utf8: int = 0
+    truncated: int = 0
+    bad_timestamp: int = 0
+
+
+class Decoder:
+    """Turns raw lines into records; one instance per stream (it learns the stream's time layout).
+
+    ``json_mode``: ``auto`` reads JSON objects wherever a line is one; ``strict`` is for a JSON topic, where
+    any other line becomes a record flagged ``not_json`` with the reason in ``fields['error.message']`` (the
+    worker dead-letters it); ``off`` never reads JSON. ``time_fields`` overrides which format fields make the
+    timestamp (default: those named Date, Time, Timestamp, Day or Month, in format order, joined by a space).
+    Without ``time_format`` the layout is auto-detected from the first ``detect_lines`` lines that carry a
+    time, then kept; the joined fields are tried first, then each time field alone (BGL's epoch
+    ``Timestamp``). ``tz`` is the zone of times that carry none; ``default_year`` fills a missing year.
+    """
+
+    def __init__(
+        self,
+        log_format: str | None = None,
+        time_format: str | None = None,
+        *,
+        time_fields: Sequence[str] | None = None,
+        json_mode: str = "auto",
+        tz: tzinfo = UTC,
+        default_year: int | None = None,
+        detect_lines: int = 100,
+    ) -> None:
+        if json_mode not in JSON_MODES:
+            raise FormatError(f"json mode must be one of {', '.join(JSON_MODES)}, got {json_mode!r}")
+        self.log_format = LogFormat(log_format) if log_format is not None else None
+        self.json_mode = json_mode
+        self.stats = DecodeStats()
+        self._time_parser = (
+            TimeParser.from_strptime(time_format, tz=tz, default_year=default_year) if time_format else None
+        )
+        self._auto = auto_parsers(tz=tz, default_year=default_year)
+        self._prefix_parsers = [p for p in self._auto if p.name in PREFIX_LAYOUTS]
+        self._json = JsonFields(self._time_parser, self._auto)
+        self._time_fields = self._choose_time_fields(time_fields)
+        self._detect_left = detect_lines
+        self._chosen: tuple[int, TimeParser] | None = None  # (-1 = joined fields | field index, parser)
+        self._lead: TimeParser | None = self._time_parser if self.log_format is None else None
+
+    @property
+    def time_layout(self) -> str | None:
+        """The time layout in use: the given ``time_format``, or the one detected so far (None if none yet)."""
+        if self._time_parser is not None:
+            return self._time_parser.name
+        chosen = self._chosen[1] if self._chosen else self._lead
+        return chosen.name if chosen else None
+
+    def decode(self, raw: RawLine) -> LogRecord:
+        flags: list[str] = []
+        data = raw.data
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            if raw.truncated and exc.reason == "unexpected end of data":
+                text = data[: exc.start].decode(errors="replace")  # the size cap cut a character in two
+            else:
+                text = data.decode(errors="replace")
+                flags.append("invalid_utf8")
+                self.stats.invalid_utf8 += 1
+        if raw.truncated:
+            flags.append("truncated")
+            self.stats.truncated += 1
+        return self._decode(text, raw.origin, raw.offset, raw.arrival, flags)
+
+    def decode_text(self, text: str, origin: str = "", offset: int = 0, arrival: float = 0.0) -> LogRecord:
+        """Decode an already decoded string (a Kafka message value, a test line)."""
+        return self._decode(text.rstrip("\r\n"), origin, offset, arrival, [])
+
+    def _decode(self, text: str, origin: str, offset: int, arrival: float, flags: list[str]) -> LogRecord:
+        stats = self.stats
+        stats.lines += 1
+        # JSON first: logparser layouts are loose enough ("<A> <B>: <Content>") to match a JSON object's text,
+        # while a line that parses as a JSON object is unambiguous.
+        error = "not a JSON object"
+        if self.json_mode != "off" and text[:1] == "{":
+            try:
+                obj = json.loads(text)
+            except ValueError as exc:
+                error = f"invalid JSON: {exc}"
+            else:
+                if isinstance(obj, dict):
+                    stats.json += 1
+                    message, timestamp, fields, bad = json_record_parts(obj, text, self._json)
+                    if bad:
+                        self._flag_bad_time(flags)
+                    return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags), text)
+        if self.json_mode == "strict":
+            stats.not_json += 1
+            flags.append("not_json")
+            return LogRecord(text, None, {"error.message": error}, origin, offset, arrival, tuple(flags), text)
+        if self.log_format is not None:
+            hit = self.log_format.match(text)
+            if hit is not None:
+                stats.matched += 1
+                message, fields = hit
+                timestamp = self._fields_time(fields, flags)
+                return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags), text)
+            stats.unmatched += 1
+            flags.append("unmatched")
+            return LogRecord(text, None, {}, origin, offset, arrival, tuple(flags), text)
+        timestamp, message = self._leading_time(text, flags)
+        return LogRecord(message, timestamp, {}, origin, offset, arrival, tuple(flags), text)
+
+    def _flag_bad_time(self, flags: list[str]) -> None:
+        flags.append("bad_timestamp")
+        self.stats.bad_timestamp += 1
+
+    def _choose_time_fields(self, explicit: Sequence[str] | None) -> tuple[str, ...]:
+        if self.log_format is None:
+            return ()
+        names = self.log_format.names
+        if explicit:
+            missing = [name for name in explicit if name not in names]
+            if missing:
+                raise FormatError(f"time field {missing[0]!r} is not a field of --log-format {self.log_format.fmt!r}")
+            return tuple(explicit)
+        return tuple(name for name in names if name.lower() in TIME_FIELD_NAMES)
+
+    def _fields_time(self, fields: dict[str, str], flags: list[str]) -> float | None:
+        names = self._time_fields
+        if not names:
+            return None
+        try:
+            joined = " ".join([fields[name] for name in names]) if len(names) > 1 else fields[names[0]]
+        except KeyError:  # an optional time field is absent from this line
+            joined = " ".join([fields[name] for name in names if fields.get(name)])
+        try:
+            if self._time_parser is not None:
+                return self._time_parser.parse(joined)
+            if self._chosen is not None:
+                index, parser = self._chosen
+                return parser.parse(joined if index < 0 else fields.get(names[index], "").strip())
+            if joined and self._detect_left > 0:
+                self._detect_left -= 1
+                candidates = [joined] + ([fields.get(name, "").strip() for name in names] if len(names) > 1 else [])
+                for index, text in enumerate(candidates, start=-1):
+                    found = detect_parser(text, self._auto) if text else None
+                    if found is not None:
+                        self._chosen = (index, found)
+                        return found.parse(text)
+        except ValueError:
+            pass
+        self._flag_bad_time(flags)
+        return None
+
+    def _leading_time(self, text: str, flags: list[str]) -> tuple[float | None, str]:
+        """A timestamp at the start of a plain line, and the message after it."""
+        bracket = text.startswith("[")
+        body = text[1:] if bracket else text
+        try:
+            parser = self._lead
+            if parser is None:
+                if self._detect_left <= 0 or not text:
+                    return None, text
+                self._detect_left -= 1
+                parser = next((p for p in self._prefix_parsers if _starts_with_time(p, body)), None)
+                if parser is None:
+                    return None, text
+                self._lead = parser
+            hit = parser.parse_prefix(body)
+        except ValueError:
+            self._flag_bad_time(flags)
+            return None, text
+        if hit is None:
+            return None, text
+        timestamp, end = hit
+        rest = body[end:]
+        if bracket and rest.startswith("]"):
+            rest = rest[1:]
+        return timestamp, rest.lstrip()
+
+
+def _starts_with_time(parser: TimeParser, text: str) -> bool:
+    try:
+        return parser.parse_prefix(text) is not None
+    except ValueError:
+        return False
+
+
+def check_format_matches(
+    decoder: Decoder, sample_lines: Iterable[RawLine | str | bytes], *, source: str | None = None
+) -> int:
+    """How many sample lines fit ``--log-format``; raises FormatError when there were lines and none fit.
+
+    The CLI calls this on the first lines of the input (see :func:`pipeline.sources.peek_lines`) so a wrong
+    format fails at once with a clear message instead of producing a model made of ``unmatched`` lines.
+    Returns 0 without checking when the decoder has no log format. Does not touch ``decoder.stats``.
+    """
+    log_format = decoder.log_format
+    if log_format is None:
+        return 0
+    total = matched = 0
+    first = None
+    for item in sample_lines:
+        if isinstance(item, RawLine):
+            source = source or item.origin
+            item = item.data
+        text = item.decode(errors="replace") if isinstance(item, bytes) else item
+        total += 1
+        if first is None and text.strip():
+            first = text.strip()
+        if log_format.match(text) is not None:
+            matched += 1
+    if total and not matched:
+        shown = first if first is None or len(first) <= 200 else first[:200] + "..."
+        raise FormatError(
+            f"--log-format matched none of the first {total} lines of {source or 'the input'}; first line was: {shown}"
+        )
+    return matched

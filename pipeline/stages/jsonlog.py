@@ -1,0 +1,113 @@
+"""JSON log lines: which keys give the message, the event time and the ECS fields.
+
+Keys are flattened to dotted names, so ``{"host": {"name": "a"}}`` and ``{"host.name": "a"}`` both give
+``fields["host.name"] == "a"`` (when both spellings occur, the later one in the line wins).
+
+* Message: ``message`` (ECS), else ``msg`` (zap, pino, bunyan, logrus), ``log`` (Docker's json-file
+  driver, Fluent Bit), ``event.original``; a non-string value is re-serialised as JSON. A line with none of
+  them keeps the whole line as its message, so template mining still sees something stable.
+* Event time: ``@timestamp`` (ECS), else ``timestamp``, ``time``, ``ts``. Numbers (and digit strings) are
+  epoch seconds, millis, micros or nanos by magnitude; strings go through ``--time-format`` when one is
+  given, else ISO 8601 and the other auto-detected layouts. A present but unreadable time gives
+  ``timestamp=None`` and the flag ``bad_timestamp``; an absent one just None.
+* ECS aliases, added only when the ECS name is absent: ``level``/``severity``/``levelname`` ->
+  ``log.level``; a string ``host``/``hostname`` -> ``host.name``; a string ``service`` -> ``service.name``.
+
+The message and time keys are removed from ``fields``; everything else stays, values as JSON gave them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.stages.timestamps import TimeParser, detect_parser, epoch_seconds
+
+MESSAGE_KEYS = ("message", "msg", "log", "event.original")
+TIME_KEYS = ("@timestamp", "timestamp", "time", "ts")
+ALIASES = (
+    ("log.level", ("level", "severity", "levelname")),
+    ("host.name", ("host", "hostname")),
+    ("service.name", ("service",)),
+)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?\Z")
+
+
+def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nested objects become dotted keys; lists and scalars are kept as values."""
+    out = {} if out is None else out
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flatten(value, name + ".", out)
+        else:
+            out[name] = value
+    return out
+
+
+class JsonFields:
+    """Time parsing state for JSON lines: the user's layout first, then the last auto layout that worked."""
+
+    def __init__(self, explicit: TimeParser | None, auto: list[TimeParser]) -> None:
+        self.explicit = explicit
+        self.auto = auto
+        self.tz = auto[0].tz if auto else UTC
+        self._last: TimeParser | None = None
+
+    def time(self, value: Any) -> float:
+        """Epoch seconds from a JSON time value; raises ValueError when it is not a time."""
+        if isinstance(value, bool) or value is None:
+            raise ValueError(f"not a time: {value!r}")
+        if isinstance(value, int | float):
+            return epoch_seconds(value)
+        if not isinstance(value, str):
+            raise ValueError(f"not a time: {value!r}")
+        text = value.strip()
+        if _NUMBER.match(text):
+            return epoch_seconds(text)
+        for parser in (self.explicit, self._last):
+            if parser is not None:
+                try:
+                    return parser.parse(text)
+                except ValueError:
+                    pass
+        parser = detect_parser(text, self.auto)
+        if parser is not None:
+            self._last = parser
+            return parser.parse(text)
+        parsed = datetime.fromisoformat(text)  # other ISO 8601 forms ("2024-01-02", "2024-01-02T03:04Z")
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=self.tz)).timestamp()
+
+
+def json_record_parts(
+    obj: dict[str, Any], line: str, state: JsonFields
+) -> tuple[str, float | None, dict[str, Any], bool]:
+    """``(message, timestamp, fields, bad_timestamp)`` for one decoded JSON object."""
+    fields = flatten(obj)
+    message = line
+    for key in MESSAGE_KEYS:
+        value = fields.get(key)
+        if value is not None:
+            del fields[key]
+            message = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            break
+    timestamp = None
+    bad = False
+    for key in TIME_KEYS:
+        if key in fields:
+            value = fields.pop(key)
+            try:
+                timestamp = state.time(value)
+            except (ValueError, OverflowError):
+                bad = True
+            break
+    for ecs, aliases in ALIASES:
+        if ecs not in fields:
+            for alias in aliases:
+                value = fields.get(alias)
+                if isinstance(value, str | int) and not isinstance(value, bool):
+                    fields[ecs] = value
+                    break
+    return message, timestamp, fields, bad

@@ -1,0 +1,181 @@
+"""Generic masking: turn a log message into tokens whose variable parts are replaced by ``<*>``.
+
+This is the pre-tokeniser in front of Drain (:mod:`pipeline.stages.templates`). It is one default for every
+system, so its rules follow from how log messages are written, not from any one product:
+
+* **Whole phrases first.** Spans that contain spaces or delimiters of their own are masked before the
+  message is split: URLs (``scheme://...``), e-mail addresses, dates written with month names
+  (``Sun Dec 04 04:47:44 2005``, ``Jul  9 11:35:59``, ``10/Oct/2000:13:55:36 +0200``), a number
+  followed by a unit word (``16.0 KB``, ``250 ms``: the unit changes with the magnitude) and empty
+  values printed between brackets or quotes (``()`` becomes ``(<*>)``).
+* **Whole tokens by shape**: file paths (``/var/www/``, ``./a.out``, ``C:\\Temp``), host names ending
+  in a common top-level domain, and hex groups joined by ``:`` or ``-`` (IPv6, MAC addresses, WWNs).
+* **Tokens are split into pieces** on punctuation that separates values from the text around them:
+  brackets, parentheses, braces, quotes, ``,`` ``;`` ``|``, ``=`` (``key=value``), ``:`` after a word
+  (``key:value``, ``name:``) and runs of two or more dots (dot leaders such as ``enabled.....0``).
+* **A piece that contains a digit is a variable**: numbers of any sign and precision, durations and
+  sizes (``12ms``, ``3.5s``, ``64KB``), IPv4 addresses with or without port, ``host:port``, hex
+  (``0x1f``), UUIDs, times and dates, ids (``blk_-42``, ``attempt_1_2_m_3``). Developers put digits
+  into messages through format arguments far more often than into the fixed text; Drain assumes the
+  same with ``parametrize_numeric_tokens``. Long hex strings written with letters only are variables
+  too. The key of ``key=value`` is kept even with digits in it (``r24=<*>``): keys are names.
+* Masks joined only by separators become one (``1,024``, ``host.example.com:80``, ``3/4``), so a
+  value has the same shape whatever its magnitude or form.
+* **Digit-free words stay constants**, including ``key=value`` values such as ``user=root``: such
+  values are usually enums chosen by the code. The template miner still generalises a word position
+  that shows many different values.
+* **Runs of adjacent variable tokens collapse into one** (``[<*>, <*>]`` -> ``[<*>]``, a date and a time
+  -> ``<*>``, a value and its bracketed annotation ``1165 bytes (1.13 KB)`` -> ``<*>``): lists vary in
+  length and annotations come and go from one line to the next, and the token count is the first
+  thing Drain groups by.
+
+Masks are Drain's own parameter string ``<*>``, so a masked position never counts as a constant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+MASK = "<*>"
+# Bump when a rule changes: templates (and so template ids) learnt with other rules no longer apply.
+MASKING_VERSION = 1
+
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DAY = r"(?:Mon(?:day)?|Tue(?:s(?:day)?)?|Wed(?:nesday)?|Thu(?:rs(?:day)?)?|Fri(?:day)?|Sat(?:urday)?|Sun(?:day)?),?"
+_CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+_NUMBER = r"[+\-]?\d+(?:[.,]\d+)?"
+_UNITS = (
+    r"[KMGTPE]i?B|[kKMGTPE]?b(?:ps|/s)|B|bytes?|[mun]?s|µs|secs?|seconds?|mins?|minutes?|hours?"
+    r"|[kMG]?Hz"
+)
+
+# Phrases masked on the whole message before it is split: (name, regex). Order matters.
+PHRASE_RULES: tuple[tuple[str, str], ...] = (
+    ("url", r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>\[\](){},;]*"),
+    ("email", r"\b[\w.+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"),
+    (
+        "date",
+        rf"\b(?:{_DAY}\s+)?{_MONTH}\s+\d{{1,2}}(?:,?\s+\d{{4}})?(?:\s+{_CLOCK})?(?:\s+[A-Z]{{3,4}})?"
+        rf"(?:\s+\d{{4}})?\b(?!:)"
+        rf"|\b\d{{1,2}}[/\- ]{_MONTH}[/\- ]\d{{2,4}}(?::{_CLOCK})?(?:\s+[+\-]\d{{4}})?",
+    ),
+    ("quantity", rf"(?<![\w.]){_NUMBER}\s*(?:{_UNITS})\b(?![.\-]\w)"),
+    ("empty", r"(?<!\S)(?:\(\)|\[\]|\{\}|''|\"\")(?=[\s,;:.]|$)"),
+)
+
+# Shapes that make a whole token (or one piece of it) a variable: (name, regex matched in full).
+SHAPE_RULES: tuple[tuple[str, str], ...] = (
+    ("path", r"(?:[A-Za-z]:\\|\\\\|~?/|\.{1,2}/)\S*[^\s:,;.]"),
+    (
+        "hexseq",
+        r"(?=.*\d)(?=(?:[^:]*:){2})[0-9A-Fa-f:]+"
+        r"|[0-9A-Fa-f]{2}([:\-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}",
+    ),
+    (
+        "host",
+        r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+"
+        r"(?:com|net|org|edu|gov|mil|int|info|biz|local|localdomain|lan|internal|arpa|corp|home"
+        r"|cn|de|uk|jp|ru|br|fr|nl|au|kr|tw|hk|ca|es|pl|se|ch|eu)\.?",
+    ),
+    ("hex", r"(?:0[xX])?(?:[a-f]{8,}|[A-F]{8,})"),
+    ("digits", r".*\d.*"),
+)
+
+_PHRASES = [(name, re.compile(rx)) for name, rx in PHRASE_RULES]
+# Cheap tests that rule a phrase out before its regex runs (masking speed matters to the workers).
+_MONTH_WORD = re.compile(r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)")
+_PREFILTER = {
+    "url": lambda m: "://" in m,
+    "email": lambda m: "@" in m,
+    "date": lambda m: _MONTH_WORD.search(m) is not None,
+    "empty": lambda m: any(e in m for e in ("()", "[]", "{}", "''", '""')),
+}
+_SHAPES = [(name, re.compile(rx)) for name, rx in SHAPE_RULES]
+_TOKEN_SHAPES = {"path", "hexseq", "host"}
+_DELIMS = re.compile(r"([\[\](){}<>\"'`,;|=]|\.{2,}|(?<=[A-Za-z_]):(?!//)|:(?=[A-Z][a-z])|:$)")
+_KEY = re.compile(r"[A-Za-z_][\w.\-]*")
+_ANNOTATION = re.compile(r"(?:\(<\*>\)|\[<\*>\]|\{<\*>\})([,;:.]?)")
+# Masks joined only by separators are one value: 1,024 | host:port (name or IP) | 3/4 | a-1.
+_REPEATED_MASK = re.compile(r"<\*>(?:[:,./_@\-]?<\*>)+")
+_VARIABLE_TOKEN = re.compile(r"[^A-Za-z0-9]*<\*>[^A-Za-z0-9]*(?:<\*>[^A-Za-z0-9]*)*")
+
+
+def shape(piece: str) -> str | None:
+    """The name of the first shape rule that makes ``piece`` a variable, or None for a constant."""
+    for name, rx in _SHAPES:
+        if rx.fullmatch(piece):
+            return name
+    return None
+
+
+@lru_cache(maxsize=1 << 16)
+def mask_token(token: str) -> str:
+    """Mask the variable pieces of one whitespace-free token; delimiters are kept as they are."""
+    if MASK in token:
+        masked = MASK.join(mask_token(p) if p else p for p in token.split(MASK))
+    elif shape(token) in _TOKEN_SHAPES:
+        return MASK
+    else:
+        parts = _DELIMS.split(token)
+        out: list[str] = []
+        for i, part in enumerate(parts):
+            if i % 2 or not part:
+                out.append(part)
+            elif i + 1 < len(parts) and parts[i + 1] == "=" and _KEY.fullmatch(part):
+                out.append(part)  # the key of key=value is a name
+            else:
+                out.append(MASK if shape(part) else part)
+        masked = "".join(out)
+    return _REPEATED_MASK.sub(MASK, masked)
+
+
+def is_variable(token: str) -> bool:
+    """True for a token made only of masks and punctuation (``<*>``, ``[<*>],``, ``<*>:<*>``)."""
+    return MASK in token and _VARIABLE_TOKEN.fullmatch(token) is not None
+
+
+def collapse(tokens: Iterable[str]) -> list[str]:
+    """Join runs of adjacent variable tokens into one token.
+
+    A token joins the variable token before it when that one ends with a mask (optionally followed
+    by ``,``, as in a list) and the token starts with a mask, or is a whole bracketed variable: an
+    annotation such as ``1024 (1 KB)`` or ``10.0.0.1 (host.example.com)`` that some lines carry and
+    others do not. The result keeps the punctuation before the first mask and after the last:
+    ``[<*>, <*>]`` -> ``[<*>]``, ``<*> <*>`` -> ``<*>``, ``<*> (<*>),`` -> ``<*>,``. Labelled values
+    (``<*>: <*>``) stay separate tokens.
+    """
+    out: list[str] = []
+    for tok in tokens:
+        prev = out[-1] if out else ""
+        if not (MASK in tok and prev.rstrip(",").endswith(MASK) and is_variable(prev)):
+            out.append(tok)
+        elif tok.startswith(MASK) and is_variable(tok):
+            out[-1] = prev[: prev.index(MASK)] + MASK + tok[tok.rindex(MASK) + len(MASK) :]
+        elif (annotation := _ANNOTATION.fullmatch(tok)) is not None:
+            out[-1] = prev.rstrip(",") + annotation.group(1)
+        else:
+            out.append(tok)
+    return out
+
+
+def _empty_value(m: re.Match[str]) -> str:
+    return m.group(0)[0] + MASK + m.group(0)[-1]
+
+
+def mask_tokens(message: str) -> list[str]:
+    """The masked token list of a message: phrases masked, tokens masked, variable runs collapsed."""
+    for name, rx in _PHRASES:
+        test = _PREFILTER.get(name)
+        if test is None or test(message):
+            message = rx.sub(_empty_value if name == "empty" else MASK, message)
+    return collapse(mask_token(tok) for tok in message.split())
+
+
+def mask(message: str) -> str:
+    """The masked message as one string of tokens separated by single spaces."""
+    return " ".join(mask_tokens(message))

@@ -1,0 +1,313 @@
+"""The streaming worker: Kafka in, the ``detect`` stages per partition, anomalies into Elasticsearch.
+
+This module is wiring and commit order only. The delivery scheme (what offset is committed, the replay
+state that keeps documents effectively-once) is documented in :mod:`pipeline.stream.ledger`; per-partition
+processing in :mod:`pipeline.stream.partition`; scoring and the sink in :mod:`pipeline.stream.output`.
+
+Loop: ``poll`` (at most ``max_poll_records``) -> window each record of its partition -> score closed
+windows -> every ``commit_interval`` (or when the sink buffer fills): **flush sink, flush dead letters,
+save state, commit** (:meth:`Worker.checkpoint`). When Elasticsearch is down the worker pauses every
+partition and keeps calling ``poll`` (heartbeats and ``max.poll.interval.ms`` stay satisfied, nothing is
+fetched), retries the flush with backoff and resumes when it succeeds. SIGTERM: flush, commit, close the
+consumer (leaves the group). ``exit_when_idle``: after that long without a record, close every window
+(end of input), index, commit, exit 0.
+
+Rebalances: the listener runs on kafka-python's IO thread while the main thread is parked in ``poll``.
+On revocation it checkpoints the revoked partitions and awaits the commit; on assignment it pauses the
+new partitions, and the main thread loads their committed offset and replay state, then resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+
+from pipeline.records import Window
+from pipeline.sources.kafka import StateTopic
+from pipeline.stream.context import WorkerContext, load_start
+from pipeline.stream.dead_letters import DeadLetterError
+from pipeline.stream.ledger import PartitionLedger, SavedState, inline_metadata, reference_metadata
+from pipeline.stream.output import Source
+from pipeline.stream.partition import PartitionStream
+
+log = logging.getLogger(__name__)
+
+
+class _Rebalance(AsyncConsumerRebalanceListener):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        offsets = self.worker.on_revoked(set(revoked))
+        if offsets:
+            try:
+                await self.worker.consumer.commit_async(offsets)
+                self.worker.committed(offsets)
+            except KafkaError as exc:
+                log.warning("commit on revocation failed (the new owner re-reads from the last commit): %s", exc)
+        self.worker.drop(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.worker.on_assigned(set(assigned))
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        self.worker.drop(set(lost))
+
+
+class Worker:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.opts = ctx.options
+        self.metrics = ctx.metrics
+        self.output = ctx.output
+        self.streams: dict[TopicPartition, PartitionStream] = {}
+        self.to_load: set[TopicPartition] = set()
+        self.last_commit: dict[TopicPartition, tuple[int, str]] = {}
+        self._large: dict[TopicPartition, tuple[str, str]] = {}  # last state written to the state topic
+        self.state_topic = StateTopic(self.opts.bootstrap_servers, f"{self.opts.group_id}.logwarden-state",
+                                      ctx.producer)
+        self.stopping = False
+        self.fatal = False
+        self.ever_assigned: set[TopicPartition] = set()
+        self.consumer: KafkaConsumer = ctx.make_consumer()
+        self._paused = False
+        self._last_activity = time.monotonic()
+        self._next_checkpoint = time.monotonic() + self.opts.commit_interval
+
+    # ------------------------------------------------------------------------------------ main loop
+    def run(self) -> int:
+        """Consume until stopped (0), idle (0) or a fatal error (1); always closes the consumer."""
+        self.consumer.subscribe(topics=list(self.opts.topics), listener=_Rebalance(self))
+        code = 0
+        try:
+            while not self.stopping:
+                self.step()
+                if self._idle():
+                    log.info("no record for %.1f s: closing every window and exiting", self.opts.exit_when_idle)
+                    code = 0 if self.finish() else 1
+                    break
+            else:
+                code = 0 if self.commit(self.checkpoint()) else 1
+                if code:
+                    log.error("stopped without committing the latest offsets (%d anomalies not indexed: %s); "
+                              "they are read again on restart", self.output.pending, self.output.last_error)
+        except (DeadLetterError, KafkaError) as exc:
+            log.error("stopping without committing further: %s", exc)
+            self.fatal, code = True, 1
+        finally:
+            self.stopping = True
+            self.consumer.close(autocommit=False)
+            self.state_topic.close()
+        return code
+
+    def step(self) -> None:
+        """One poll and what follows it."""
+        batch = self.consumer.poll(timeout_ms=200 if self.output.down else 500, max_records=self.opts.max_poll_records)
+        self._load_assigned()
+        if batch:
+            self._process(batch)
+            self._last_activity = time.monotonic()
+        now = time.monotonic()
+        if self.output.down:
+            if self.output.retry_due():
+                self.commit(self.checkpoint())
+                if not self.output.down:  # back: the backlog is not idleness
+                    self._last_activity = time.monotonic()
+        elif now >= self._next_checkpoint or self.output.wants_flush:
+            self.commit(self.checkpoint())
+            self._next_checkpoint = now + self.opts.commit_interval
+            self._update_lag()
+
+    def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        closed: list[Window] = []
+        sources: list[Source] = []
+        for tp, records in batch.items():
+            stream = self.streams.get(tp)
+            if stream is None:  # not loaded yet (cannot happen while paused): read these again later
+                if tp in self.to_load:
+                    self.consumer.seek(tp, records[0].offset)
+                continue
+            stream.read(records, self.metrics, self.ctx.dead_letters, closed, sources)
+        self.output.score(closed, sources)
+        self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def checkpoint(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Commit order steps 1-3: flush the sink, flush dead letters, save state. Returns what to commit.
+
+        Empty when the sink is down (nothing may be committed then; partitions stay paused).
+        """
+        if not self.output.flush():
+            self._pause_all()
+            return {}
+        self.ctx.dead_letters.flush()
+        chosen = [tp for tp in (partitions if partitions is not None else list(self.streams)) if tp in self.streams]
+        points: dict[TopicPartition, tuple[int, SavedState]] = {}
+        for tp in chosen:
+            point = self.streams[tp].checkpoint()
+            if point is not None:
+                points[tp] = point
+        metadata = self._save_states(points)
+        offsets = {}
+        for tp, (offset, _) in points.items():
+            if self.last_commit.get(tp) != (offset, metadata[tp]):
+                offsets[tp] = OffsetAndMetadata(offset, metadata[tp], -1)
+        self._resume_all()
+        return offsets
+
+    def _save_states(self, points: dict[TopicPartition, tuple[int, SavedState]]) -> dict[TopicPartition, str]:
+        metadata: dict[TopicPartition, str] = {}
+        large: dict[TopicPartition, SavedState] = {}
+        for tp, (_, state) in points.items():
+            inline = inline_metadata(state)
+            if inline is not None:
+                metadata[tp] = inline
+            elif self._large.get(tp, ("",))[0] == state.to_json():
+                metadata[tp] = self._large[tp][1]  # unchanged since the last write: no new state record
+            else:
+                large[tp] = state
+        for tp, (part, off) in self.state_topic.write(large).items():
+            metadata[tp] = reference_metadata(points[tp][0], part, off)
+            self._large[tp] = (large[tp].to_json(), metadata[tp])
+        return metadata
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+        """Step 4 (main thread). False when the commit failed or the sink was down."""
+        if self.output.down:
+            return False
+        if not offsets:
+            return True
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("offset commit failed (retried at the next checkpoint): %s", exc)
+            return False
+        self.committed(offsets)
+        return True
+
+    def committed(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        for tp, meta in offsets.items():
+            self.last_commit[tp] = (meta.offset, meta.metadata)
+            self.metrics.committed.labels(tp.topic, str(tp.partition)).set(meta.offset)
+        self.metrics.commits.inc()
+        log.debug("committed %s", {f"{tp.topic}/{tp.partition}": m.offset for tp, m in offsets.items()})
+
+    def finish(self) -> bool:
+        """End of input: close every window, index, commit. Retries Elasticsearch until it works or SIGTERM."""
+        closed: list[Window] = []
+        sources: list[Source] = []
+        for tp, stream in self.streams.items():
+            for window in stream.flush():
+                closed.append(window)
+                sources.append((tp.topic, tp.partition, window.positions.get(stream.origin, -1)))
+        self.output.score(closed, sources)
+        self.metrics.open_windows.set(0)
+        while True:
+            offsets = self.checkpoint()
+            if not self.output.down:
+                return self.commit(offsets)
+            if self.stopping:
+                return False
+            while not self.output.retry_due() and not self.stopping:
+                self.consumer.poll(timeout_ms=200)
+
+    # ------------------------------------------------------------------------------------ rebalances
+    def on_revoked(self, revoked: set[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """IO thread, main thread parked in poll: checkpoint what we own of ``revoked``."""
+        owned = [tp for tp in revoked if tp in self.streams]
+        if self.fatal or not owned or self.output.down:
+            return {}  # nothing safe to add: the new owner re-reads from the last commit
+        try:
+            return self.checkpoint(owned)
+        except (DeadLetterError, KafkaError) as exc:
+            log.warning("could not checkpoint revoked partitions: %s", exc)
+            return {}
+
+    def drop(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self.streams.pop(tp, None)
+            self.to_load.discard(tp)
+            self.last_commit.pop(tp, None)
+            self._large.pop(tp, None)
+            self.metrics.forget_partition(tp.topic, tp.partition)
+        self.metrics.assigned.set(len(self.streams) + len(self.to_load))
+        self._last_activity = time.monotonic()
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """IO thread: pause the new partitions until the main thread has loaded their state."""
+        new = [tp for tp in assigned if tp not in self.streams]
+        if new:
+            self.consumer.pause(*new)
+            self.to_load.update(new)
+        self.ever_assigned.update(assigned)
+        log.info("partitions assigned: %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+        self.metrics.assigned.set(len(self.streams) + len(self.to_load))
+        self._last_activity = time.monotonic()
+
+    def _load_assigned(self) -> None:
+        for tp in sorted(self.to_load):
+            try:
+                start, state = load_start(self.consumer, tp, self.state_topic)
+            except KafkaError as exc:
+                log.warning("cannot read the committed offset of %s yet: %s", tp, exc)
+                return
+            ledger = PartitionLedger(f"{tp.topic}/{tp.partition}", start, state)
+            self.streams[tp] = PartitionStream(tp, self.opts.settings, self.ctx.tag, ledger, state,
+                                               self.opts.input_format)
+            self.to_load.discard(tp)
+            if not self.output.down:
+                self.consumer.resume(tp)
+
+    def _pause_all(self) -> None:
+        parts = list(self.streams)
+        if parts:
+            self.consumer.pause(*parts)
+        self._paused = True
+        self.metrics.paused.set(1)
+
+    def _resume_all(self) -> None:
+        if not self._paused:
+            return
+        parts = list(self.streams)
+        if parts:
+            self.consumer.resume(*parts)
+        self._paused = False
+        self.metrics.paused.set(0)
+
+    # ---------------------------------------------------------------------------------------- status
+    def _idle(self) -> bool:
+        """``exit_when_idle`` reached: nothing arrived for that long and nothing is left to read."""
+        limit = self.opts.exit_when_idle
+        if limit is None or self.output.down or self.to_load:
+            return False
+        if time.monotonic() - self._last_activity < limit:
+            return False
+        for tp in self.streams:
+            high = self.consumer.highwater(tp)
+            if high is not None and self.consumer.position(tp, timeout_ms=1000) < high:
+                self._last_activity = time.monotonic()  # a backlog (e.g. after a pause): keep reading
+                return False
+        return True
+
+    def _update_lag(self) -> None:
+        for tp, stream in self.streams.items():
+            high = self.consumer.highwater(tp)
+            position = stream.ledger.next_offset
+            if high is not None and position is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.output.down:
+            return False, f"Elasticsearch unavailable: {self.output.last_error}"
+        if not self.streams:
+            return False, "no partitions assigned"
+        return True, f"{len(self.streams)} partitions"
+
+    def stop(self, *_: Any) -> None:
+        """Signal handler: finish the current step, checkpoint, commit and leave the group."""
+        self.stopping = True

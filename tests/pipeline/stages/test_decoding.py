@@ -1,0 +1,357 @@
+"""Decoding: logparser formats (all eight Loghub layouts), time handling, JSON lines, flags and counts."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.loghub import LOG_FORMATS
+from pipeline.errors import FormatError, LogwardenError
+from pipeline.sources.files import read_lines
+from pipeline.stages.decoding import Decoder, DecodeStats, LogFormat, check_format_matches
+from tests.fakes import raw_line, raw_lines, utc
+
+HDFS = LOG_FORMATS["HDFS"]
+HDFS_LINE = "081109 203615 148 INFO dfs.DataNode$PacketResponder: PacketResponder 1 for block blk_38 terminating"
+
+
+# --- LogFormat ------------------------------------------------------------------------------------------
+
+
+def test_format_fields_and_message() -> None:
+    message, fields = LogFormat(HDFS).match(HDFS_LINE) or ("", {})
+    assert message == "PacketResponder 1 for block blk_38 terminating"
+    assert fields == {"Date": "081109", "Time": "203615", "Pid": "148", "Level": "INFO",
+                      "Component": "dfs.DataNode$PacketResponder"}
+
+
+def test_format_spaces_are_flexible_and_lines_stripped() -> None:
+    fmt = LogFormat("<Level> <Content>")
+    assert fmt.match("  WARN    disk   almost full  \t") == ("disk   almost full", {"Level": "WARN"})
+
+
+def test_format_escapes_and_optional_group() -> None:
+    linux = LogFormat(LOG_FORMATS["Linux"])
+    with_pid = linux.match("Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown")
+    without = linux.match("Jun 15 04:06:18 combo kernel: Linux version 2.6.5")
+    assert with_pid == ("check pass; user unknown", {"Month": "Jun", "Date": "14", "Time": "15:16:01",
+                                                     "Level": "combo", "Component": "sshd(pam_unix)",
+                                                     "PID": "19939"})
+    assert without is not None and "PID" not in without[1] and without[0] == "Linux version 2.6.5"
+    apache = LogFormat(r"\[<Time>\] \[<Level>\] <Content>")
+    assert apache.match("[Sun Dec 04 04:47:44 2005] [error] mod_jk child") == (
+        "mod_jk child", {"Time": "Sun Dec 04 04:47:44 2005", "Level": "error"})
+    assert apache.match("Sun Dec 04 04:47:44 2005 [error] mod_jk child") is None
+
+
+def test_format_dotted_names_and_content_not_last() -> None:
+    fmt = LogFormat(r"<host.name> <Content> \(<trace.id>\)")  # text outside <...> is regex
+    assert fmt.match("web-1 GET /index done (abc123)") == (
+        "GET /index done", {"host.name": "web-1", "trace.id": "abc123"})
+
+
+@pytest.mark.parametrize(("fmt", "message"), [
+    ("", "empty"),
+    ("<Date> <Time> <Message>", "no <Content>"),
+    ("<Content> <Content>", "twice"),
+    (r"(<Date> <Content>", "not a valid pattern"),
+    ("<Date> [<Content>", "not a valid pattern"),
+])
+def test_format_errors(fmt: str, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        LogFormat(fmt)
+    with pytest.raises(LogwardenError):
+        Decoder(fmt)
+
+
+# --- the eight Loghub-2k systems ---------------------------------------------------------------------
+
+# strptime layouts of each system's time fields, used only to check the auto-detected times independently.
+TRUTH_TIME = {
+    "HDFS": (("Date", "Time"), "%y%m%d %H%M%S"),
+    "Hadoop": (("Date", "Time"), "%Y-%m-%d %H:%M:%S,%f"),
+    "Spark": (("Date", "Time"), "%y/%m/%d %H:%M:%S"),
+    "Zookeeper": (("Date", "Time"), "%Y-%m-%d %H:%M:%S,%f"),
+    "BGL": (("Timestamp",), "epoch"),
+    "Linux": (("Month", "Date", "Time"), "%Y %b %d %H:%M:%S"),
+    "Apache": (("Time",), "%a %b %d %H:%M:%S %Y"),
+    "OpenSSH": (("Date", "Day", "Time"), "%Y %b %d %H:%M:%S"),
+}
+
+
+def truth_time(system: str, row: dict[str, str], year: int) -> float:
+    names, layout = TRUTH_TIME[system]
+    text = " ".join(row[name] for name in names)
+    if layout == "epoch":
+        return float(text)
+    if layout.startswith("%Y ") and "%Y" not in layout[3:]:
+        text = f"{year} {text}"
+    return datetime.strptime(text, layout).replace(tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize("system", sorted(LOG_FORMATS))
+def test_loghub_formats_decode_every_line(loghub_2k: Path, system: str) -> None:
+    decoder = Decoder(LOG_FORMATS[system], default_year=2005)
+    records = [decoder.decode(raw) for raw in read_lines([str(loghub_2k / system / f"{system}_2k.log")])]
+    with (loghub_2k / system / f"{system}_2k.log_structured.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(records) == len(rows) == 2000
+    assert decoder.stats == DecodeStats(lines=2000, matched=2000)  # no unmatched, no bad timestamps
+    for record, row in zip(records, rows, strict=True):
+        assert record.flags == ()
+        assert record.message == row["Content"]
+        assert record.fields == {k: v for k, v in row.items() if k in record.fields}
+        assert set(record.fields) >= {k for k in LogFormat(LOG_FORMATS[system]).names if row.get(k)} - {"Content"}
+        assert record.timestamp == pytest.approx(truth_time(system, row, 2005), abs=1e-6)
+    assert decoder.time_layout is not None
+
+
+def test_loghub_format_against_other_system_is_unmatched(loghub_2k: Path) -> None:
+    decoder = Decoder(LOG_FORMATS["HDFS"])
+    records = [decoder.decode(raw) for raw in read_lines([str(loghub_2k / "Apache" / "Apache_2k.log")])]
+    # logparser layouts are loose (lazy fields between spaces): Apache lines with ": " and enough spaces do fit
+    # HDFS's layout, but their "Date Time" is no time, so none of them gets a made-up timestamp.
+    assert decoder.stats.unmatched > 1900 and decoder.stats.matched == decoder.stats.bad_timestamp
+    assert all(r.timestamp is None for r in records)
+    assert all(r.message == r.raw for r in records if r.flags == ("unmatched",))
+
+
+# --- timestamps in formats --------------------------------------------------------------------------
+
+
+def test_explicit_time_format_and_bad_timestamp_kept() -> None:
+    decoder = Decoder(HDFS, "%y%m%d %H%M%S")
+    good = decoder.decode_text(HDFS_LINE)
+    bad = decoder.decode_text(HDFS_LINE.replace("203615", "256199"))
+    assert good.timestamp == utc(2008, 11, 9, 20, 36, 15) and good.flags == ()
+    assert bad.timestamp is None and bad.flags == ("bad_timestamp",) and bad.message == good.message
+    assert decoder.stats.bad_timestamp == 1 and decoder.stats.matched == 2
+    assert decoder.time_layout == "%y%m%d %H%M%S"
+
+
+def test_explicit_time_fields() -> None:
+    decoder = Decoder("<Level> <When> <Content>", "%Y-%m-%dT%H:%M:%S", time_fields=["When"])
+    assert decoder.decode_text("INFO 2024-02-29T10:00:00 leap day").timestamp == utc(2024, 2, 29, 10)
+    with pytest.raises(FormatError, match="'Nope' is not a field"):
+        Decoder(HDFS, time_fields=["Nope"])
+
+
+@pytest.mark.parametrize("bad", ["no directives", "%Y-%Q", "%"])
+def test_invalid_time_format(bad: str) -> None:
+    with pytest.raises(FormatError, match="--time-format"):
+        Decoder(HDFS, bad)
+
+
+def test_auto_detect_locks_on_first_layout() -> None:
+    decoder = Decoder("<Date> <Time> <Content>")
+    first = decoder.decode_text("2015-10-18 18:01:47,978 started")
+    other = decoder.decode_text("18/10/2015 18:01:48 a different layout later")
+    assert first.timestamp == pytest.approx(utc(2015, 10, 18, 18, 1, 47) + 0.978)
+    assert other.timestamp is None and other.flags == ("bad_timestamp",)
+    assert decoder.time_layout == "iso8601"
+
+
+def test_auto_detect_gives_up_after_detect_lines() -> None:
+    decoder = Decoder("<Date> <Content>", detect_lines=3)
+    for i in range(5):
+        assert decoder.decode_text(f"someday{i} hello").flags == ("bad_timestamp",)
+    assert decoder.decode_text("2015-10-18T18:01:47 late").timestamp is None  # no longer detecting
+    assert decoder.time_layout is None and decoder.stats.bad_timestamp == 6
+
+
+def test_format_without_time_fields_has_no_time_and_no_flag() -> None:
+    record = Decoder("<Level>: <Content>").decode_text("ERROR: disk full")
+    assert record.timestamp is None and record.flags == () and record.fields == {"Level": "ERROR"}
+
+
+# --- flags: unmatched, invalid UTF-8, truncated -----------------------------------------------------
+
+
+def test_unmatched_line_is_kept_whole_and_counted() -> None:
+    decoder = Decoder(HDFS)
+    record = decoder.decode(raw_line("java.lang.NullPointerException", "app.log", 7, arrival=5.0))
+    assert record.message == "java.lang.NullPointerException" and record.flags == ("unmatched",)
+    assert (record.origin, record.offset, record.arrival, record.timestamp) == ("app.log", 7, 5.0, None)
+    assert decoder.stats.unmatched == 1 and decoder.stats.lines == 1
+
+
+def test_invalid_utf8_replaced_and_flagged() -> None:
+    decoder = Decoder(HDFS)
+    record = decoder.decode(raw_line(HDFS_LINE.encode().replace(b"block", b"bl\xffck")))
+    assert "bl\ufffdck" in record.message and record.flags == ("invalid_utf8",)
+    assert record.timestamp == utc(2008, 11, 9, 20, 36, 15)
+    assert decoder.stats.invalid_utf8 == 1 and decoder.stats.matched == 1
+
+
+def test_truncated_flag_and_cut_character_is_not_invalid() -> None:
+    decoder = Decoder()
+    cut = "déjà".encode()[:2]  # b"d\xc3": the size cap split the é
+    record = decoder.decode(raw_line(cut, truncated=True))
+    assert record.message == "d" and record.flags == ("truncated",)
+    both = decoder.decode(raw_line(b"\xff" + "é".encode()[:1], truncated=True))
+    assert set(both.flags) == {"truncated", "invalid_utf8"}
+    assert decoder.stats.truncated == 2 and decoder.stats.invalid_utf8 == 1
+
+
+# --- plain text ----------------------------------------------------------------------------------------
+
+
+def test_plain_leading_timestamp_detected_and_cut() -> None:
+    decoder = Decoder()
+    a = decoder.decode_text("2015-10-18 18:01:47,978 INFO [main] started\n")
+    cont = decoder.decode_text("\tat org.example.Main.run(Main.java:10)")
+    b = decoder.decode_text("2015-10-18 18:01:48,001 WARN [main] slow")
+    assert (a.message, a.timestamp) == ("INFO [main] started", pytest.approx(utc(2015, 10, 18, 18, 1, 47) + 0.978))
+    assert cont.timestamp is None and cont.flags == () and cont.message.startswith("\tat org")
+    assert b.message == "WARN [main] slow" and b.timestamp == pytest.approx(utc(2015, 10, 18, 18, 1, 48) + 0.001)
+    assert a.raw == "2015-10-18 18:01:47,978 INFO [main] started"
+    assert decoder.time_layout == "iso8601"
+
+
+def test_plain_bracketed_and_syslog() -> None:
+    apache = Decoder().decode_text("[Sun Dec 04 04:47:44 2005] [notice] workerEnv.init() ok")
+    assert apache.message == "[notice] workerEnv.init() ok" and apache.timestamp == utc(2005, 12, 4, 4, 47, 44)
+    syslog = Decoder(default_year=2005).decode_text("Jun  4 15:16:01 combo sshd[1]: session opened")
+    assert syslog.message == "combo sshd[1]: session opened" and syslog.timestamp == utc(2005, 6, 4, 15, 16, 1)
+
+
+def test_plain_detection_skips_an_invalid_first_time() -> None:
+    decoder = Decoder()
+    first = decoder.decode_text("2015-02-30 10:00:00 no such day")
+    second = decoder.decode_text("2015-03-01 10:00:00 fine")
+    assert first.timestamp is None and first.flags == () and first.message == "2015-02-30 10:00:00 no such day"
+    assert second.timestamp == utc(2015, 3, 1, 10) and second.message == "fine"
+
+
+def test_plain_leading_number_is_not_a_timestamp() -> None:
+    record = Decoder().decode_text("1117838570 bytes copied")
+    assert record.timestamp is None and record.message == "1117838570 bytes copied"
+
+
+def test_plain_with_explicit_time_format() -> None:
+    record = Decoder(None, "%d.%m.%Y %H:%M").decode_text("02.01.2024 03:04 backup done")
+    assert record.timestamp == utc(2024, 1, 2, 3, 4) and record.message == "backup done"
+
+
+# --- JSON lines ------------------------------------------------------------------------------------------
+
+
+def test_json_ecs_nested_and_dotted() -> None:
+    decoder = Decoder(HDFS)  # a format does not stop JSON lines from being read as JSON
+    nested = decoder.decode_text('{"@timestamp": "2024-01-02T03:04:05.250Z", "message": "user login",'
+                                 ' "host": {"name": "web-1"}, "service": {"name": "auth"},'
+                                 ' "log": {"level": "warn"}, "http": {"response": {"status_code": 503}}}')
+    dotted = decoder.decode_text('{"@timestamp": 1704164645250, "message": "user login", "host.name": "web-1",'
+                                 ' "service.name": "auth", "log.level": "warn", "http.response.status_code": 503}')
+    for record in (nested, dotted):
+        assert record.message == "user login" and record.flags == ()
+        assert record.timestamp == pytest.approx(utc(2024, 1, 2, 3, 4, 5) + 0.25)
+        assert record.fields == {"host.name": "web-1", "service.name": "auth", "log.level": "warn",
+                                 "http.response.status_code": 503}
+    assert decoder.stats.json == 2 and decoder.stats.matched == 0 and decoder.stats.unmatched == 0
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"msg": "zap style", "ts": 1704164645.5}', "zap style"),
+    ('{"log": "docker json-file\\n", "time": "2024-01-02T03:04:05.5Z"}', "docker json-file\n"),
+    ('{"message": {"text": "nested"}, "msg": "fallback"}', "fallback"),
+    ('{"message": ["a", 1]}', '["a", 1]'),
+])
+def test_json_message_fallbacks(line: str, message: str) -> None:
+    assert Decoder().decode_text(line).message == message
+
+
+def test_json_without_message_keeps_whole_line() -> None:
+    line = '{"event": "x", "count": 3}'
+    record = Decoder().decode_text(line)
+    assert record.message == line and record.fields == {"event": "x", "count": 3} and record.timestamp is None
+
+
+def test_json_bad_timestamp_flagged() -> None:
+    decoder = Decoder()
+    record = decoder.decode_text('{"@timestamp": "yesterday", "message": "m"}')
+    assert record.timestamp is None and record.flags == ("bad_timestamp",) and decoder.stats.bad_timestamp == 1
+
+
+def test_json_aliases_do_not_override_ecs() -> None:
+    record = Decoder().decode_text('{"msg": "m", "level": "info", "log.level": "error", "hostname": "h"}')
+    assert record.fields["log.level"] == "error" and record.fields["host.name"] == "h"
+
+
+def test_json_lookalikes_in_auto_mode_are_plain() -> None:
+    decoder = Decoder()
+    for line in ('{"unterminated": ', "[1, 2]", '{not json}'):
+        record = decoder.decode_text(line)
+        assert record.message == line and record.flags == ()
+    assert decoder.stats.json == 0
+
+
+def test_json_mode_off() -> None:
+    record = Decoder(json_mode="off").decode_text('{"message": "m"}')
+    assert record.message == '{"message": "m"}' and record.fields == {}
+
+
+def test_strict_json_mode_flags_with_reason() -> None:
+    decoder = Decoder(json_mode="strict")
+    ok = decoder.decode_text('{"message": "fine"}')
+    plain = decoder.decode(raw_line("not json at all", "topic/0", 41))
+    broken = decoder.decode_text('{"message": ')
+    assert ok.flags == () and ok.message == "fine"
+    assert plain.flags == ("not_json",) and plain.fields["error.message"] == "not a JSON object"
+    assert (plain.origin, plain.offset, plain.message) == ("topic/0", 41, "not json at all")
+    assert broken.flags == ("not_json",) and broken.fields["error.message"].startswith("invalid JSON:")
+    assert decoder.stats.not_json == 2 and decoder.stats.json == 1
+    with pytest.raises(FormatError, match="json mode"):
+        Decoder(json_mode="sometimes")
+
+
+# --- check_format_matches ------------------------------------------------------------------------------
+
+
+def test_check_format_matches_none() -> None:
+    lines = raw_lines(["", "[Sun Dec 04 04:47:44 2005] [notice] ok", "x"], origin="apache.log")
+    decoder = Decoder(HDFS)
+    with pytest.raises(FormatError) as err:
+        check_format_matches(decoder, lines)
+    assert str(err.value) == ("--log-format matched none of the first 3 lines of apache.log; "
+                              "first line was: [Sun Dec 04 04:47:44 2005] [notice] ok")
+    assert decoder.stats.lines == 0  # checking does not count as decoding
+
+
+def test_check_format_matches_some_and_edge_cases() -> None:
+    assert check_format_matches(Decoder(HDFS), [HDFS_LINE, "junk", HDFS_LINE.encode()]) == 2
+    assert check_format_matches(Decoder(HDFS), []) == 0
+    assert check_format_matches(Decoder(), ["anything"]) == 0
+    with pytest.raises(FormatError, match=r"of x\.log; first line was: a{200}\.\.\."):
+        check_format_matches(Decoder(HDFS), ["a" * 500], source="x.log")
+
+
+# --- properties ----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200), truncated=st.booleans(),
+       mode=st.sampled_from([(HDFS, None, "auto"), (None, None, "auto"), (None, None, "strict"),
+                             (LOG_FORMATS["Linux"], "%b %d %H:%M:%S", "auto")]))
+def test_decode_never_raises_and_counts_every_line(data: bytes, truncated: bool,
+                                                   mode: tuple[str | None, str | None, str]) -> None:
+    log_format, time_format, json_mode = mode
+    decoder = Decoder(log_format, time_format, json_mode=json_mode)
+    record = decoder.decode(raw_line(data, truncated=truncated))
+    record2 = decoder.decode(raw_line(b"{" + data))
+    assert isinstance(record.message, str) and isinstance(record2.message, str)
+    assert decoder.stats.lines == 2
+    assert decoder.stats.matched + decoder.stats.unmatched + decoder.stats.json + decoder.stats.not_json <= 2
+    assert ("truncated" in record.flags) == truncated
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=120))
+def test_decode_text_never_raises(text: str) -> None:
+    for decoder in (Decoder(), Decoder(HDFS), Decoder(json_mode="strict")):
+        assert isinstance(decoder.decode_text(text).message, str)

@@ -1,0 +1,155 @@
+"""Time parsing: compiled strptime formats agree with strptime; auto-detection layouts; years and zones."""
+
+from __future__ import annotations
+
+import time as real_time
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pipeline.stages.timestamps as timestamps
+from pipeline.errors import FormatError
+from pipeline.stages.timestamps import TimeParser, auto_parsers, detect_parser, epoch_seconds
+from tests.fakes import utc
+
+
+@pytest.mark.parametrize(("text", "layout", "expected"), [
+    ("2015-10-18 18:01:47,978", "iso8601", utc(2015, 10, 18, 18, 1, 47) + 0.978),
+    ("2015-10-18T18:01:47.978123456Z", "iso8601", utc(2015, 10, 18, 18, 1, 47) + 0.978123456),
+    ("2015-10-18T18:01:47+05:30", "iso8601", utc(2015, 10, 18, 12, 31, 47)),
+    ("2015-10-18 18:01:47 -0700", "iso8601", utc(2015, 10, 19, 1, 1, 47)),
+    ("2009/11/10 23:00:00", "ymd-slash", utc(2009, 11, 10, 23)),
+    ("10/Oct/2000:13:55:36 -0700", "clf", utc(2000, 10, 10, 20, 55, 36)),
+    ("Sun Dec 04 04:47:44 2005", "ctime", utc(2005, 12, 4, 4, 47, 44)),
+    ("Wed Oct 11 14:32:52.250000 2000", "ctime", utc(2000, 10, 11, 14, 32, 52) + 0.25),
+    ("Jun 14 15:16:01", "syslog", utc(2005, 6, 14, 15, 16, 1)),
+    ("Jun  4 15:16:01", "syslog", utc(2005, 6, 4, 15, 16, 1)),
+    ("17/06/09 20:10:40", "yymmdd-slash", utc(2017, 6, 9, 20, 10, 40)),
+    ("081109 203615", "yymmdd-compact", utc(2008, 11, 9, 20, 36, 15)),
+    ("1117838570", "epoch", 1117838570.0),
+    ("1117838570.5", "epoch", 1117838570.5),
+    ("1117838570123", "epoch", 1117838570.123),
+])
+def test_auto_layouts(text: str, layout: str, expected: float) -> None:
+    parser = detect_parser(text, auto_parsers(default_year=2005))
+    assert parser is not None and parser.name == layout
+    assert parser.parse(text) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ["", "hello", "2015-13-01 00:00:00", "2023-02-29 10:00:00", "Foo 12 10:00:00",
+                                  "12345", "2015-10-18 25:00:00"])
+def test_nothing_detected_for_non_times(text: str) -> None:
+    assert detect_parser(text, auto_parsers()) is None
+
+
+def test_epoch_scales() -> None:
+    assert epoch_seconds(1_700_000_000) == 1_700_000_000
+    assert epoch_seconds(1_700_000_000_123) == pytest.approx(1_700_000_000.123)
+    assert epoch_seconds(1_700_000_000_123_456) == pytest.approx(1_700_000_000.123456)
+    assert epoch_seconds("1700000000123456789") == pytest.approx(1_700_000_000.123456789)
+
+
+FORMATS = ["%Y-%m-%d %H:%M:%S", "%y%m%d %H%M%S", "%Y-%m-%dT%H:%M:%S.%f", "%a %b %d %H:%M:%S %Y",
+           "%d/%b/%Y:%H:%M:%S %z", "%j %Y %H:%M", "%B %d, %Y %H:%M:%S", "%Y%m%d%H%M%S", "%I:%M:%S %p %d.%m.%Y"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2099, 12, 30)),
+       offset=st.integers(min_value=-14 * 60, max_value=14 * 60), fmt=st.sampled_from(FORMATS))
+def test_compiled_format_agrees_with_strptime(moment: datetime, offset: int, fmt: str) -> None:
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset)))
+    text = aware.strftime(fmt)
+    expected = datetime.strptime(text, fmt)
+    if expected.tzinfo is None:
+        expected = expected.replace(tzinfo=UTC)
+    assert TimeParser.from_strptime(fmt).parse(text) == pytest.approx(expected.timestamp(), abs=1e-6)
+
+
+def test_compiled_unless_directive_unknown() -> None:
+    assert TimeParser.from_strptime("%Y-%m-%d")._strptime is None
+    fallback = TimeParser.from_strptime("%I:%M %p %d/%m/%Y")
+    assert fallback._strptime is not None and fallback.parse("03:04 PM 01/02/2020") == utc(2020, 2, 1, 15, 4)
+    assert fallback.parse_prefix("03:04 PM 01/02/2020 rest") is None  # strptime cannot find where a time ends
+
+
+def test_extensions_beyond_strptime() -> None:
+    assert TimeParser.from_strptime("%Y-%m-%d %T").parse("2020-01-01 10:11:12") == utc(2020, 1, 1, 10, 11, 12)
+    assert TimeParser.from_strptime("%s").parse("1700000000.5") == 1700000000.5
+
+
+def test_nanoseconds_and_leap_second() -> None:
+    parser = TimeParser.from_strptime("%Y-%m-%d %H:%M:%S.%f")
+    assert parser.parse("2020-01-01 00:00:00.123456789") == pytest.approx(utc(2020, 1, 1) + 0.123456789)
+    assert parser.parse("2016-12-31 23:59:60.5") == pytest.approx(utc(2016, 12, 31, 23, 59, 59) + 0.5)
+
+
+@pytest.mark.parametrize("fmt", ["plain", "%Q", "%Y %"])
+def test_bad_formats(fmt: str) -> None:
+    with pytest.raises(FormatError, match="--time-format"):
+        TimeParser.from_strptime(fmt)
+
+
+def test_rejects_text_that_does_not_fit() -> None:
+    parser = TimeParser.from_strptime("%Y-%m-%d %H:%M:%S")
+    for bad in ("2020-01-01", "2020-01-01 10:00:00 extra", "2021-02-29 10:00:00", "2020-00-10 10:00:00"):
+        with pytest.raises(ValueError):
+            parser.parse(bad)
+    with pytest.raises(ValueError, match="unknown month"):
+        TimeParser.from_strptime("%b %d %Y").parse("Foo 10 2020")
+
+
+def test_naive_times_in_given_zone() -> None:
+    berlin_winter = timezone(timedelta(hours=1))
+    parser = TimeParser.from_strptime("%Y-%m-%d %H:%M:%S", tz=berlin_winter)
+    assert parser.parse("2020-01-01 01:00:30") == utc(2020, 1, 1, 0, 0, 30)
+    zoned = TimeParser.from_strptime("%Y-%m-%d %H:%M:%S %z", tz=berlin_winter)
+    assert zoned.parse("2020-01-01 01:00:30 +0000") == utc(2020, 1, 1, 1, 0, 30)  # an explicit zone wins
+
+
+def test_prefix_needs_a_boundary() -> None:
+    iso = auto_parsers(names=("iso8601",))[0]
+    hit = iso.parse_prefix("2015-10-18 18:01:47,978 INFO x")
+    assert hit is not None and hit == (pytest.approx(utc(2015, 10, 18, 18, 1, 47) + 0.978), 23)
+    assert iso.parse_prefix("2015-10-18 18:01:47abc") is None
+    assert iso.parse_prefix("x 2015-10-18 18:01:47") is None
+    with pytest.raises(ValueError):
+        iso.parse_prefix("2015-02-30 18:01:47 x")
+
+
+class FakeTime:
+    """Stands in for the ``time`` module: a fixed "now"."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def gmtime(self, seconds: float | None = None) -> real_time.struct_time:
+        return real_time.gmtime(self.now if seconds is None else seconds)
+
+
+def test_assumed_year_goes_back_for_future_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timestamps, "time", FakeTime(utc(2024, 1, 5, 12)))
+    parser = TimeParser.from_strptime("%b %d %H:%M:%S")
+    assert parser.parse("Jan 05 11:00:00") == utc(2024, 1, 5, 11)
+    assert parser.parse("Jan 06 11:00:00") == utc(2024, 1, 6, 11)   # slightly ahead (clock skew): same year
+    assert parser.parse("Dec 31 23:59:59") == utc(2023, 12, 31, 23, 59, 59)
+    strptime_based = TimeParser.from_strptime("%b %d %I:%M:%S %p")
+    assert strptime_based.parse("Dec 31 11:59:59 PM") == utc(2023, 12, 31, 23, 59, 59)
+    fixed = TimeParser.from_strptime("%b %d %H:%M:%S", default_year=2005)
+    assert fixed.parse("Dec 31 23:59:59") == utc(2005, 12, 31, 23, 59, 59)
+
+
+def test_feb_29_needs_a_leap_year() -> None:
+    assert TimeParser.from_strptime("%b %d", default_year=2024).parse("Feb 29") == utc(2024, 2, 29)
+    with pytest.raises(ValueError):
+        TimeParser.from_strptime("%b %d", default_year=2023).parse("Feb 29")
+
+
+def test_day_of_year() -> None:
+    parser = TimeParser.from_strptime("%Y %j")
+    assert parser.parse("2020 060") == utc(2020, 2, 29)
+    assert parser.parse("2020 061") == utc(2020, 3, 1)

@@ -1,0 +1,126 @@
+"""Windows: closing by watermark, lateness, and the property that no record is lost or doubled."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.records import TemplateMatch
+from pipeline.stages.windows import EventClock, Windower
+
+T = TemplateMatch("T1", "hello <*>")
+
+
+def test_session_closes_after_gap_when_watermark_passes() -> None:
+    w = Windower("session", gap=10, max_length=1000)
+    assert w.add(("b", "1"), 0, T, "l0") == []
+    assert w.add(("b", "1"), 5, T, "l1") == []
+    closed = w.add(("b", "2"), 20, T, "l2")  # watermark 20 > 5 + 10
+    assert [(c.entity_id, c.count, c.start, c.end) for c in closed] == [("1", 2, 0, 5)]
+    rest = w.flush()
+    assert [(c.entity_id, c.count) for c in rest] == [("2", 1)]
+
+
+def test_session_cut_at_max_length() -> None:
+    w = Windower("session", gap=10, max_length=20)
+    closed = []
+    for t in range(0, 50, 5):
+        closed += w.add(("b", "1"), t, T, f"l{t}")
+    closed += w.flush()
+    assert sum(c.count for c in closed) == 10
+    assert all(c.end - c.start <= 20 for c in closed)
+    assert len(closed) >= 2
+
+
+def test_tumbling_aligned_buckets() -> None:
+    w = Windower("tumbling", size=60)
+    out = []
+    for t in (0, 30, 59, 60, 61, 125):
+        out += w.add(("host", "a"), t, T, str(t))
+    out += w.flush()
+    assert [(c.start, c.end, c.count) for c in out] == [(0, 60, 3), (60, 120, 2), (120, 180, 1)]
+
+
+def test_late_record_is_counted_and_kept() -> None:
+    w = Windower("tumbling", size=10, allowed_lateness=0)
+    out = w.add(("h", "a"), 0, T, "a")
+    out += w.add(("h", "a"), 25, T, "b")  # closes [0,10)
+    out += w.add(("h", "a"), 3, T, "late")  # its window is closed: late
+    assert w.stats.late_records == 1
+    out += w.flush()
+    late = [c for c in out if c.late]
+    assert len(late) == 1 and late[0].count == 1 and late[0].start == 0
+    assert sum(c.count for c in out) == 3
+
+
+def test_allowed_lateness_keeps_window_open() -> None:
+    w = Windower("tumbling", size=10, allowed_lateness=30)
+    out = w.add(("h", "a"), 0, T, "a")
+    out += w.add(("h", "a"), 25, T, "b")
+    out += w.add(("h", "a"), 3, T, "c")  # within lateness: joins its window
+    out += w.flush()
+    assert w.stats.late_records == 0
+    assert sorted(c.count for c in out) == [1, 2]
+
+
+def test_samples_positions_and_unknown() -> None:
+    w = Windower("session", gap=10)
+    w.add(("b", "1"), 0, TemplateMatch("T1", "a"), "line a", "f", 7)
+    w.add(("b", "1"), 1, TemplateMatch("N2", "b", known=False), "line b", "f", 9)
+    assert w.open_positions() == {"f": 7}
+    (win,) = w.flush()
+    assert win.samples == {"T1": "line a", "N2": "line b"}
+    assert win.unknown == {"N2"}
+    assert win.first_lines == ["line a", "line b"]
+
+
+def test_event_clock_carries_forward() -> None:
+    clock = EventClock()
+    assert clock.event_time(None, "f", 99.0) == 99.0
+    assert clock.event_time(5.0, "f", 99.0) == 5.0
+    assert clock.event_time(None, "f", 99.0) == 5.0
+    assert clock.event_time(None, "g", 42.0) == 42.0
+
+
+events = st.lists(
+    st.tuples(st.integers(0, 4), st.floats(0, 500, allow_nan=False), st.sampled_from(["T1", "T2", "T3"])),
+    max_size=200,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=events, kind=st.sampled_from(["session", "tumbling"]), lateness=st.sampled_from([0.0, 5.0, 50.0]),
+       gap=st.sampled_from([1.0, 10.0, 100.0]))
+def test_every_record_in_exactly_one_window(events, kind, lateness, gap) -> None:  # type: ignore[no-untyped-def]
+    w = Windower(kind, gap=gap, max_length=60, size=gap * 3, allowed_lateness=lateness)
+    out = []
+    for i, (entity, ts, tid) in enumerate(events):
+        out += w.add(("e", str(entity)), ts, TemplateMatch(tid, tid), f"line{i}", "src", i)
+    out += w.flush()
+    assert w.open_count == 0
+    assert sum(win.count for win in out) == len(events)
+    for entity in range(5):
+        expected = sum(1 for e, _, _ in events if e == entity)
+        assert sum(win.count for win in out if win.entity_id == str(entity)) == expected
+    for tid in ("T1", "T2", "T3"):
+        assert sum(win.counts[tid] for win in out) == sum(1 for *_, t in events if t == tid)
+    assert w.stats.windows_closed == len(out)
+    for win in out:
+        if kind == "tumbling":
+            assert win.end - win.start == gap * 3
+        else:
+            assert win.start <= win.end
+
+
+def test_track_offsets_and_open_windows() -> None:
+    w = Windower("session", gap=10, track_offsets=True)
+    w.add(("b", "1"), 0, T, "a", "t/0", 5)
+    w.add(("b", "2"), 1, T, "b", "t/0", 6)
+    w.add(("b", "1"), 2, T, "c", "t/0", 7)
+    assert sorted(win.entity_id for win in w.open_windows()) == ["1", "2"]
+    closed = {win.entity_id: list(win.offsets or []) for win in w.flush()}
+    assert closed == {"1": [5, 7], "2": [6]}
+    assert w.open_windows() == []
+    untracked = Windower("session", gap=10)
+    untracked.add(("b", "1"), 0, T, "a", "t/0", 5)
+    assert untracked.flush()[0].offsets is None

@@ -1,0 +1,55 @@
+"""Dead letters: reasons from decoder flags, topic names, headers, and failures that must stop commits."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.stream.dead_letters import DeadLetterError, DeadLetters, dlq_topic_for, record_reasons
+from tests.fakes import RecordingProducer
+
+
+def test_reasons_come_from_decoder_flags_in_a_fixed_order() -> None:
+    assert record_reasons(("truncated", "bad_timestamp", "invalid_utf8")) == ["invalid_utf8", "truncated"]
+    assert record_reasons(("unmatched", "bad_timestamp")) == []
+    assert record_reasons(("not_json",)) == ["not_json"]
+
+
+def test_topic_names() -> None:
+    assert dlq_topic_for("app-logs") == "app-logs.dlq"
+    assert dlq_topic_for("app-logs", "all-dead-letters") == "all-dead-letters"
+
+
+def test_headers_name_reason_and_source() -> None:
+    producer = RecordingProducer()
+    seen: list[str] = []
+    letters = DeadLetters(producer, on_sent=seen.append)  # type: ignore[arg-type]
+    letters.send("logs", 3, 1234, b"\xff raw", ["invalid_utf8", "truncated"], key=b"k", detail="x" * 5000,
+                 extra={"original.bytes": "10485760"})
+    [sent] = producer.sent
+    assert sent["topic"] == "logs.dlq" and sent["value"] == b"\xff raw" and sent["key"] == b"k"
+    assert sent["headers"]["reason"] == b"invalid_utf8,truncated"
+    assert sent["headers"]["source.topic"] == b"logs"
+    assert sent["headers"]["source.partition"] == b"3" and sent["headers"]["source.offset"] == b"1234"
+    assert len(sent["headers"]["error.message"]) == 1000  # details are capped
+    assert sent["headers"]["original.bytes"] == b"10485760"
+    assert seen == ["invalid_utf8", "truncated"]
+    assert letters.pending == 1
+    letters.flush()
+    assert letters.pending == 0
+
+
+class _FailedFuture:
+    def get(self, timeout: float | None = None) -> None:
+        raise TimeoutError("broker unreachable")
+
+
+class FailingProducer(RecordingProducer):
+    def send(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return _FailedFuture()
+
+
+def test_a_dead_letter_that_was_not_written_raises() -> None:
+    letters = DeadLetters(FailingProducer())  # type: ignore[arg-type]
+    letters.send("logs", 0, 5, b"x", ["not_json"])
+    with pytest.raises(DeadLetterError, match="logs/0@5"):
+        letters.flush()
