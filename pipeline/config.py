@@ -1,19 +1,32 @@
-"""Pipeline settings: one dataclass shared by ``train``, ``detect``, ``parse`` and the worker.
+"""Settings, worker options and the one rule that resolves them: flag > ``--config`` file > model > default.
 
-Precedence, lowest first: built-in defaults < settings stored in the model < the YAML ``--config``
-file < command-line flags. Keys in the YAML file are the long flag names with dashes or underscores
-(``entity-regex`` or ``entity_regex``). Durations accept ``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or
-plain seconds.
+Every default is written once, here: :class:`PipelineSettings` (decoding, entities, windows, model) and
+:class:`WorkerOptions` (Kafka, Elasticsearch, loop timing) hold them as dataclass defaults, and the CLI's help
+texts read them from there (:func:`default_text`), so a help line can never disagree with the code.
+
+Precedence, highest first:
+
+1. a flag on the command line, or its environment variable (``LOGWARDEN_ES_URL``...);
+2. the YAML ``--config`` file: keys are the long option names with dashes or underscores
+   (``entity-regex`` or ``entity_regex``; ``topic`` for ``--topic``). An unknown key is an error naming the
+   closest valid one (:func:`config_values`), so a typo never silently runs with the defaults;
+3. the settings stored in the model (``detect``, ``worker``: decoding, entity and window options);
+4. the defaults below.
+
+Durations accept ``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or plain seconds (:data:`DURATION` is the click
+type, :func:`parse_duration` the function behind it).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 
 from pipeline.errors import LogwardenError
@@ -21,6 +34,12 @@ from pipeline.errors import LogwardenError
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 WINDOW_KINDS = ("session", "tumbling")
+INPUT_FORMATS = ("auto", "json", "text")
+DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_lateness")
+
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+DEFAULT_ES_URL = "http://127.0.0.1:9200"
+DEFAULT_INDEX_PREFIX = "logwarden"
 
 
 def parse_duration(text: str | float | int, name: str = "duration") -> float:
@@ -37,9 +56,35 @@ def parse_duration(text: str | float | int, name: str = "duration") -> float:
     return value
 
 
+def format_duration(seconds: float) -> str:
+    """``300.0 -> '5m'``: the shortest exact spelling, for help texts."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class Duration(click.ParamType):
+    """A click parameter type for durations: ``--session-gap 5m`` arrives as ``300.0``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        match = _DURATION.match(str(value))
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else 0.0
+        if not match or seconds <= 0:
+            self.fail(f"{value!r} is not a positive duration (examples: 500ms, 30s, 5m, 2h)", param, ctx)
+        return seconds
+
+
+DURATION = Duration()
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Decoding, entity, window and model settings. Durations are seconds."""
+    """Decoding, entity, window and model settings, stored with every model. Durations are seconds."""
 
     log_format: str | None = None
     time_format: str | None = None
@@ -54,7 +99,10 @@ class PipelineSettings:
     contamination: float = 0.03
 
     def merged(self, overrides: Mapping[str, Any] | None) -> PipelineSettings:
-        """A copy with every known, non-None key of ``overrides`` applied (durations parsed)."""
+        """A copy with every known, non-None key of ``overrides`` applied (durations parsed).
+
+        Keys that are not settings are ignored: ``overrides`` is often a command's whole option set.
+        """
         if not overrides:
             return self
         known = {f.name for f in fields(self)}
@@ -63,7 +111,7 @@ class PipelineSettings:
             key = raw_key.replace("-", "_")
             if key not in known or value is None:
                 continue
-            if key in ("session_gap", "max_session", "window_size", "allowed_lateness"):
+            if key in DURATION_SETTINGS:
                 value = parse_duration(value, "--" + key.replace("_", "-"))
             changes[key] = value
         return replace(self, **changes).validated()
@@ -86,6 +134,74 @@ class PipelineSettings:
         return asdict(self)
 
 
+@dataclass
+class WorkerOptions:
+    """Resolved worker options (decoding, entity and window settings are in ``settings``)."""
+
+    topics: tuple[str, ...] = ()
+    settings: PipelineSettings = field(default_factory=PipelineSettings)
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
+    group_id: str = "logwarden"
+    es_url: str = DEFAULT_ES_URL
+    index_prefix: str = DEFAULT_INDEX_PREFIX
+    metrics_port: int | None = None
+    exit_when_idle: float | None = None
+    dlq_topic: str | None = None
+    input_format: str = "auto"
+    commit_interval: float = 5.0
+    session_timeout: float = 10.0
+    es_timeout: float = 10.0
+    es_setup: bool = True
+    max_poll_records: int = 500
+    client_id: str = "logwarden-worker"
+    es_auth: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], settings: PipelineSettings,
+                    es_auth: Mapping[str, str] | None = None) -> WorkerOptions:
+        """Options from resolved values (None: the default); durations may still be text."""
+        known = {f.name for f in fields(cls)} - {"settings", "es_auth"}
+        chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
+        for name in ("exit_when_idle", "commit_interval", "session_timeout", "es_timeout"):
+            if name in chosen:
+                chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
+        topics = chosen.get("topics", ())
+        chosen["topics"] = (topics,) if isinstance(topics, str) else tuple(topics)
+        return cls(settings=settings, es_auth=dict(es_auth or {}), **chosen).check()
+
+    def check(self) -> WorkerOptions:
+        if not self.topics:
+            raise LogwardenError("no topic to consume: give --topic (repeatable) or `topic:` in the config file")
+        if not self.group_id:
+            raise LogwardenError("--group-id must not be empty")
+        if self.input_format not in INPUT_FORMATS:
+            raise LogwardenError(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
+        if self.session_timeout < 6:
+            raise LogwardenError("--session-timeout must be at least 6s (the broker's minimum)")
+        return self
+
+
+def default_of(owner: type, name: str) -> Any:
+    """The dataclass default of ``owner.name`` (the one place defaults are written)."""
+    for f in fields(owner):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+    raise KeyError(name)
+
+
+def default_text(owner: type, name: str) -> str:
+    """``'  [default: 5m]'`` for help texts, read from the dataclass (durations spelled as durations)."""
+    value = default_of(owner, name)
+    if value is None:
+        return ""
+    if isinstance(value, float) and (name in DURATION_SETTINGS or owner is WorkerOptions):
+        value = format_duration(value)
+    return f"  [default: {value}]"
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file into a flat dict with underscore keys."""
     path = Path(path)
@@ -101,3 +217,32 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LogwardenError(f"config file {path} must hold a mapping of option names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def config_values(config: Mapping[str, Any], names: Mapping[str, str], path: str | Path) -> dict[str, Any]:
+    """``config`` keyed by option names; ``names`` maps every accepted key to its option name.
+
+    An unknown key is an error naming the key and the closest accepted one.
+    """
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        name = names.get(key)
+        if name is None:
+            raise LogwardenError(f"config file {path}: unknown option {key!r}{_closest(key, names)}")
+        values[name] = value
+    return values
+
+
+def _closest(key: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def layered(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge option layers given lowest first; a None value never hides a lower layer's value."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if value is not None:
+                merged[key] = value
+    return merged

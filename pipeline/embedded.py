@@ -1,7 +1,8 @@
 """End-to-end jobs over files: ``train``, ``detect`` and ``parse``.
 
-These wire the stages (source -> decoder -> template miner -> entities -> windower -> scorer) and
-nothing else; the streaming worker wires the same stages around Kafka and Elasticsearch.
+These read files and push every line through the one per-record chain (:mod:`pipeline.stages.chain`:
+decode -> event time -> entity -> template -> window), then score; the streaming worker pushes Kafka records
+through the same chain, so both find the same windows.
 
 Training is one pass: the miner learns templates while records are windowed by Drain's cluster
 handle, and when the input ends every handle is mapped to its *final* template id (templates
@@ -23,13 +24,12 @@ from models.detector import WindowDetector
 from models.features import FeatureSpace
 from pipeline.config import PipelineSettings
 from pipeline.errors import LogwardenError
-from pipeline.records import LogRecord, RawLine, TemplateMatch, Window
+from pipeline.records import RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
+from pipeline.stages.chain import RecordChain
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
-from pipeline.stages.entities import EntityExtractor
 from pipeline.stages.templates import TemplateMiner
-from pipeline.stages.windows import EventClock, Windower, make_windower
 
 Progress = Callable[[int], object]
 SCORE_BATCH = 512
@@ -53,48 +53,28 @@ class JobStats:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def make_decoder(settings: PipelineSettings) -> Decoder:
-    return Decoder(log_format=settings.log_format, time_format=settings.time_format)
-
-
-def _decode_stream(
-    paths: Sequence[str], settings: PipelineSettings, decoder: Decoder, progress: Progress | None
-) -> Iterator[LogRecord]:
+def _raw_lines(paths: Sequence[str], settings: PipelineSettings, decoder: Decoder,
+               progress: Progress | None) -> Iterator[RawLine]:
+    """The input's lines, after checking on the first ones that the layout matches at all."""
     source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
     head, source = peek_lines(source, FORMAT_CHECK_LINES)
     check_format_matches(decoder, head)
-    for raw in source:
-        yield decoder.decode(raw)
+    yield from source
 
 
-def windowed(
-    records: Iterator[LogRecord],
-    tag: Callable[[str], TemplateMatch],
-    settings: PipelineSettings,
-    stats: JobStats,
-) -> Iterator[list[Window]]:
+def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats) -> Iterator[list[Window]]:
     """Yield batches of closed windows as the watermark moves, then the flushed rest at end of input."""
-    extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
-    windower: Windower = make_windower(settings.window, settings.session_gap, settings.max_session,
-                                       settings.window_size, settings.allowed_lateness)
-    clock = EventClock()
-    for record in records:
+    for raw in lines:
+        step = chain.add(raw)
         stats.lines += 1
-        ts = clock.event_time(record.timestamp, record.origin, record.arrival)
-        keys = extractor.entities(record)
-        if not keys:
+        if step.no_entity:
             stats.no_entity += 1
-            continue
-        match = tag(record.message)
-        line = record.raw or record.message
-        for key in keys:
-            closed = windower.add(key, ts, match, line, record.origin, record.offset)
-            if closed:
-                stats.windows += len(closed)
-                yield closed
-    final = windower.flush()
+        if step.closed:
+            stats.windows += len(step.closed)
+            yield step.closed
+    final = chain.flush()
     stats.windows += len(final)
-    stats.late_records = windower.stats.late_records
+    stats.late_records = chain.late_records
     if final:
         yield final
 
@@ -111,7 +91,6 @@ def learn_windows(
 ) -> tuple[TemplateMiner, list[Window], JobStats]:
     """Pass 1 of training: learn templates and window the records with final template ids."""
     miner = TemplateMiner()
-    decoder = make_decoder(settings)
     stats = JobStats()
     windows: list[Window] = []
 
@@ -119,9 +98,10 @@ def learn_windows(
         handle = miner.learn_cluster(message)
         return TemplateMatch(template_id=str(handle), template="")
 
-    for batch in windowed(_decode_stream(paths, settings, decoder, progress), tag, settings, stats):
+    chain = RecordChain(settings, tag)
+    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats):
         windows.extend(batch)
-    _finish_decode_stats(stats, decoder)
+    _finish_decode_stats(stats, chain.decoder)
     final: dict[str, TemplateMatch] = {}
     for window in windows:
         remapped: Counter[str] = Counter()
@@ -199,7 +179,6 @@ def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterat
 def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: ModelBundle, stats: JobStats,
                    progress: Progress | None) -> Iterator[dict[str, Any]]:
     miner = TemplateMiner.from_state(bundle.miner_state)
-    decoder = make_decoder(settings)
     scorer = Scorer(bundle)
     unseen: set[str] = set()
     pending: list[Window] = []
@@ -210,14 +189,15 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             unseen.add(match.template_id)
         return match
 
-    for batch in windowed(_decode_stream(paths, settings, decoder, progress), tag, settings, stats):
+    chain = RecordChain(settings, tag)
+    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats):
         pending.extend(batch)
         if len(pending) >= SCORE_BATCH:
             yield from _score_all(scorer, pending, stats)
             pending = []
     yield from _score_all(scorer, pending, stats)
     stats.unseen_templates = len(unseen)
-    _finish_decode_stats(stats, decoder)
+    _finish_decode_stats(stats, chain.decoder)
 
 
 def parse(
@@ -229,12 +209,13 @@ def parse(
     id on every row. Memory: one small int per line.
     """
     miner = TemplateMiner()
-    decoder = make_decoder(settings)
     stats = JobStats()
     handles = []
-    for record in _decode_stream(paths, settings, decoder, progress):
+    # Only the chain's decoding step: parse templates every line, entities and windows play no part.
+    decoder = RecordChain(settings, miner.learn).decoder
+    for raw in _raw_lines(paths, settings, decoder, progress):
         stats.lines += 1
-        handles.append(miner.learn_cluster(record.message))
+        handles.append(miner.learn_cluster(decoder.decode(raw).message))
     _finish_decode_stats(stats, decoder)
 
     def rows() -> Iterator[tuple[int, str, str]]:

@@ -4,6 +4,9 @@ Stages talk only through these types: a source yields :class:`RawLine`, a decode
 :class:`LogRecord`, the template miner tags it with a template id, a windower groups tagged records into
 :class:`Window` objects and the scorer turns a closed window into a scored document.
 
+A scored window leaves the pipeline as a :class:`Document`: sinks get its ``_id`` with it and never need to
+know how ids are made (:func:`pipeline.scoring.document_id`).
+
 Times are float seconds since the Unix epoch, UTC, everywhere inside the pipeline; they are rendered as
 ISO 8601 only at the output boundary (see :func:`iso_utc`).
 """
@@ -97,6 +100,23 @@ class Window:
     @property
     def count(self) -> int:
         return sum(self.counts.values())
+
+
+Source = tuple[str, int, int]
+"""Where a document's window was read: topic, partition, smallest offset of its records there."""
+
+
+@dataclass(slots=True)
+class Document:
+    """A scored window on its way to a sink: deterministic ``_id``, the JSON body, where it was read.
+
+    ``source`` travels with the document so a sink that hands a document back (rejected by Elasticsearch)
+    hands back everything the dead-letter topic needs; nothing is matched up again by id.
+    """
+
+    id: str
+    body: dict[str, Any]
+    source: Source | None = None
 
 
 def iso_utc(ts: float) -> str:

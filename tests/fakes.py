@@ -77,6 +77,8 @@ from elastic_transport import HttpHeaders as _HttpHeaders  # noqa: E402
 from elastic_transport._node import NodeApiResponse as _NodeApiResponse  # noqa: E402
 from elasticsearch import Elasticsearch as _Elasticsearch  # noqa: E402
 
+from pipeline.records import Document as _Document  # noqa: E402
+
 _NO_HANDLER = (400, {"error": "no handler found for uri and method (fake: module missing)"})
 
 
@@ -255,6 +257,13 @@ def anomaly_doc(entity: str = "blk_1", start: str = "2015-10-18T18:01:47.978Z", 
                        "new": i == 0} for i, tid in enumerate(template_ids)],
         "log": {"count": count, "samples": [f"081109 203615 148 INFO dfs.DataNode: {entity} received"]},
     }
+
+
+def as_document(doc: dict[str, _Any], doc_id: str | None = None) -> _Document:
+    """A document as the worker hands it to a sink: with its deterministic ``_id`` (or the one given)."""
+    from pipeline.scoring import document_id
+
+    return _Document(doc_id if doc_id is not None else document_id(doc), doc)
 
 
 # --- Kafka producer ----------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import click
 from elastic_transport import TransportError
 from elasticsearch import ApiError
 
+from pipeline.config import DEFAULT_ES_URL, DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
-from pipeline.sinks.elasticsearch.client import DEFAULT_ES_URL, describe_error, make_es_client
+from pipeline.sinks.elasticsearch.client import describe_error, make_es_client
 from pipeline.sinks.elasticsearch.layout import setup_indices
 
 
@@ -28,7 +29,7 @@ def _replicas(value: str) -> int | str:
 @click.command("es-setup")
 @click.option("--es-url", envvar="LOGWARDEN_ES_URL", default=DEFAULT_ES_URL, show_default=True, show_envvar=True,
               help="Elasticsearch URL (comma-separated for several nodes).")
-@click.option("--index-prefix", default="logwarden", show_default=True,
+@click.option("--index-prefix", default=DEFAULT_INDEX_PREFIX, show_default=True,
               help="Names: <prefix>-anomalies (alias / data stream), <prefix>-anomalies-YYYY.MM.DD (indices).")
 @click.option("--api-key", envvar="LOGWARDEN_ES_API_KEY", show_envvar=True, help="Elasticsearch API key.")
 @click.option("--username", envvar="LOGWARDEN_ES_USERNAME", show_envvar=True, help="Basic-auth user.")

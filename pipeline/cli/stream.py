@@ -1,11 +1,10 @@
-"""``logwarden worker`` and ``logwarden replay`` (registered on the main group in :mod:`pipeline.cli.app`).
+"""``logwarden worker`` and ``logwarden replay``: the commands that talk to Kafka and Elasticsearch.
 
-Worker options come, lowest first, from: built-in defaults < the model's stored settings (decoding,
-entity, window) < the YAML ``--config`` file < environment variables < flags. Secrets are read only from
-the environment: ``LOGWARDEN_ES_API_KEY`` or ``LOGWARDEN_ES_USERNAME``/``LOGWARDEN_ES_PASSWORD``,
-``LOGWARDEN_ES_CA_CERTS``, and the ``LOGWARDEN_KAFKA_*`` variables of :mod:`pipeline.sources.kafka`.
-
-This module must not import :mod:`pipeline.cli.app` at import time (that module imports this one).
+Worker options come, highest first, from: flags < environment variables < the YAML ``--config`` file < the
+model's stored settings (decoding, entity, window) < the defaults of :class:`pipeline.config.WorkerOptions`
+(see :mod:`pipeline.config`). Secrets are read only from the environment: ``LOGWARDEN_ES_API_KEY`` or
+``LOGWARDEN_ES_USERNAME``/``LOGWARDEN_ES_PASSWORD``, ``LOGWARDEN_ES_CA_CERTS``, and the ``LOGWARDEN_KAFKA_*``
+variables of :mod:`pipeline.sources.kafka`.
 """
 
 from __future__ import annotations
@@ -15,15 +14,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from models.errors import ModelError
 from models.registry import ModelRegistry
-from pipeline.config import load_config, parse_duration
+from pipeline.cli.common import Command, decoding_options, resolve, settings_from, window_options
+from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DURATION, INPUT_FORMATS, WorkerOptions, default_text
 from pipeline.errors import LogwardenError
 
 log = logging.getLogger("logwarden.worker")
@@ -54,99 +52,59 @@ def setup_logging(json_logs: bool, level: str = "INFO") -> None:
     logging.getLogger("elastic_transport").setLevel(max(logging.ERROR, root.level))
 
 
-def _user_errors(run: Callable[[], Any]) -> Any:
-    """Run a command body turning user mistakes into one ``logwarden: error:`` line and exit status 2."""
-    from pipeline.cli.app import UserError  # noqa: PLC0415 - pipeline.cli.app imports this module
-
-    try:
-        return run()
-    except (LogwardenError, ModelError) as exc:
-        raise UserError(str(exc)) from None
+def _default(name: str) -> str:
+    return default_text(WorkerOptions, name)
 
 
-def _pick(flags: dict[str, Any], config: dict[str, Any], key: str, default: Any = None) -> Any:
-    value = flags.get(key)
-    if value is None or value == ():
-        value = config.get(key)
-    return default if value is None else value
-
-
-def _duration(value: Any, name: str) -> float | None:
-    return None if value is None else parse_duration(value, name)
-
-
-@click.command()
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file with any of these options.")
+@click.command(cls=Command)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML file with any of these options, keys as the long names (flags win; an unknown key is an "
+                   "error).")
 @click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP",
-              help="Kafka brokers.  [default: 127.0.0.1:9092]")
+              help="Kafka brokers." + _default("bootstrap_servers"))
 @click.option("--topic", "topics", multiple=True, help="Topic to consume (repeatable).")
-@click.option("--group-id", help="Consumer group; workers sharing it share the partitions.  [default: logwarden]")
+@click.option("--group-id", help="Consumer group; workers sharing it share the partitions." + _default("group_id"))
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model registry directory (its current model).")
 @click.option("--model-version", help="Use this version instead of the current one.")
-@click.option("--format", "input_format", type=click.Choice(["auto", "json", "text"]),
-              help="Record format: json dead-letters anything that is not a JSON object.  [default: auto]")
-@click.option("--log-format", help="logparser-style layout (default: the model's).")
-@click.option("--time-format", help="strptime format of the timestamp (default: the model's).")
-@click.option("--max-line-bytes", type=int, help="Longer records are cut and dead-lettered.  [default: the model's]")
-@click.option("--entity-regex", help="Entity regex (default: the model's).")
-@click.option("--entity-field", help="Entity field (default: the model's).")
-@click.option("--window", type=click.Choice(["session", "tumbling"]), help="Window kind (default: the model's).")
-@click.option("--session-gap", help="Session gap (default: the model's).")
-@click.option("--max-session", help="Longest session (default: the model's).")
-@click.option("--window-size", help="Tumbling window size (default: the model's).")
-@click.option("--allowed-lateness", help="Allowed lateness (default: the model's).")
-@click.option("--es-url", envvar="LOGWARDEN_ES_URL", help="Elasticsearch URL.  [default: http://127.0.0.1:9200]")
-@click.option("--index-prefix", help="Index prefix: <prefix>-anomalies-YYYY.MM.DD.  [default: logwarden]")
+@click.option("--format", "input_format", type=click.Choice(INPUT_FORMATS),
+              help="Record format: json dead-letters anything that is not a JSON object." + _default("input_format"))
+@decoding_options(from_model=True)
+@window_options(from_model=True)
+@click.option("--es-url", envvar="LOGWARDEN_ES_URL", help="Elasticsearch URL." + _default("es_url"))
+@click.option("--index-prefix", help="Index prefix: <prefix>-anomalies-YYYY.MM.DD." + _default("index_prefix"))
 @click.option("--no-es-setup", is_flag=True, default=None, help="Do not create the index template and alias.")
 @click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /readyz on this port (0: any free).")
-@click.option("--exit-when-idle", help="Close all windows, index, commit and exit after this long without records.")
+@click.option("--exit-when-idle", type=DURATION,
+              help="Close all windows, index, commit and exit after this long without records.")
 @click.option("--dlq-topic", help="Dead-letter topic.  [default: <topic>.dlq]")
-@click.option("--commit-interval", help="How often to flush and commit.  [default: 5s]")
-@click.option("--session-timeout", help="Kafka group session timeout.  [default: 10s]")
-@click.option("--es-timeout", help="Elasticsearch request timeout.  [default: 10s]")
+@click.option("--commit-interval", type=DURATION, help="How often to flush and commit." + _default("commit_interval"))
+@click.option("--session-timeout", type=DURATION, help="Kafka group session timeout." + _default("session_timeout"))
+@click.option("--es-timeout", type=DURATION, help="Elasticsearch request timeout." + _default("es_timeout"))
 @click.option("--json-logs", is_flag=True, default=None, help="Log JSON lines to stderr.")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level.  [default: INFO]")
 def worker(**flags: Any) -> None:
     """Consume log records from Kafka, window and score them like `detect`, index anomalies into Elasticsearch.
 
     Produce records keyed by entity (see `logwarden replay --key-regex`) so each entity lives in one
     partition. Delivery: at-least-once processing, effectively-once documents (deterministic ids).
     """
-    _user_errors(lambda: _run_worker(flags))
-
-
-def _run_worker(flags: dict[str, Any]) -> None:
-    from pipeline.cli.app import resolve_settings  # noqa: PLC0415 - pipeline.cli.app imports this module
-    from pipeline.stream.context import WorkerContext, WorkerOptions
-    from pipeline.stream.health import HealthServer
-    from pipeline.stream.worker import Worker
-
-    config = load_config(flags["config_file"]) if flags.get("config_file") else {}
-    model_dir = _pick(flags, config, "model_dir")
+    values = resolve(flags)
+    model_dir = values.get("model_dir")
     if not model_dir:
         raise LogwardenError("--model-dir is required (train one with `logwarden train`)")
-    bundle = ModelRegistry(model_dir).load(_pick(flags, config, "model_version"))
-    setup_logging(bool(_pick(flags, config, "json_logs", False)), str(_pick(flags, config, "log_level", "INFO")))
-    settings = resolve_settings(flags, bundle.settings, config)
-    topics = _pick(flags, config, "topics") or _pick(flags, config, "topic") or ()
+    # The server-side modules are imported when a worker really starts, not for --help or a config error.
+    from pipeline.stream.context import WorkerContext  # noqa: PLC0415
+    from pipeline.stream.health import HealthServer  # noqa: PLC0415
+    from pipeline.stream.worker import Worker  # noqa: PLC0415
+
+    bundle = ModelRegistry(model_dir).load(values.get("model_version"))
+    setup_logging(bool(values.get("json_logs")), str(values.get("log_level") or "INFO"))
+    settings = settings_from(values, bundle.settings)
     es_auth = {name: os.environ[var] for var, name in _ES_SECRETS.items() if os.environ.get(var)}
-    options = WorkerOptions(
-        bootstrap_servers=str(_pick(flags, config, "bootstrap_servers", "127.0.0.1:9092")),
-        topics=(topics,) if isinstance(topics, str) else tuple(topics),
-        group_id=str(_pick(flags, config, "group_id", "logwarden")),
-        settings=settings,
-        es_url=str(_pick(flags, config, "es_url", "http://127.0.0.1:9200")),
-        index_prefix=str(_pick(flags, config, "index_prefix", "logwarden")),
-        metrics_port=_pick(flags, config, "metrics_port"),
-        exit_when_idle=_duration(_pick(flags, config, "exit_when_idle"), "--exit-when-idle"),
-        dlq_topic=_pick(flags, config, "dlq_topic"),
-        input_format=str(_pick(flags, config, "input_format", config.get("format", "auto"))),
-        commit_interval=parse_duration(_pick(flags, config, "commit_interval", "5s"), "--commit-interval"),
-        session_timeout=parse_duration(_pick(flags, config, "session_timeout", "10s"), "--session-timeout"),
-        es_timeout=parse_duration(_pick(flags, config, "es_timeout", "10s"), "--es-timeout"),
-        es_setup=not _pick(flags, config, "no_es_setup", False),
-        es_auth=es_auth,
-    )
+    if values.get("no_es_setup") is not None:
+        values["es_setup"] = not values["no_es_setup"]
+    options = WorkerOptions.from_values(values, settings, es_auth)
     ctx = WorkerContext(options, bundle)
     server = None
     try:
@@ -179,10 +137,11 @@ def _run_worker(flags: dict[str, Any]) -> None:
         sys.exit(code)
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("paths", nargs=-1, required=True, metavar="FILE...")
 @click.option("--topic", required=True, help="Topic to produce to (created if missing).")
-@click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP", default="127.0.0.1:9092", show_default=True)
+@click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP", default=DEFAULT_BOOTSTRAP_SERVERS,
+              show_default=True, help="Kafka brokers.")
 @click.option("--rate", type=float, help="Lines per second (default: as fast as Kafka takes them).")
 @click.option("--key-regex", help=r"Record key = first match, e.g. 'blk_-?\d+': one entity, one partition.")
 @click.option("--partitions", type=int, default=1, show_default=True, help="Partitions when creating the topic.")
@@ -193,23 +152,11 @@ def replay(**flags: Any) -> None:
     Use the model's entity regex as --key-regex so that every entity's lines land in one partition, in
     order: that is what lets a group of workers find the same windows as `logwarden detect`.
     """
-    from pipeline.sources.replay import replay as run_replay
+    from pipeline.sources.replay import replay as run_replay  # noqa: PLC0415 - the Kafka client, only when used
 
-    stats = _user_errors(lambda: run_replay(
-        flags["paths"], flags["topic"], flags["bootstrap_servers"], rate=flags["rate"],
-        key_regex=flags["key_regex"], partitions=flags["partitions"], max_line_bytes=flags["max_line_bytes"]))
+    stats = run_replay(flags["paths"], flags["topic"], flags["bootstrap_servers"], rate=flags["rate"],
+                       key_regex=flags["key_regex"], partitions=flags["partitions"],
+                       max_line_bytes=flags["max_line_bytes"])
     if stats.truncated:
         click.echo(f"logwarden: note: {stats.truncated} lines longer than --max-line-bytes were cut", err=True)
     click.echo(json.dumps({"topic": flags["topic"], **stats.as_dict()}), err=True)
-
-
-@click.group()
-def standalone() -> None:
-    """`python -m pipeline.cli.stream worker|replay`: the same commands without the main group."""
-
-
-standalone.add_command(worker)
-standalone.add_command(replay)
-
-if __name__ == "__main__":
-    standalone(prog_name="logwarden")

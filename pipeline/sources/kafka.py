@@ -1,4 +1,4 @@
-"""Kafka plumbing for the worker and ``replay``: clients, topics, records as RawLines, the state topic.
+"""Kafka plumbing for the worker, ``replay`` and tests: clients, topics, consumed records as RawLines.
 
 Connection security comes from the environment so secrets stay out of flags, config files and process
 listings: ``LOGWARDEN_KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
@@ -8,20 +8,16 @@ listings: ``LOGWARDEN_KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT, SSL, SASL_PLAINTEXT,
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import LogwardenError
 from pipeline.records import RawLine
-from pipeline.stream.ledger import SavedState
 
 log = logging.getLogger(__name__)
 
@@ -119,65 +115,3 @@ def raw_line(record: Any, max_line_bytes: int) -> RawLine:
     data = value[:max_line_bytes] if truncated else value
     arrival = record.timestamp / 1000.0 if record.timestamp and record.timestamp > 0 else 0.0
     return RawLine(data, f"{record.topic}/{record.partition}", record.offset, record.key, arrival, truncated)
-
-
-class StateTopic:
-    """The compacted ``<group>.logwarden-state`` topic: replay states too large for commit metadata."""
-
-    CONFIGS = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(24 * 3600 * 1000)}
-
-    def __init__(self, bootstrap_servers: str, name: str, producer: KafkaProducer) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.name = name
-        self.producer = producer
-        self._ready = False
-        self._reader: KafkaConsumer | None = None
-
-    def write(
-        self, states: Mapping[TopicPartition, SavedState], timeout: float = 30.0
-    ) -> dict[TopicPartition, tuple[int, int]]:
-        """Write states, wait for every acknowledgement; returns ``{tp: (state partition, state offset)}``."""
-        if not states:
-            return {}
-        if not self._ready:
-            ensure_topics(self.bootstrap_servers, {self.name: (1, self.CONFIGS)})
-            self._ready = True
-        futures = {
-            tp: self.producer.send(self.name, key=origin_of(tp).encode(), value=state.to_json().encode())
-            for tp, state in states.items()
-        }
-        self.producer.flush(timeout=timeout)
-        written = {}
-        for tp, future in futures.items():
-            meta = future.get(timeout=timeout)
-            written[tp] = (meta.partition, meta.offset)
-        return written
-
-    def read(self, tp: TopicPartition, ref: tuple[int, int], timeout: float = 10.0) -> SavedState | None:
-        """The state record ``ref`` points at, if it is still there and belongs to ``tp``."""
-        state_tp = TopicPartition(self.name, int(ref[0]))
-        if self._reader is None:
-            self._reader = KafkaConsumer(**client_config(self.bootstrap_servers, group_id=None,
-                                                          enable_auto_commit=False))
-        reader = self._reader
-        reader.assign([state_tp])
-        reader.seek(state_tp, int(ref[1]))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for record in reader.poll(timeout_ms=500).get(state_tp, []):
-                if record.offset != int(ref[1]):
-                    log.warning("replay state of %s at %s:%s is gone (compacted); records after the committed "
-                                "offset may be indexed again as partial windows", origin_of(tp), *ref)
-                    return None
-                if record.key != origin_of(tp).encode():
-                    log.warning("state record %s:%s belongs to %r, not %s", *ref, record.key, origin_of(tp))
-                    return None
-                return SavedState.from_dict(json.loads(record.value))
-        log.warning("could not read replay state of %s from %s within %.0f s", origin_of(tp), self.name, timeout)
-        return None
-
-    def close(self) -> None:
-        if self._reader is not None:
-            with contextlib.suppress(KafkaError):
-                self._reader.close()
-            self._reader = None

@@ -1,74 +1,36 @@
-"""Everything a worker needs before its loop starts: options, model, clients, Elasticsearch layout.
+"""Everything a worker needs before its loop starts: model, scorer, clients, sink, Elasticsearch layout.
 
-Kept apart from :mod:`pipeline.stream.worker` so the loop module stays about the loop and the commit order.
+Kept apart from :mod:`pipeline.stream.worker` so the loop module stays about the loop. Options are resolved
+by the CLI into a :class:`pipeline.config.WorkerOptions`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from elastic_transport import TransportError
 from elasticsearch import ApiError
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from models.artifacts import ModelBundle
-from pipeline.config import PipelineSettings
+from pipeline.config import WorkerOptions
 from pipeline.errors import LogwardenError
 from pipeline.records import TemplateMatch
 from pipeline.scoring import Scorer
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink
-from pipeline.sinks.elasticsearch.client import DEFAULT_ES_URL, describe_error, make_es_client
+from pipeline.sinks.elasticsearch.client import describe_error, make_es_client
 from pipeline.sinks.elasticsearch.layout import setup_indices
-from pipeline.sources.kafka import StateTopic, client_config, ensure_topics, make_producer, partition_count
+from pipeline.sources.kafka import client_config, ensure_topics, make_producer, partition_count
 from pipeline.stages.templates import TemplateMiner
+from pipeline.stream.backoff import Backoff
 from pipeline.stream.dead_letters import DeadLetters, dlq_topic_for
-from pipeline.stream.ledger import SavedState, parse_metadata, state_from_metadata
 from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.output import AnomalyOutput
 
 log = logging.getLogger(__name__)
-
-INPUT_FORMATS = ("auto", "json", "text")
-
-
-@dataclass
-class WorkerOptions:
-    """Resolved worker options (the CLI fills these from flags, the config file and the environment)."""
-
-    bootstrap_servers: str
-    topics: tuple[str, ...]
-    group_id: str
-    settings: PipelineSettings
-    es_url: str = DEFAULT_ES_URL
-    index_prefix: str = "logwarden"
-    metrics_port: int | None = None
-    exit_when_idle: float | None = None
-    dlq_topic: str | None = None
-    input_format: str = "auto"
-    commit_interval: float = 5.0
-    session_timeout: float = 10.0
-    es_timeout: float = 10.0
-    es_setup: bool = True
-    max_poll_records: int = 500
-    client_id: str = "logwarden-worker"
-    es_auth: dict[str, str] = field(default_factory=dict)
-
-    def check(self) -> WorkerOptions:
-        if not self.topics:
-            raise LogwardenError("no topic to consume: give --topic (repeatable) or `topic:` in the config file")
-        if not self.group_id:
-            raise LogwardenError("--group-id must not be empty")
-        if self.input_format not in INPUT_FORMATS:
-            raise LogwardenError(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
-        if self.session_timeout < 6:
-            raise LogwardenError("--session-timeout must be at least 6s (the broker's minimum)")
-        return self
-
 
 class WorkerContext:
     """Model, scorer, clients, sink and dead letters for one worker."""
@@ -133,7 +95,7 @@ class WorkerContext:
         """Create the index template/alias (idempotent); waits for Elasticsearch. False if stopped first."""
         if not self.options.es_setup:
             return True
-        backoff = 1.0
+        backoff = Backoff(1.0, max_backoff)
         while not should_stop():
             try:
                 done = setup_indices(self.sink.client, self.options.index_prefix)
@@ -145,11 +107,9 @@ class WorkerContext:
                 problem = describe_error(exc, self.options.es_url)
             except TransportError as exc:
                 problem = describe_error(exc, self.options.es_url)
-            log.warning("waiting for Elasticsearch (%s); retrying in %.0f s", problem, backoff)
-            deadline = time.monotonic() + backoff
-            while time.monotonic() < deadline and not should_stop():
-                time.sleep(0.2)
-            backoff = min(backoff * 2, max_backoff)
+            log.warning("waiting for Elasticsearch (%s); retrying in %.0f s", problem, backoff.failed())
+            if not backoff.wait(should_stop):
+                break
         return False
 
     def close(self) -> None:
@@ -158,30 +118,3 @@ class WorkerContext:
         except KafkaError as exc:
             log.warning("closing the producer: %s", exc)
         self.sink.close()
-
-
-def load_start(
-    consumer: KafkaConsumer, tp: TopicPartition, state_topic: StateTopic
-) -> tuple[int | None, SavedState | None]:
-    """Committed offset of ``tp`` and the replay state saved with it; seeks the consumer there."""
-    committed: Any = consumer.committed(tp, metadata=True)
-    if committed is None or committed.offset is None or committed.offset < 0:
-        return None, None
-    offset = int(committed.offset)
-    data = parse_metadata(committed.metadata)
-    state: SavedState | None = None
-    if data is not None and "state" in data:
-        state = state_from_metadata(data, offset)
-    elif data is not None and "ref" in data and data.get("o") == offset:
-        state = state_topic.read(tp, tuple(data["ref"]))  # type: ignore[arg-type]
-        if state is not None and state.offset != offset:
-            log.warning("ignoring replay state of %s/%d: it is for offset %d, not %d", tp.topic, tp.partition,
-                        state.offset, offset)
-            state = None
-    elif data is None and committed.metadata:
-        log.info("%s/%d: commit metadata is not Logwarden's; rebuilding windows without replay state",
-                 tp.topic, tp.partition)
-    consumer.seek(tp, offset)
-    log.info("%s/%d: starting at committed offset %d (%s)", tp.topic, tp.partition, offset,
-             f"replay state: {len(state.skip)} entities" if state is not None else "no replay state")
-    return offset, state

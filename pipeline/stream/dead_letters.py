@@ -37,11 +37,11 @@ from typing import Any
 from kafka import KafkaProducer
 
 from pipeline.errors import LogwardenError
+from pipeline.records import Document
 
 log = logging.getLogger(__name__)
 
 RECORD_REASONS = ("invalid_utf8", "truncated", "not_json")
-NOT_WINDOWED = frozenset({"not_json"})
 MAX_DETAIL = 1000
 
 
@@ -89,11 +89,14 @@ class DeadLetters:
             for reason in reasons:
                 self.on_sent(reason)
 
-    def send_document(self, doc: dict[str, Any], reason: str, source: tuple[str, int, int] | None) -> None:
-        """An anomaly document Elasticsearch rejected; ``source`` = (topic, partition, first offset)."""
+    def send_document(self, document: Document, reason: str) -> None:
+        """An anomaly document Elasticsearch rejected, to the dead-letter topic of the records it came from."""
+        source = document.source
         topic, partition, offset = source if source is not None else ("unknown", -1, -1)
+        doc = document.body
         value = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        entity = str(doc.get("entity", {}).get("id", "")).encode() or None
+        entity_obj = doc.get("entity") if isinstance(doc, dict) else None
+        entity = str(entity_obj.get("id", "") if isinstance(entity_obj, dict) else "").encode() or None
         if source is None:
             log.warning("rejected document without a known source partition: %s", reason)
         self.send(topic, partition, offset, value, ["es_rejected"], key=entity, detail=reason)

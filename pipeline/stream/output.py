@@ -1,9 +1,11 @@
 """Closed windows to Elasticsearch: score, buffer anomalies in the sink, flush, and track outages.
 
-:meth:`AnomalyOutput.flush` is step 1 of the commit order (see :mod:`pipeline.stream.ledger`): it returns True
-only when every anomaly scored so far is indexed in Elasticsearch or dead-lettered as rejected. While
-Elasticsearch is down it returns False and :attr:`down` stays set; the worker then pauses its partitions
-and calls :meth:`retry_due` / :meth:`flush` again with exponential backoff (1 s doubling up to 15 s).
+:meth:`AnomalyOutput.flush` is step 1 of the commit order (:class:`pipeline.stream.checkpoint.Checkpoint`): it
+returns True only when every anomaly scored so far is indexed in Elasticsearch or dead-lettered as rejected.
+While Elasticsearch is down it returns False and :attr:`down` stays set; the worker then pauses its partitions
+and calls :meth:`retry_due` / :meth:`flush` again on the :class:`~pipeline.stream.backoff.Backoff` schedule
+(1 s doubling up to 15 s). Each anomaly travels as a :class:`~pipeline.records.Document` with its ``_id`` and
+the partition and offset it was read from, so a rejected one is dead-lettered with its source.
 Documents are never dropped: the sink keeps what it could not index, and documents scored while its
 buffer is full wait in a small overflow list (bounded: the partitions are paused by then).
 """
@@ -14,17 +16,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
-from pipeline.records import Window
+from pipeline.records import Document, Source, Window
 from pipeline.scoring import Scorer, document_id
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink, SinkBufferFull, SinkError, SinkUnavailable
+from pipeline.stream.backoff import Backoff
 from pipeline.stream.dead_letters import DeadLetters
 from pipeline.stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
-
-Source = tuple[str, int, int]  # topic, partition, first offset of the window there
 
 
 class AnomalyOutput:
@@ -35,13 +35,10 @@ class AnomalyOutput:
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.flush_at = flush_at
-        self.max_backoff = max_backoff
+        self.backoff = Backoff(1.0, max_backoff)
         self.down = False
         self.last_error = ""
-        self._backoff = 1.0
-        self._retry_at = 0.0
-        self._sources: dict[str, Source] = {}
-        self._overflow: deque[dict[str, Any]] = deque()
+        self._overflow: deque[Document] = deque()
 
     def score(self, windows: Sequence[Window], sources: Sequence[Source]) -> int:
         """Score closed windows; anomalies go to the sink buffer. Returns the number of anomalies."""
@@ -50,18 +47,18 @@ class AnomalyOutput:
         docs = self.scorer.score(windows)
         self.metrics.windows_scored.inc(len(docs))
         anomalies = 0
-        for doc, source in zip(docs, sources, strict=True):
-            if not doc["anomaly"]["is_anomaly"]:
+        for body, source in zip(docs, sources, strict=True):
+            if not body["anomaly"]["is_anomaly"]:
                 continue
             anomalies += 1
-            self._sources[document_id(doc)] = source
+            document = Document(document_id(body), body, source)
             if self._overflow:
-                self._overflow.append(doc)
+                self._overflow.append(document)
                 continue
             try:
-                self.sink.add(doc)
+                self.sink.add(document)
             except SinkBufferFull:
-                self._overflow.append(doc)
+                self._overflow.append(document)
         return anomalies
 
     @property
@@ -73,7 +70,7 @@ class AnomalyOutput:
         return self.pending >= self.flush_at or bool(self._overflow)
 
     def retry_due(self) -> bool:
-        return time.monotonic() >= self._retry_at
+        return self.backoff.due()
 
     def flush(self) -> bool:
         """Index everything pending; True when done, False (and :attr:`down`) when Elasticsearch failed."""
@@ -91,12 +88,10 @@ class AnomalyOutput:
                 return False
             self.metrics.bulk_seconds.observe(time.perf_counter() - started)
             self.metrics.anomalies_indexed.inc(result.indexed)
-            for doc, reason in result.rejected:
-                doc_id = _safe_id(doc)
-                self.dead_letters.send_document(doc, reason, self._sources.get(doc_id))
-                log.warning("Elasticsearch rejected the document of %s: %s", doc.get("entity", {}).get("id"), reason)
-            waiting = {document_id(doc) for doc in self._overflow}
-            self._sources = {k: v for k, v in self._sources.items() if k in waiting}
+            for document, reason in result.rejected:
+                self.dead_letters.send_document(document, reason)
+                entity = document.body.get("entity", {}) if isinstance(document.body, dict) else {}
+                log.warning("Elasticsearch rejected the document of %s: %s", entity.get("id"), reason)
             self._refill()
 
     def _refill(self) -> None:
@@ -114,20 +109,12 @@ class AnomalyOutput:
             log.log(level, "Elasticsearch flush failed, pausing input and retrying with backoff: %s", exc)
         self.down = True
         self.metrics.sink_up.set(0)
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, self.max_backoff)
+        self.backoff.failed()
 
     def _recovered(self) -> None:
         if self.down:
             log.info("Elasticsearch takes documents again; resuming")
         self.down = False
         self.last_error = ""
-        self._backoff = 1.0
+        self.backoff.reset()
         self.metrics.sink_up.set(1)
-
-
-def _safe_id(doc: dict[str, Any]) -> str:
-    try:
-        return document_id(doc)
-    except (KeyError, TypeError):
-        return ""

@@ -1,12 +1,13 @@
 """The streaming worker: Kafka in, the ``detect`` stages per partition, anomalies into Elasticsearch.
 
-This module is wiring and commit order only. The delivery scheme (what offset is committed, the replay
-state that keeps documents effectively-once) is documented in :mod:`pipeline.stream.ledger`; per-partition
-processing in :mod:`pipeline.stream.partition`; scoring and the sink in :mod:`pipeline.stream.output`.
+This module is the loop and the rebalance listener only. The commit order is :meth:`Checkpoint.commit
+<pipeline.stream.checkpoint.Checkpoint.commit>`; which offset is committed, and the replay state that keeps
+documents effectively-once, are in :mod:`pipeline.stream.ledger`; per-partition processing (the shared record
+chain) in :mod:`pipeline.stream.partition`; scoring and the sink in :mod:`pipeline.stream.output`.
 
 Loop: ``poll`` (at most ``max_poll_records``) -> window each record of its partition -> score closed
-windows -> every ``commit_interval`` (or when the sink buffer fills): **flush sink, flush dead letters,
-save state, commit** (:meth:`Worker.checkpoint`). When Elasticsearch is down the worker pauses every
+windows -> every ``commit_interval`` (or when the sink buffer fills): a checkpoint (flush sink, flush dead
+letters, save state, commit). When Elasticsearch is down the worker pauses every
 partition and keeps calling ``poll`` (heartbeats and ``max.poll.interval.ms`` stay satisfied, nothing is
 fetched), retries the flush with backoff and resumes when it succeeds. SIGTERM: flush, commit, close the
 consumer (leaves the group). ``exit_when_idle``: after that long without a record, close every window
@@ -21,19 +22,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from pipeline.records import Window
-from pipeline.sources.kafka import StateTopic
-from pipeline.stream.context import WorkerContext, load_start
+from pipeline.records import Source, Window
+from pipeline.stream.checkpoint import Checkpoint
+from pipeline.stream.context import WorkerContext
 from pipeline.stream.dead_letters import DeadLetterError
-from pipeline.stream.ledger import PartitionLedger, SavedState, inline_metadata, reference_metadata
-from pipeline.stream.output import Source
+from pipeline.stream.ledger import PartitionLedger
 from pipeline.stream.partition import PartitionStream
+from pipeline.stream.state_topic import StateTopic, load_start
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        offsets = self.worker.on_revoked(set(revoked))
-        if offsets:
-            try:
-                await self.worker.consumer.commit_async(offsets)
-                self.worker.committed(offsets)
-            except KafkaError as exc:
-                log.warning("commit on revocation failed (the new owner re-reads from the last commit): %s", exc)
+        await self.worker.on_revoked(set(revoked))
         self.worker.drop(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -60,21 +54,21 @@ class _Rebalance(AsyncConsumerRebalanceListener):
 
 
 class Worker:
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, consumer: Any = None) -> None:
+        """``consumer`` replaces the Kafka consumer the context would make (unit tests pass a fake)."""
         self.ctx = ctx
         self.opts = ctx.options
         self.metrics = ctx.metrics
         self.output = ctx.output
         self.streams: dict[TopicPartition, PartitionStream] = {}
         self.to_load: set[TopicPartition] = set()
-        self.last_commit: dict[TopicPartition, tuple[int, str]] = {}
-        self._large: dict[TopicPartition, tuple[str, str]] = {}  # last state written to the state topic
         self.state_topic = StateTopic(self.opts.bootstrap_servers, f"{self.opts.group_id}.logwarden-state",
                                       ctx.producer)
         self.stopping = False
         self.fatal = False
         self.ever_assigned: set[TopicPartition] = set()
-        self.consumer: KafkaConsumer = ctx.make_consumer()
+        self.consumer: KafkaConsumer = consumer if consumer is not None else ctx.make_consumer()
+        self.checkpoint = Checkpoint(self.consumer, self.output, ctx.dead_letters, self.state_topic, self.metrics)
         self._paused = False
         self._last_activity = time.monotonic()
         self._next_checkpoint = time.monotonic() + self.opts.commit_interval
@@ -92,13 +86,16 @@ class Worker:
                     code = 0 if self.finish() else 1
                     break
             else:
-                code = 0 if self.commit(self.checkpoint()) else 1
+                code = 0 if self.commit() else 1
                 if code:
                     log.error("stopped without committing the latest offsets (%d anomalies not indexed: %s); "
                               "they are read again on restart", self.output.pending, self.output.last_error)
         except (DeadLetterError, KafkaError) as exc:
             log.error("stopping without committing further: %s", exc)
             self.fatal, code = True, 1
+        except BaseException:
+            self.fatal = True  # whatever it was, nothing more may be committed (the revocation path checks)
+            raise
         finally:
             self.stopping = True
             self.consumer.close(autocommit=False)
@@ -115,11 +112,11 @@ class Worker:
         now = time.monotonic()
         if self.output.down:
             if self.output.retry_due():
-                self.commit(self.checkpoint())
+                self.commit()
                 if not self.output.down:  # back: the backlog is not idleness
                     self._last_activity = time.monotonic()
         elif now >= self._next_checkpoint or self.output.wants_flush:
-            self.commit(self.checkpoint())
+            self.commit()
             self._next_checkpoint = now + self.opts.commit_interval
             self._update_lag()
 
@@ -132,108 +129,60 @@ class Worker:
                 if tp in self.to_load:
                     self.consumer.seek(tp, records[0].offset)
                 continue
-            stream.read(records, self.metrics, self.ctx.dead_letters, closed, sources)
+            windows, where = stream.read(records, self.metrics, self.ctx.dead_letters)
+            closed.extend(windows)
+            sources.extend(where)
         self.output.score(closed, sources)
         self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
 
     # ----------------------------------------------------------------------------------- checkpoints
-    def checkpoint(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Commit order steps 1-3: flush the sink, flush dead letters, save state. Returns what to commit.
-
-        Empty when the sink is down (nothing may be committed then; partitions stay paused).
-        """
-        if not self.output.flush():
-            self._pause_all()
-            return {}
-        self.ctx.dead_letters.flush()
-        chosen = [tp for tp in (partitions if partitions is not None else list(self.streams)) if tp in self.streams]
-        points: dict[TopicPartition, tuple[int, SavedState]] = {}
-        for tp in chosen:
-            point = self.streams[tp].checkpoint()
-            if point is not None:
-                points[tp] = point
-        metadata = self._save_states(points)
-        offsets = {}
-        for tp, (offset, _) in points.items():
-            if self.last_commit.get(tp) != (offset, metadata[tp]):
-                offsets[tp] = OffsetAndMetadata(offset, metadata[tp], -1)
-        self._resume_all()
-        return offsets
-
-    def _save_states(self, points: dict[TopicPartition, tuple[int, SavedState]]) -> dict[TopicPartition, str]:
-        metadata: dict[TopicPartition, str] = {}
-        large: dict[TopicPartition, SavedState] = {}
-        for tp, (_, state) in points.items():
-            inline = inline_metadata(state)
-            if inline is not None:
-                metadata[tp] = inline
-            elif self._large.get(tp, ("",))[0] == state.to_json():
-                metadata[tp] = self._large[tp][1]  # unchanged since the last write: no new state record
-            else:
-                large[tp] = state
-        for tp, (part, off) in self.state_topic.write(large).items():
-            metadata[tp] = reference_metadata(points[tp][0], part, off)
-            self._large[tp] = (large[tp].to_json(), metadata[tp])
-        return metadata
-
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
-        """Step 4 (main thread). False when the commit failed or the sink was down."""
+    def commit(self) -> bool:
+        """A checkpoint of every owned partition (:meth:`Checkpoint.commit`); pauses input while the sink
+        is down and resumes it when the sink is back. False when nothing new could be committed."""
+        ok = self.checkpoint.commit(self.streams)
         if self.output.down:
-            return False
-        if not offsets:
-            return True
-        try:
-            self.consumer.commit(offsets)
-        except KafkaError as exc:
-            log.warning("offset commit failed (retried at the next checkpoint): %s", exc)
-            return False
-        self.committed(offsets)
-        return True
-
-    def committed(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        for tp, meta in offsets.items():
-            self.last_commit[tp] = (meta.offset, meta.metadata)
-            self.metrics.committed.labels(tp.topic, str(tp.partition)).set(meta.offset)
-        self.metrics.commits.inc()
-        log.debug("committed %s", {f"{tp.topic}/{tp.partition}": m.offset for tp, m in offsets.items()})
+            self._pause_all()
+        else:
+            self._resume_all()
+        return ok
 
     def finish(self) -> bool:
         """End of input: close every window, index, commit. Retries Elasticsearch until it works or SIGTERM."""
         closed: list[Window] = []
         sources: list[Source] = []
-        for tp, stream in self.streams.items():
+        for stream in self.streams.values():
             for window in stream.flush():
                 closed.append(window)
-                sources.append((tp.topic, tp.partition, window.positions.get(stream.origin, -1)))
+                sources.append(stream.source_of(window))
         self.output.score(closed, sources)
         self.metrics.open_windows.set(0)
         while True:
-            offsets = self.checkpoint()
+            ok = self.commit()
             if not self.output.down:
-                return self.commit(offsets)
+                return ok
             if self.stopping:
                 return False
             while not self.output.retry_due() and not self.stopping:
                 self.consumer.poll(timeout_ms=200)
 
     # ------------------------------------------------------------------------------------ rebalances
-    def on_revoked(self, revoked: set[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """IO thread, main thread parked in poll: checkpoint what we own of ``revoked``."""
         owned = [tp for tp in revoked if tp in self.streams]
         if self.fatal or not owned or self.output.down:
-            return {}  # nothing safe to add: the new owner re-reads from the last commit
+            return  # nothing safe to add: the new owner re-reads from the last commit
         try:
-            return self.checkpoint(owned)
+            await self.checkpoint.commit_revoked(self.streams, owned)
         except (DeadLetterError, KafkaError) as exc:
             log.warning("could not checkpoint revoked partitions: %s", exc)
-            return {}
+        if self.output.down:
+            self._pause_all()
 
     def drop(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self.streams.pop(tp, None)
             self.to_load.discard(tp)
-            self.last_commit.pop(tp, None)
-            self._large.pop(tp, None)
+            self.checkpoint.forget(tp)
             self.metrics.forget_partition(tp.topic, tp.partition)
         self.metrics.assigned.set(len(self.streams) + len(self.to_load))
         self._last_activity = time.monotonic()

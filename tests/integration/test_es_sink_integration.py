@@ -16,7 +16,7 @@ from pipeline.scoring import document_id
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink, SinkUnavailable
 from pipeline.sinks.elasticsearch.client import make_es_client
 from pipeline.sinks.elasticsearch.layout import alias_name, setup_indices
-from tests.fakes import anomaly_doc
+from tests.fakes import anomaly_doc, as_document
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +71,12 @@ def test_index_replay_overwrites(es_client: Elasticsearch, es_url: str, prefix: 
     batch = [anomaly_doc(f"blk_{i}", start=DAYS[i % 3]) for i in range(30)]
     sink = sink_for(es_url, prefix)
     for doc in batch:
-        sink.add(doc)
+        sink.add(as_document(doc))
     assert sink.flush().indexed == 30
     name = alias_name(prefix)
     assert count(es_client, name) == 30
     for doc in [anomaly_doc(f"blk_{i}", start=DAYS[i % 3]) for i in range(30)]:  # a replay after a crash
-        sink.add(doc)
+        sink.add(as_document(doc))
     result = sink.flush()
     sink.close()
     assert (result.indexed, result.rejected) == (30, [])
@@ -92,12 +92,13 @@ def test_wrong_type_is_rejected_with_reason_while_others_index(
     sink = sink_for(es_url, prefix)
     bad = anomaly_doc("blk_bad", count="lots")
     for doc in [anomaly_doc("blk_1"), bad, anomaly_doc("blk_2")]:
-        sink.add(doc)
+        sink.add(as_document(doc))
     result = sink.flush()
     sink.close()
     assert result.indexed == 2
     assert len(result.rejected) == 1
-    doc, reason = result.rejected[0]
+    document, reason = result.rejected[0]
+    doc = document.body
     assert doc is bad
     assert reason.startswith("400 document_parsing_exception")
     assert "log.count" in reason
@@ -109,7 +110,7 @@ def test_unknown_fields_are_kept_not_rejected(es_client: Elasticsearch, es_url: 
     doc = anomaly_doc("blk_1")
     doc["host"] = {"name": "worker-7"}  # a field a newer worker might add (dynamic: false)
     sink = sink_for(es_url, prefix)
-    sink.add(doc)
+    sink.add(as_document(doc))
     result = sink.flush()
     sink.close()
     assert (result.indexed, result.rejected) == (1, [])
@@ -120,9 +121,9 @@ def test_unknown_fields_are_kept_not_rejected(es_client: Elasticsearch, es_url: 
 def test_template_id_filters_and_aggregates(es_client: Elasticsearch, es_url: str, prefix: str) -> None:
     setup_indices(es_client, prefix)
     sink = sink_for(es_url, prefix)
-    sink.add(anomaly_doc("blk_1", template_ids=("t-a", "t-b")))
-    sink.add(anomaly_doc("blk_2", template_ids=("t-b",)))
-    sink.add(anomaly_doc("blk_3", template_ids=("t-c",)))
+    sink.add(as_document(anomaly_doc("blk_1", template_ids=("t-a", "t-b"))))
+    sink.add(as_document(anomaly_doc("blk_2", template_ids=("t-b",))))
+    sink.add(as_document(anomaly_doc("blk_3", template_ids=("t-c",))))
     assert sink.flush().indexed == 3
     sink.close()
     name = alias_name(prefix)
@@ -138,7 +139,7 @@ def test_alias_covers_every_daily_index(es_client: Elasticsearch, es_url: str, p
     setup_indices(es_client, prefix)
     sink = sink_for(es_url, prefix)
     for i, start in enumerate(DAYS):
-        sink.add(anomaly_doc(f"blk_{i}", start=start))
+        sink.add(as_document(anomaly_doc(f"blk_{i}", start=start)))
     sink.flush()
     sink.close()
     name = alias_name(prefix)
@@ -151,7 +152,7 @@ def test_alias_covers_every_daily_index(es_client: Elasticsearch, es_url: str, p
 def test_unreachable_server_keeps_documents(es_url: str) -> None:
     client = make_es_client("http://127.0.0.1:9", timeout=2)
     sink = ElasticsearchSink(client, "lw-unreachable", max_retries=1, initial_backoff=0.01, owns_client=True)
-    sink.add(anomaly_doc())
+    sink.add(as_document(anomaly_doc()))
     with pytest.raises(SinkUnavailable, match="cannot reach Elasticsearch"):
         sink.flush()
     assert sink.pending == 1

@@ -4,9 +4,10 @@ Delivery contract with the worker (which owns Kafka offsets): ``flush()`` either
 :class:`FlushResult` (every buffered document is now indexed or handed back in ``rejected`` for the
 dead-letter topic) or raises :class:`SinkError` and keeps every document it could not account for, so
 the worker can pause, not commit, and call ``flush()`` again later. Order per commit: flush the sink,
-save window state, commit offsets. Documents carry a deterministic ``_id``
-(:func:`pipeline.scoring.document_id`) and go to the daily index of their window start
-(:func:`pipeline.es_setup.index_for`) with ``op_type: index``, so a replay after a crash overwrites.
+save window state, commit offsets (:class:`pipeline.stream.checkpoint.Checkpoint`). Documents arrive as
+:class:`~pipeline.records.Document` with a deterministic ``_id`` and go to the daily index of their window
+start (:func:`~pipeline.sinks.elasticsearch.layout.index_for`) with ``op_type: index``, so a replay after a
+crash overwrites.
 
 Failures, per item of a bulk response:
 
@@ -36,8 +37,9 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import Elasticsearch, helpers
 
+from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
-from pipeline.scoring import document_id
+from pipeline.records import Document
 from pipeline.sinks.elasticsearch.client import describe_error
 from pipeline.sinks.elasticsearch.layout import alias_name, check_prefix, index_for
 
@@ -64,7 +66,7 @@ class FlushResult:
     """What one ``flush()`` accomplished (including work from earlier flushes that raised)."""
 
     indexed: int = 0
-    rejected: list[tuple[Doc, str]] = field(default_factory=list)
+    rejected: list[tuple[Document, str]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -90,7 +92,7 @@ class ElasticsearchSink:
     def __init__(
         self,
         client: Elasticsearch,
-        prefix: str = "logwarden",
+        prefix: str = DEFAULT_INDEX_PREFIX,
         *,
         data_stream: bool = False,
         max_buffer: int = 10_000,
@@ -127,7 +129,7 @@ class ElasticsearchSink:
         if request_timeout is not None:
             options["request_timeout"] = request_timeout
         self.client = client.options(**options)
-        self._buffer: dict[str, tuple[str, Doc]] = {}
+        self._buffer: dict[str, tuple[str, Document]] = {}
         self._carry = FlushResult()
 
     # ------------------------------------------------------------------------------------ buffering
@@ -144,24 +146,23 @@ class ElasticsearchSink:
         """Index (or data stream) a document is written to."""
         return alias_name(self.prefix) if self.data_stream else index_for(doc, self.prefix)
 
-    def add(self, doc: Doc) -> None:
-        """Buffer one document. A document without the fields its id and index need is rejected at once
+    def add(self, document: Document) -> None:
+        """Buffer one document. A document without the fields its index needs is rejected at once
         (returned by the next flush). The same ``_id`` added twice is indexed once, latest version."""
         try:
-            doc_id = document_id(doc)
-            index = self.target(doc)
+            index = self.target(document.body)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self._carry.rejected.append((doc, f"invalid document: {type(exc).__name__}: {exc}"))
+            self._carry.rejected.append((document, f"invalid document: {type(exc).__name__}: {exc}"))
             return
-        if doc_id not in self._buffer and self.is_full:
+        if document.id not in self._buffer and self.is_full:
             raise SinkBufferFull(f"Elasticsearch sink buffer is full ({self.max_buffer} documents): flush first")
-        self._buffer[doc_id] = (index, doc)
+        self._buffer[document.id] = (index, document)
 
     # -------------------------------------------------------------------------------------- flushing
-    def _actions(self, entries: list[tuple[str, tuple[str, Doc]]]) -> list[dict[str, Any]]:
+    def _actions(self, entries: list[tuple[str, tuple[str, Document]]]) -> list[dict[str, Any]]:
         op_type = "create" if self.data_stream else "index"
-        return [{"_op_type": op_type, "_index": index, "_id": doc_id, "_source": doc}
-                for doc_id, (index, doc) in entries]
+        return [{"_op_type": op_type, "_index": index, "_id": doc_id, "_source": document.body}
+                for doc_id, (index, document) in entries]
 
     def flush(self) -> FlushResult:
         """Index everything buffered; see the module docstring for what raises and what is returned."""
@@ -174,7 +175,7 @@ class ElasticsearchSink:
             self.on_bulk(result)
         return result
 
-    def _bulk(self, entries: list[tuple[str, tuple[str, Doc]]]) -> None:
+    def _bulk(self, entries: list[tuple[str, tuple[str, Document]]]) -> None:
         """One pass over ``entries``; indexed and rejected documents leave the buffer as results arrive."""
         stream = helpers.streaming_bulk(
             self.client,

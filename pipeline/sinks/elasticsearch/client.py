@@ -15,9 +15,8 @@ from elastic_transport import ConnectionError as EsConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError, Elasticsearch
 
+from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
-
-DEFAULT_ES_URL = "http://127.0.0.1:9200"
 
 
 def make_es_client(

@@ -38,6 +38,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
+from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
 
 MAPPING_VERSION = 1
@@ -112,7 +113,7 @@ def _utc_day(value: Any) -> str:
     return moment.astimezone(UTC).strftime("%Y.%m.%d")
 
 
-def index_for(doc: dict[str, Any], prefix: str = "logwarden") -> str:
+def index_for(doc: dict[str, Any], prefix: str = DEFAULT_INDEX_PREFIX) -> str:
     """Concrete daily index ``<prefix>-anomalies-YYYY.MM.DD`` for a document (UTC day of its window start).
 
     Falls back to ``@timestamp`` for a document without ``window.start``. Raises ValueError/KeyError for a
@@ -180,7 +181,7 @@ def _ilm_policy(retention: str, rollover: bool) -> dict[str, Any]:
 
 def setup_indices(
     client: Elasticsearch,
-    prefix: str = "logwarden",
+    prefix: str = DEFAULT_INDEX_PREFIX,
     *,
     shards: int = 1,
     replicas: int | str = "auto",

@@ -54,7 +54,7 @@ def test_outage_keeps_documents_reports_down_and_recovers() -> None:
     assert "down" in output.last_error or "reach" in output.last_error
     assert not output.retry_due()  # backoff before the next attempt
     fake.down = False
-    output._retry_at = 0.0  # noqa: SLF001 - skip the backoff wait
+    output.backoff.retry_at = 0.0  # skip the backoff wait
     assert output.flush() is True
     assert not output.down and output.pending == 0 and len(fake.all_docs()) == 1
 

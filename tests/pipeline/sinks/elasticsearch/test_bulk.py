@@ -16,7 +16,7 @@ from pipeline.scoring import document_id
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink, FlushResult, SinkBufferFull, SinkError, SinkUnavailable
 from pipeline.sinks.elasticsearch.client import make_es_client
 from pipeline.sinks.elasticsearch.layout import index_for
-from tests.fakes import FakeElasticsearch, anomaly_doc
+from tests.fakes import FakeElasticsearch, anomaly_doc, as_document
 
 FAST = {"initial_backoff": 0.001, "max_backoff": 0.002}
 
@@ -36,10 +36,10 @@ def test_ids_are_document_ids_and_replays_overwrite() -> None:
     sink = make_sink(fake)
     batch = docs(3)
     for doc in batch:
-        sink.add(doc)
+        sink.add(as_document(doc))
     assert sink.flush().indexed == 3
     for doc in docs(3):  # a replay: equal documents, new objects
-        sink.add(doc)
+        sink.add(as_document(doc))
     assert sink.flush().indexed == 3
     assert set(fake.all_docs()) == {document_id(d) for d in batch}
     assert len(fake.all_docs()) == 3
@@ -50,8 +50,8 @@ def test_same_id_twice_in_one_buffer_is_sent_once_latest_wins() -> None:
     sink = make_sink(fake)
     first, second = anomaly_doc("blk_1"), anomaly_doc("blk_1")
     second["anomaly"]["score"] = 0.99
-    sink.add(first)
-    sink.add(second)
+    sink.add(as_document(first))
+    sink.add(as_document(second))
     assert sink.pending == 1
     assert sink.flush().indexed == 1
     assert fake.all_docs()[document_id(first)]["anomaly"]["score"] == 0.99
@@ -67,7 +67,7 @@ def test_index_is_the_utc_day_of_the_window_start() -> None:
 
     fake = FakeElasticsearch()
     sink = make_sink(fake)
-    sink.add(late_evening)
+    sink.add(as_document(late_evening))
     sink.flush()
     assert list(fake.docs) == ["lw-anomalies-2015.10.18"]
 
@@ -81,9 +81,9 @@ def test_index_day_matches_utc_date_for_any_zone(moment: datetime) -> None:
 def test_data_stream_mode_writes_creates_and_counts_a_replay_conflict_as_indexed() -> None:
     fake = FakeElasticsearch(data_streams=True)
     sink = make_sink(fake, data_stream=True)
-    sink.add(anomaly_doc())
+    sink.add(as_document(anomaly_doc()))
     assert sink.flush().indexed == 1
-    sink.add(anomaly_doc())  # replay: 409 from op_type create
+    sink.add(as_document(anomaly_doc()))  # replay: 409 from op_type create
     result = sink.flush()
     assert (result.indexed, result.rejected) == (1, [])
     assert list(fake.docs) == ["lw-anomalies"]
@@ -95,7 +95,7 @@ def test_429_items_are_retried_then_indexed() -> None:
     fake.bulk_outcomes = ["items:429", "items:429"]
     sink = make_sink(fake)
     for doc in docs(4):
-        sink.add(doc)
+        sink.add(as_document(doc))
     result = sink.flush()
     assert (result.indexed, result.rejected, sink.pending) == (4, [], 0)
     assert fake.bulk_requests == 3
@@ -107,7 +107,7 @@ def test_whole_request_overload_and_server_errors_are_retried(status: int) -> No
     fake = FakeElasticsearch()
     fake.bulk_outcomes = [status]
     sink = make_sink(fake)
-    sink.add(anomaly_doc())
+    sink.add(as_document(anomaly_doc()))
     assert sink.flush().indexed == 1
     assert fake.bulk_requests == 2
 
@@ -118,11 +118,12 @@ def test_mapping_error_is_rejected_with_reason_and_not_retried() -> None:
     good = docs(3)
     bad = anomaly_doc("blk_bad", count="lots")
     for doc in [good[0], bad, *good[1:]]:
-        sink.add(doc)
+        sink.add(as_document(doc))
     result = sink.flush()
     assert result.indexed == 3
     assert len(result.rejected) == 1
-    doc, reason = result.rejected[0]
+    document, reason = result.rejected[0]
+    doc = document.body
     assert doc is bad
     assert reason.startswith("400 document_parsing_exception")
     assert "log.count" in reason and "lots" in reason
@@ -135,7 +136,7 @@ def test_mapping_error_is_rejected_with_reason_and_not_retried() -> None:
 def test_invalid_document_is_rejected_without_being_sent() -> None:
     fake = FakeElasticsearch()
     sink = make_sink(fake)
-    sink.add({"message": "no entity, no window"})
+    sink.add(as_document({"message": "no entity, no window"}, "no-id"))
     assert sink.pending == 1
     result = sink.flush()
     assert len(result.rejected) == 1
@@ -149,7 +150,7 @@ def test_unreachable_raises_unavailable_and_keeps_the_buffer() -> None:
     sink = make_sink(fake, max_retries=3)
     batch = docs(5)
     for doc in batch:
-        sink.add(doc)
+        sink.add(as_document(doc))
     with pytest.raises(SinkUnavailable, match="cannot reach Elasticsearch"):
         sink.flush()
     assert sink.pending == 5
@@ -164,7 +165,7 @@ def test_outage_mid_flush_keeps_only_unindexed_documents_and_reports_earlier_pro
     fake = FakeElasticsearch()
     sink = make_sink(fake, chunk_size=2, max_retries=1)
     for doc in docs(5):
-        sink.add(doc)
+        sink.add(as_document(doc))
     fake.bulk_outcomes = [None, "down", "down"]  # type: ignore[list-item]  # chunk 1 ok, chunk 2 fails twice
     with pytest.raises(SinkUnavailable):
         sink.flush()
@@ -179,7 +180,7 @@ def test_timeouts_are_retried_then_reported_unavailable() -> None:
     fake = FakeElasticsearch()
     fake.bulk_outcomes = ["timeout"] * 3
     sink = make_sink(fake, max_retries=2)
-    sink.add(anomaly_doc())
+    sink.add(as_document(anomaly_doc()))
     with pytest.raises(SinkUnavailable, match="did not answer in time"):
         sink.flush()
     assert sink.pending == 1
@@ -190,7 +191,7 @@ def test_persistent_overload_is_bounded_and_keeps_documents() -> None:
     fake = FakeElasticsearch()
     fake.bulk_outcomes = ["items:429"] * 10
     sink = make_sink(fake, max_retries=2)
-    sink.add(anomaly_doc())
+    sink.add(as_document(anomaly_doc()))
     with pytest.raises(SinkUnavailable, match="429 es_rejected_execution_exception"):
         sink.flush()
     assert fake.bulk_requests == 3
@@ -201,7 +202,7 @@ def test_auth_failure_is_a_sink_error_not_a_rejection() -> None:
     fake = FakeElasticsearch()
     fake.bulk_outcomes = [403]
     sink = make_sink(fake)
-    sink.add(anomaly_doc())
+    sink.add(as_document(anomaly_doc()))
     with pytest.raises(SinkError, match="403") as info:
         sink.flush()
     assert not isinstance(info.value, SinkUnavailable)
@@ -214,13 +215,13 @@ def test_buffer_is_bounded() -> None:
     fake = FakeElasticsearch()
     sink = make_sink(fake, max_buffer=2)
     first, second = docs(2)
-    sink.add(first)
+    sink.add(as_document(first))
     assert not sink.is_full
-    sink.add(second)
+    sink.add(as_document(second))
     assert sink.is_full
-    sink.add(anomaly_doc("blk_0"))  # same id as `first`: replaces, does not grow
+    sink.add(as_document(anomaly_doc("blk_0")))  # same id as `first`: replaces, does not grow
     with pytest.raises(SinkBufferFull):
-        sink.add(anomaly_doc("blk_9"))
+        sink.add(as_document(anomaly_doc("blk_9")))
     sink.flush()
     assert not sink.is_full
 
@@ -230,10 +231,10 @@ def test_on_bulk_gets_each_successful_flush() -> None:
     seen: list[FlushResult] = []
     sink = make_sink(fake, on_bulk=seen.append)
     for doc in docs(3):
-        sink.add(doc)
+        sink.add(as_document(doc))
     sink.flush()
     fake.down = True
-    sink.add(anomaly_doc("blk_x"))
+    sink.add(as_document(anomaly_doc("blk_x")))
     with pytest.raises(SinkUnavailable):
         sink.flush()
     assert [r.indexed for r in seen] == [3]

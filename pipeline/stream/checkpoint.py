@@ -1,0 +1,141 @@
+"""The one place the worker's commit order is written: :meth:`Checkpoint.commit`.
+
+**Commit order**, per checkpoint, for the partitions being checkpointed:
+
+1. **flush the sink**: every closed anomalous window is indexed in Elasticsearch, or handed back as rejected
+   (:meth:`pipeline.stream.output.AnomalyOutput.flush`). If Elasticsearch is down the checkpoint stops here:
+   nothing is committed, the worker pauses its partitions and retries on the backoff schedule;
+2. **flush dead letters**: the producer has every dead letter acknowledged with ``acks=all``, including the
+   documents rejected in step 1 (:meth:`pipeline.stream.dead_letters.DeadLetters.flush`); a dead letter that
+   cannot be written raises :class:`~pipeline.stream.dead_letters.DeadLetterError` and stops the worker;
+3. **save replay state**: each partition's :class:`~pipeline.stream.ledger.SavedState`, inline in the commit
+   metadata when it fits, else written to the compacted state topic and acknowledged
+   (:class:`~pipeline.stream.state_topic.StateTopic`);
+4. **commit offsets**: ``commit({tp: OffsetAndMetadata(offset, metadata, -1)})``.
+
+Why in this order: each step makes durable what the next one points at. An offset is committed only once every
+anomaly of the records before it is in Elasticsearch or on the dead-letter topic, and once the state that
+tells a successor which of those records to skip is stored, so a crash between any two steps loses nothing (the
+records are read again) and duplicates nothing (deterministic ``_id`` s overwrite; the replay state skips what
+is already in flushed windows). Which offset is committed and what the replay state holds is explained in
+:mod:`pipeline.stream.ledger`.
+
+A checkpoint runs on the main thread (:meth:`Checkpoint.commit`), or in the rebalance listener for the
+partitions being revoked (:meth:`Checkpoint.commit_revoked`, which awaits the commit so heartbeats go on);
+both run the same four steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
+
+from pipeline.stream.dead_letters import DeadLetters
+from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
+from pipeline.stream.metrics import WorkerMetrics
+from pipeline.stream.output import AnomalyOutput
+from pipeline.stream.state_topic import StateTopic
+
+log = logging.getLogger(__name__)
+
+Offsets = dict[TopicPartition, OffsetAndMetadata]
+
+
+class Checkpointable(Protocol):
+    """A partition's side of a checkpoint: the offset it may commit and the state that goes with it."""
+
+    def checkpoint(self) -> tuple[int, SavedState] | None: ...
+
+
+class Checkpoint:
+    """Runs the commit order above for a worker's partitions; remembers what was last committed."""
+
+    def __init__(self, consumer: Any, output: AnomalyOutput, dead_letters: DeadLetters, state_topic: StateTopic,
+                 metrics: WorkerMetrics) -> None:
+        self.consumer = consumer
+        self.output = output
+        self.dead_letters = dead_letters
+        self.state_topic = state_topic
+        self.metrics = metrics
+        self.last_commit: dict[TopicPartition, tuple[int, str]] = {}
+        self._large: dict[TopicPartition, tuple[str, str]] = {}  # last state written to the state topic
+
+    def commit(self, streams: Mapping[TopicPartition, Checkpointable],
+               partitions: Iterable[TopicPartition] | None = None) -> bool:
+        """Steps 1-4 on the main thread. False when Elasticsearch is down or the commit failed."""
+        offsets = self._prepare(streams, partitions)
+        if offsets is None:
+            return False
+        if not offsets:
+            return True
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("offset commit failed (retried at the next checkpoint): %s", exc)
+            return False
+        self._committed(offsets)
+        return True
+
+    async def commit_revoked(self, streams: Mapping[TopicPartition, Checkpointable],
+                             partitions: Iterable[TopicPartition]) -> bool:
+        """Steps 1-4 for partitions being revoked, from the rebalance listener (the commit is awaited)."""
+        offsets = self._prepare(streams, partitions)
+        if not offsets:
+            return offsets is not None
+        try:
+            await self.consumer.commit_async(offsets)
+        except KafkaError as exc:
+            log.warning("commit on revocation failed (the new owner re-reads from the last commit): %s", exc)
+            return False
+        self._committed(offsets)
+        return True
+
+    def forget(self, tp: TopicPartition) -> None:
+        """A partition left this worker: its last commit and state are the next owner's business."""
+        self.last_commit.pop(tp, None)
+        self._large.pop(tp, None)
+
+    # ------------------------------------------------------------------------------------- steps 1-3
+    def _prepare(self, streams: Mapping[TopicPartition, Checkpointable],
+                 partitions: Iterable[TopicPartition] | None) -> Offsets | None:
+        """Steps 1-3; the offsets to commit (only those that changed), or None when the sink is down."""
+        if not self.output.flush():
+            return None
+        self.dead_letters.flush()
+        chosen = [tp for tp in (partitions if partitions is not None else list(streams)) if tp in streams]
+        points: dict[TopicPartition, tuple[int, SavedState]] = {}
+        for tp in chosen:
+            point = streams[tp].checkpoint()
+            if point is not None:
+                points[tp] = point
+        metadata = self._save_states(points)
+        return {tp: OffsetAndMetadata(offset, metadata[tp], -1) for tp, (offset, _) in points.items()
+                if self.last_commit.get(tp) != (offset, metadata[tp])}
+
+    def _save_states(self, points: dict[TopicPartition, tuple[int, SavedState]]) -> dict[TopicPartition, str]:
+        metadata: dict[TopicPartition, str] = {}
+        large: dict[TopicPartition, SavedState] = {}
+        for tp, (_, state) in points.items():
+            inline = inline_metadata(state)
+            if inline is not None:
+                metadata[tp] = inline
+            elif self._large.get(tp, ("",))[0] == state.to_json():
+                metadata[tp] = self._large[tp][1]  # unchanged since the last write: no new state record
+            else:
+                large[tp] = state
+        for tp, (part, off) in self.state_topic.write(large).items():
+            metadata[tp] = reference_metadata(points[tp][0], part, off)
+            self._large[tp] = (large[tp].to_json(), metadata[tp])
+        return metadata
+
+    # ----------------------------------------------------------------------------------------- step 4
+    def _committed(self, offsets: Offsets) -> None:
+        for tp, meta in offsets.items():
+            self.last_commit[tp] = (meta.offset, meta.metadata)
+            self.metrics.committed.labels(tp.topic, str(tp.partition)).set(meta.offset)
+        self.metrics.commits.inc()
+        log.debug("committed %s", {f"{tp.topic}/{tp.partition}": m.offset for tp, m in offsets.items()})
