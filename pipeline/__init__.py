@@ -1,4 +1,16 @@
-"""Logwarden's streaming runtime: sources, decoding, templates, windows, scoring, sinks, jobs and CLI.
+"""Logwarden's runtime: what turns log lines into scored, explained anomaly documents.
 
-Dependency direction: ``pipeline`` uses ``models``; ``models`` never imports ``pipeline``.
+Layout, one hop from each folder name to its code (``docs/architecture.md`` walks a record through it):
+
+* ``records``, ``errors``, ``config``: the data contracts, user-facing errors, settings and option resolution;
+  everything may import these, they import nothing of the project but each other.
+* ``stages/``: decode, time, mask, template, entity, window, and ``chain`` (the one per-record chain).
+* ``sources/``: files and stdin, Kafka clients, ``replay``.  ``sinks/``: JSON lines and the report,
+  Elasticsearch.  Neither knows scoring or the worker's checkpoints.
+* ``scoring``: a closed window becomes a scored, explained document (uses ``models``).
+* ``embedded``: train / detect / parse over files.  ``stream/``: the Kafka worker.
+* ``cli/``: the ``logwarden`` command, on top of everything.
+
+Dependency direction: ``cli`` -> ``embedded`` / ``stream`` -> ``scoring`` -> ``models``; ``models`` never
+imports ``pipeline`` (checked by ``tests/test_architecture.py``).
 """

@@ -1,4 +1,4 @@
-"""Offset and commit bookkeeping for the streaming worker: what may be committed, and what to remember.
+"""Offset bookkeeping for the streaming worker: which offset may be committed, and what to remember with it.
 
 Delivery scheme
 ===============
@@ -8,16 +8,8 @@ anomalous window becomes an Elasticsearch document whose ``_id`` is deterministi
 (:func:`pipeline.scoring.document_id`: entity, window start and kind, late flag, model version), so a
 window processed twice overwrites its own document instead of adding a second one.
 
-**Commit order per checkpoint** (:meth:`pipeline.worker.Worker.checkpoint`):
-
-1. flush the Elasticsearch sink (every closed anomalous window is indexed, or handed back as rejected);
-2. flush the producer (dead letters, including rejected documents, are acknowledged with ``acks=all``);
-3. save the replay state of each partition (below);
-4. commit offsets (``commit({tp: OffsetAndMetadata(offset, metadata, -1)})``).
-
-A failure at any step stops the checkpoint before the commit, so Kafka never holds an offset whose
-records are not safely somewhere else. If Elasticsearch is down the worker pauses its partitions and
-retries step 1 with backoff; nothing after it happens until it succeeds.
+**Commit order**: see :class:`pipeline.stream.checkpoint.Checkpoint` (the one place it is written). This module
+decides what a checkpoint commits and saves for each partition.
 
 **Which offset.** For a partition, the committed offset is
 ``min(smallest offset held by an open window of that partition, next offset to read)``: never past a

@@ -44,3 +44,40 @@ def test_bad_config_files(tmp_path: Path) -> None:
     lst.write_text("- a\n- b\n")
     with pytest.raises(LogwardenError, match="mapping"):
         load_config(lst)
+
+
+def test_unknown_config_key_names_the_closest_option() -> None:
+    from pipeline.config import config_values
+
+    names = {"window": "window", "session_gap": "session_gap", "topic": "topics"}
+    assert config_values({"topic": "logs", "window": "session"}, names, "c.yaml") == {"topics": "logs",
+                                                                                      "window": "session"}
+    with pytest.raises(LogwardenError, match=r"unknown option 'windw' \(did you mean 'window'\?\)"):
+        config_values({"windw": "tumbling"}, names, "c.yaml")
+    with pytest.raises(LogwardenError, match=r"unknown option 'colour'$"):
+        config_values({"colour": "red"}, names, "c.yaml")
+
+
+def test_duration_type_and_defaults_written_once() -> None:
+    import click
+
+    from pipeline.config import DURATION, WorkerOptions, default_text, format_duration, layered
+
+    assert DURATION.convert("5m", None, None) == 300.0 and DURATION.convert(2.5, None, None) == 2.5
+    with pytest.raises(click.BadParameter, match="not a positive duration"):
+        DURATION.convert("soon", None, None)
+    assert [format_duration(s) for s in (300.0, 3600.0, 0.5, 90.0, 86400.0)] == ["5m", "1h", "0.5s", "90s", "1d"]
+    assert default_text(PipelineSettings, "session_gap") == "  [default: 5m]"
+    assert default_text(WorkerOptions, "commit_interval") == "  [default: 5s]"
+    assert default_text(PipelineSettings, "entity_regex") == ""
+    assert layered({"a": 1, "b": 2}, None, {"a": None, "b": 3}) == {"a": 1, "b": 3}
+
+
+def test_worker_options_from_resolved_values() -> None:
+    from pipeline.config import WorkerOptions
+
+    options = WorkerOptions.from_values({"topics": "logs", "commit_interval": "2s", "group_id": None},
+                                        PipelineSettings())
+    assert options.topics == ("logs",) and options.commit_interval == 2.0 and options.group_id == "logwarden"
+    with pytest.raises(LogwardenError, match="no topic"):
+        WorkerOptions.from_values({}, PipelineSettings())

@@ -3,8 +3,8 @@
 Delivery contract with the worker (which owns Kafka offsets): ``flush()`` either returns a
 :class:`FlushResult` (every buffered document is now indexed or handed back in ``rejected`` for the
 dead-letter topic) or raises :class:`SinkError` and keeps every document it could not account for, so
-the worker can pause, not commit, and call ``flush()`` again later. Order per commit: flush the sink,
-save window state, commit offsets (:class:`pipeline.stream.checkpoint.Checkpoint`). Documents arrive as
+the worker can pause, not commit, and call ``flush()`` again later (the worker's commit order flushes this
+sink first). Documents arrive as
 :class:`~pipeline.records.Document` with a deterministic ``_id`` and go to the daily index of their window
 start (:func:`~pipeline.sinks.elasticsearch.layout.index_for`) with ``op_type: index``, so a replay after a
 crash overwrites.

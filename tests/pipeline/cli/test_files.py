@@ -177,3 +177,20 @@ def test_config_file_bad_option_value_and_missing_model_dir(tmp_path: Path) -> N
     cfg.write_text("top: many\n")
     assert_user_error(run("detect", str(SAMPLE), "--config", str(cfg)), "top")
     assert_user_error(run("train", str(SAMPLE)), "--model-dir is required")
+
+
+def test_unknown_config_key_is_an_error_naming_the_closest(tmp_path: Path) -> None:
+    cfg = tmp_path / "lw.yaml"
+    cfg.write_text("windw: tumbling\n")
+    assert_user_error(run("detect", str(SAMPLE), "--config", str(cfg)), "unknown option 'windw'",
+                      "did you mean 'window'")
+    cfg.write_text("paths: [a.log]\n")  # arguments are not options
+    assert_user_error(run("parse", str(SAMPLE), "--config", str(cfg)), "unknown option 'paths'")
+
+
+def test_help_shows_the_defaults_of_the_settings() -> None:
+    result = run("train", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Silence that ends a session window. [default: 5m]" in text
+    assert "[default: 0.03]" in text and "DURATION" in text

@@ -58,3 +58,13 @@ def test_json_log_lines() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert entry["level"] == "warning" and entry["message"] == "paused 4 partitions"
     assert entry["logger"] == "pipeline.stream.worker" and entry["time"].endswith("+00:00")
+
+
+def test_worker_config_file_unknown_key_and_topic_alias(tmp_path: Path) -> None:
+    config = tmp_path / "worker.yaml"
+    config.write_text("topic: logs\ngroup_idd: g\n")
+    result = run(worker, ["--config", str(config)])
+    assert result.exit_code == 2 and "unknown option 'group_idd' (did you mean 'group_id'?)" in result.output
+    config.write_text("topic: logs\nformat: json\ncommit_interval: 2s\n")  # long flag names are keys too
+    result = run(worker, ["--config", str(config)])
+    assert result.exit_code == 2 and "--model-dir is required" in result.output
