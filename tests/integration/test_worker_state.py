@@ -8,9 +8,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.admin import ConfigResource
 
-from pipeline.sources.kafka import StateTopic, make_producer
-from pipeline.stream.context import load_start
+from pipeline.sources.kafka import make_producer
 from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
+from pipeline.stream.state_topic import StateTopic, load_start
 from tests.integration.worker_support import Cleanup, cleanup  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
