@@ -35,7 +35,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 WINDOW_KINDS = ("session", "tumbling")
 INPUT_FORMATS = ("auto", "json", "text")
-DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_lateness")
+DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_lateness", "max_clock_skew")
 
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
@@ -95,6 +95,7 @@ class PipelineSettings:
     max_session: float = 3600.0
     window_size: float = 60.0
     allowed_lateness: float = 60.0
+    max_clock_skew: float = 86400.0
     max_line_bytes: int = 65536
     contamination: float = 0.03
 
@@ -149,6 +150,8 @@ class WorkerOptions:
     dlq_topic: str | None = None
     input_format: str = "auto"
     commit_interval: float = 5.0
+    idle_close: float | None = None  # None: the window's own timeout (gap or size) plus the allowed lateness
+    liveness_timeout: float = 60.0
     session_timeout: float = 10.0
     es_timeout: float = 10.0
     es_setup: bool = True
@@ -162,12 +165,21 @@ class WorkerOptions:
         """Options from resolved values (None: the default); durations may still be text."""
         known = {f.name for f in fields(cls)} - {"settings", "es_auth"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
-        for name in ("exit_when_idle", "commit_interval", "session_timeout", "es_timeout"):
+        for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
+                     "es_timeout"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())
         chosen["topics"] = (topics,) if isinstance(topics, str) else tuple(topics)
         return cls(settings=settings, es_auth=dict(es_auth or {}), **chosen).check()
+
+    @property
+    def idle_timeout(self) -> float:
+        """Processing time after which an entity's quiet window is closed (see ``--idle-close``)."""
+        if self.idle_close is not None:
+            return self.idle_close
+        s = self.settings
+        return (s.session_gap if s.window == "session" else s.window_size) + s.allowed_lateness
 
     def check(self) -> WorkerOptions:
         if not self.topics:

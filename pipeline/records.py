@@ -81,6 +81,8 @@ class Window:
     ``positions`` maps an origin (file or topic/partition) to the smallest offset in the window, which
     the streaming worker uses to decide which Kafka offsets are safe to commit; ``offsets`` holds every
     record's offset (8 bytes each) when the windower was asked to track them (the worker's replay state).
+    ``stream`` names the stream the window was built from when that is part of its identity (a Kafka
+    ``topic/partition``; empty for files).
     """
 
     entity_field: str
@@ -96,6 +98,7 @@ class Window:
     positions: dict[str, int] = field(default_factory=dict)
     late: bool = False
     offsets: array[int] | None = None
+    stream: str = ""
 
     @property
     def count(self) -> int:

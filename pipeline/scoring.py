@@ -7,6 +7,8 @@ the streaming worker (Elasticsearch). Nested objects as ECS writes them (``entit
     @timestamp          window end, ISO 8601 UTC
     entity.id/.field    which entity, and how it was found (regex group name, field name, "message")
     window.start/.end/.kind/.late
+    window.stream       the Kafka topic/partition the window was read from (worker documents only)
+    window.offset       smallest offset (Kafka) or line number (file) of the window's records
     anomaly.score       higher = more abnormal (see models.detector)
     anomaly.threshold   calibrated on the training windows
     anomaly.is_anomaly  score > threshold
@@ -15,7 +17,11 @@ the streaming worker (Elasticsearch). Nested objects as ECS writes them (``entit
     log.count           lines in the window
     log.samples         up to 5 lines, those of explained templates first
 
-:func:`document_id` gives the deterministic Elasticsearch ``_id`` so that a replay overwrites.
+:func:`document_id` gives the deterministic Elasticsearch ``_id`` so that a replay overwrites: entity field and
+id, window kind and start, the late flag, model version, and the stream (a window of the same entity in another
+topic or partition is another window). A *late* window also carries its first record's offset in the id: two
+late windows of one entity can start in the same bucket or second (records that kept arriving after the first
+late window had closed), and each must keep its own document.
 """
 
 from __future__ import annotations
@@ -33,10 +39,16 @@ MAX_SAMPLES = 5
 
 def document_id(doc: dict[str, Any]) -> str:
     """Stable id from entity, window start and kind, late flag and model version."""
-    parts = (
-        doc["entity"]["field"], doc["entity"]["id"], doc["window"]["kind"], doc["window"]["start"],
-        "late" if doc["window"].get("late") else "", doc["model"]["version"],
-    )
+    window = doc["window"]
+    late = bool(window.get("late"))
+    parts = [
+        doc["entity"]["field"], doc["entity"]["id"], window["kind"], window["start"],
+        "late" if late else "", doc["model"]["version"],
+    ]
+    if window.get("stream"):
+        parts.append(window["stream"])
+    if late:
+        parts.append(window.get("offset", ""))
     return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()[:32]
 
 
@@ -58,6 +70,16 @@ class Scorer:
         threshold = float(self.detector.threshold_)
         return [self._document(w, float(s), threshold) for w, s in zip(windows, scores, strict=True)]
 
+    @staticmethod
+    def _window_fields(window: Window) -> dict[str, Any]:
+        fields: dict[str, Any] = {"start": iso_utc(window.start), "end": iso_utc(window.end), "kind": window.kind,
+                                  "late": window.late}
+        if window.stream:
+            fields["stream"] = window.stream
+        if window.positions:
+            fields["offset"] = min(window.positions.values())
+        return fields
+
     def _document(self, window: Window, score: float, threshold: float) -> dict[str, Any]:
         explanation = explain(window.counts, self.space, window.templates)
         samples: list[str] = []
@@ -73,12 +95,7 @@ class Scorer:
         return {
             "@timestamp": iso_utc(window.end),
             "entity": {"id": window.entity_id, "field": window.entity_field},
-            "window": {
-                "start": iso_utc(window.start),
-                "end": iso_utc(window.end),
-                "kind": window.kind,
-                "late": window.late,
-            },
+            "window": self._window_fields(window),
             "anomaly": {"score": round(score, 6), "threshold": round(threshold, 6), "is_anomaly": score > threshold},
             "model": {"version": self.version},
             "templates": explanation,

@@ -108,6 +108,7 @@ class FakeElasticsearch:
         self.aliases: dict[str, set[str]] = {}  # alias -> indices
         self.streams: set[str] = set()
         self.requests: list[tuple[str, str]] = []  # (method, path), including failed ones
+        self.events: list[str] | None = None  # shared event log (see FakeConsumer): "bulk" / "bulk:down"
 
     @property
     def bulk_requests(self) -> int:
@@ -127,10 +128,13 @@ class FakeElasticsearch:
     def handle(self, method: str, target: str, body: bytes | None) -> tuple[int, _Any]:
         path = _unquote(_urlsplit(target).path)
         self.requests.append((method, path))
+        parts = [p for p in path.split("/") if p]
+        is_bulk = bool(parts) and parts[-1] == "_bulk"
+        if is_bulk and self.events is not None:
+            self.events.append("bulk:down" if self.down or self.bulk_outcomes[:1] == ["down"] else "bulk")
         if self.down:
             raise _EsConnectionError("connection refused (fake Elasticsearch is down)")
-        parts = [p for p in path.split("/") if p]
-        if parts and parts[-1] == "_bulk":
+        if is_bulk:
             return self._bulk(body or b"")
         if parts[:1] == ["_ilm"]:
             return self._ilm(method, parts, body) if self.ilm else _NO_HANDLER
@@ -277,8 +281,9 @@ class _Future:
 class RecordingProducer:
     """Just enough of KafkaProducer for DeadLetters: remembers what was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: list[str] | None = None) -> None:
         self.sent: list[dict[str, _Any]] = []
+        self.events = events  # shared event log (see FakeConsumer): "producer.flush"
 
     def send(self, topic: str, key: bytes | None = None, value: bytes | None = None,
              headers: list[tuple[str, bytes]] | None = None) -> _Future:
@@ -286,4 +291,260 @@ class RecordingProducer:
         return _Future()
 
     def flush(self, timeout: float | None = None) -> None:
-        return None
+        if self.events is not None:
+            self.events.append("producer.flush")
+
+
+
+# =====================================================================================================
+# Kafka consumer and worker context (stream worker tests)
+# -----------------------------------------------------------------------------------------------------
+# Enough of kafka-python 3.0's KafkaConsumer for pipeline.stream.worker.Worker, without a broker: scripted
+# per-partition logs, positions, pause/resume, seek, committed offsets with metadata, sync and async commits,
+# and group rebalances that call the subscribed listener's coroutines the way kafka-python does inside poll
+# (and inside close: kafka-python 3.0 revokes the owned partitions on close, even with autocommit=False).
+# Pass one ``events`` list to FakeConsumer, RecordingProducer and FakeElasticsearch (``fake.events = ...``)
+# to assert the order of side effects: "bulk", "producer.flush", "commit", "commit_async", "close".
+# =====================================================================================================
+import asyncio as _asyncio  # noqa: E402
+from collections.abc import Callable as _Callable  # noqa: E402
+
+from kafka import OffsetAndMetadata as _OffsetAndMetadata  # noqa: E402
+from kafka import TopicPartition as _TopicPartition  # noqa: E402
+from kafka.consumer.fetcher import ConsumerRecord as _ConsumerRecord  # noqa: E402
+from kafka.errors import IllegalStateError as _IllegalStateError  # noqa: E402
+from kafka.future import Future as _KafkaFuture  # noqa: E402
+
+from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink as _ElasticsearchSink  # noqa: E402
+from pipeline.stream.context import WorkerContext as _WorkerContext  # noqa: E402
+from pipeline.stream.dead_letters import DeadLetters as _DeadLetters  # noqa: E402
+from pipeline.stream.metrics import WorkerMetrics as _WorkerMetrics  # noqa: E402
+from pipeline.stream.output import AnomalyOutput as _AnomalyOutput  # noqa: E402
+
+
+def consumer_record(tp: _TopicPartition, offset: int, value: bytes | None, key: bytes | None = None,
+                    timestamp: int = -1, headers: list[tuple[str, bytes]] | None = None) -> _ConsumerRecord:
+    """A kafka-python ConsumerRecord as ``poll`` returns it (``timestamp`` in ms, -1: unknown)."""
+    return _ConsumerRecord(tp.topic, tp.partition, -1, offset, timestamp, 0, key, value, list(headers or []), None,
+                           -1 if key is None else len(key), -1 if value is None else len(value), -1)
+
+
+class FakeConsumer:
+    """In-memory KafkaConsumer (group subscription) for the worker loop.
+
+    ``log[tp]`` is a partition's records, offsets from 0 (:meth:`append` adds some). ``partitions`` given to
+    the constructor are assigned at the first ``poll`` after ``subscribe``; :meth:`rebalance` revokes and/or
+    assigns now, :meth:`rebalance_at_next_poll` inside the next ``poll``. A newly assigned partition starts at
+    its committed offset, else at 0 (``auto_offset_reset="earliest"``).
+
+    ``commits`` holds the offsets of every ``commit`` call in order (failed ones too), ``async_commits`` those
+    of every ``commit_async``; ``committed_offsets`` is what the group holds. ``commit_errors`` scripts the
+    next commits (sync or async): each call pops one item, an exception to raise or None for success.
+    ``on_poll(n)`` is called at the start of the n-th ``poll`` (1-based): the place to stop a worker, take
+    Elasticsearch down or trigger a rebalance at a chosen point of a ``run()``.
+    """
+
+    def __init__(self, partitions: _Any = (), events: list[str] | None = None) -> None:
+        self.log: dict[_TopicPartition, list[_ConsumerRecord]] = {}
+        self.committed_offsets: dict[_TopicPartition, _OffsetAndMetadata] = {}
+        self.commits: list[dict[_TopicPartition, _OffsetAndMetadata]] = []
+        self.async_commits: list[dict[_TopicPartition, _OffsetAndMetadata]] = []
+        self.commit_errors: list[BaseException | None] = []
+        self.events = events
+        self.on_poll: _Callable[[int], None] | None = None
+        self.polls = 0
+        self.topics: list[str] = []
+        self.listener: _Any = None
+        self.closed = False
+        self._assigned: set[_TopicPartition] = set()
+        self._paused: set[_TopicPartition] = set()
+        self._positions: dict[_TopicPartition, int] = {}
+        self._rebalances: list[tuple[set[_TopicPartition], set[_TopicPartition]]] = []
+        if partitions:
+            self.rebalance_at_next_poll(assign=partitions)
+
+    # ------------------------------------------------------------------------------------ the log
+    def append(self, tp: _TopicPartition, *values: bytes, key: bytes | None = None, timestamp: int = -1) -> None:
+        records = self.log.setdefault(tp, [])
+        for value in values:
+            records.append(consumer_record(tp, len(records), value, key, timestamp))
+
+    # ------------------------------------------------------------------------------ subscription
+    def subscribe(self, topics: _Any = (), pattern: str | None = None, listener: _Any = None) -> None:
+        self.topics = list(topics)
+        self.listener = listener
+
+    def assignment(self) -> set[_TopicPartition]:
+        return set(self._assigned)
+
+    def rebalance(self, revoke: _Any = (), assign: _Any = ()) -> None:
+        """Revoke then assign partitions now, calling the listener (its coroutines run to completion)."""
+        revoked, assigned = set(revoke) & self._assigned, set(assign)
+        try:
+            if revoked and self.listener is not None:
+                self._call("on_partitions_revoked", revoked)
+        finally:
+            self._assigned -= revoked
+            self._paused -= revoked
+            for tp in revoked:
+                self._positions.pop(tp, None)
+        new = assigned - self._assigned
+        for tp in new:
+            committed = self.committed_offsets.get(tp)
+            self._positions[tp] = committed.offset if committed is not None else 0
+            self.log.setdefault(tp, [])
+        self._assigned |= assigned
+        if assigned and self.listener is not None:
+            self._call("on_partitions_assigned", assigned)
+
+    def rebalance_at_next_poll(self, revoke: _Any = (), assign: _Any = ()) -> None:
+        self._rebalances.append((set(revoke), set(assign)))
+
+    def _call(self, method: str, partitions: set[_TopicPartition]) -> None:
+        result = getattr(self.listener, method)(set(partitions))
+        if _asyncio.iscoroutine(result):
+            _asyncio.run(result)
+
+    # ---------------------------------------------------------------------------------- fetching
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None,
+             update_offsets: bool = True) -> dict[_TopicPartition, list[_ConsumerRecord]]:
+        if self.closed:
+            raise _IllegalStateError("consumer is closed")
+        if self.listener is None and not self.topics:
+            raise _IllegalStateError("not subscribed")
+        self.polls += 1
+        if self.on_poll is not None:
+            self.on_poll(self.polls)
+        while self._rebalances:
+            revoke, assign = self._rebalances.pop(0)
+            self.rebalance(revoke, assign)
+        budget = 500 if max_records is None else max_records
+        batch: dict[_TopicPartition, list[_ConsumerRecord]] = {}
+        for tp in sorted(self._assigned - self._paused):
+            if budget <= 0:
+                break
+            position = self._positions[tp]
+            records = self.log.get(tp, [])[position:position + budget]
+            if records:
+                batch[tp] = records
+                budget -= len(records)
+                if update_offsets:
+                    self._positions[tp] = records[-1].offset + 1
+        return batch
+
+    def _owned(self, tp: _TopicPartition) -> None:
+        if tp not in self._assigned:
+            raise _IllegalStateError(f"partition {tp} is not assigned")
+
+    def seek(self, partition: _TopicPartition, offset: int) -> None:
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError("Offset must be int >= 0")
+        if partition not in self._assigned:
+            raise ValueError("Unassigned partition")
+        self._positions[partition] = offset
+
+    def position(self, partition: _TopicPartition, timeout_ms: int | None = None) -> int:
+        self._owned(partition)
+        return self._positions[partition]
+
+    def highwater(self, partition: _TopicPartition) -> int:
+        self._owned(partition)
+        return len(self.log.get(partition, []))
+
+    def pause(self, *partitions: _TopicPartition) -> None:
+        for tp in partitions:
+            if tp not in self._assigned:
+                raise KeyError(tp)  # kafka-python: the subscription state has no entry for it
+            self._paused.add(tp)
+
+    def resume(self, *partitions: _TopicPartition) -> None:
+        for tp in partitions:
+            if tp not in self._assigned:
+                raise KeyError(tp)
+            self._paused.discard(tp)
+
+    def paused(self) -> set[_TopicPartition]:
+        return set(self._paused)
+
+    # ----------------------------------------------------------------------------------- commits
+    def committed(self, partition: _TopicPartition, metadata: bool = False,
+                  timeout_ms: int | None = None) -> _OffsetAndMetadata | int | None:
+        found = self.committed_offsets.get(partition)
+        if found is None:
+            return None
+        return found if metadata else found.offset
+
+    def commit(self, offsets: dict[_TopicPartition, _OffsetAndMetadata] | None = None,
+               timeout_ms: int | None = None) -> None:
+        if offsets is None:
+            raise NotImplementedError("the worker always commits explicit offsets")
+        self.commits.append(dict(offsets))
+        error = self._outcome(offsets, "commit")
+        if error is not None:
+            raise error
+
+    def commit_async(self, offsets: dict[_TopicPartition, _OffsetAndMetadata] | None = None,
+                     callback: _Any = None) -> _KafkaFuture:
+        """Returns a completed kafka-python Future (awaitable, as the worker's revocation path awaits it)."""
+        if offsets is None:
+            raise NotImplementedError("the worker always commits explicit offsets")
+        self.async_commits.append(dict(offsets))
+        error = self._outcome(offsets, "commit_async")
+        future = _KafkaFuture()
+        if error is not None:
+            future.failure(error)
+        else:
+            future.success(None)
+        if callback is not None:
+            callback(offsets, error)
+        return future
+
+    def _outcome(self, offsets: dict[_TopicPartition, _OffsetAndMetadata], kind: str) -> BaseException | None:
+        for tp, meta in offsets.items():
+            if not isinstance(tp, _TopicPartition) or not isinstance(meta, _OffsetAndMetadata):
+                raise TypeError(f"commit wants {{TopicPartition: OffsetAndMetadata}}, got {tp!r}: {meta!r}")
+        error = self.commit_errors.pop(0) if self.commit_errors else None
+        if self.events is not None:
+            self.events.append(kind if error is None else kind + ":failed")
+        if error is None:
+            self.committed_offsets.update(offsets)
+        return error
+
+    def committed_at(self, tp: _TopicPartition) -> int | None:
+        """The committed offset of ``tp`` (test helper)."""
+        found = self.committed_offsets.get(tp)
+        return None if found is None else found.offset
+
+    def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None:
+        """Like kafka-python 3.0: revokes the owned partitions through the listener, then leaves the group."""
+        if self.closed:
+            return
+        if self.events is not None:
+            self.events.append("close")
+        try:
+            if self._assigned and self.listener is not None:
+                self.rebalance(revoke=self._assigned)
+        finally:
+            self.closed = True
+
+
+def worker_context(options: _Any, scorer: _Any, tag: _Callable[[str], _Any], es: FakeElasticsearch,
+                   producer: RecordingProducer | None = None, metrics: _WorkerMetrics | None = None) -> _WorkerContext:
+    """A :class:`pipeline.stream.context.WorkerContext` built from parts, without servers.
+
+    ``WorkerContext.__init__`` makes its own Elasticsearch client and Kafka producer; this builds the same
+    attributes around the fake server's real client and a RecordingProducer (``tag`` replaces the trained
+    miner's ``match``). The sink does not retry inside a flush, so an outage shows on the first attempt.
+    """
+    ctx = object.__new__(_WorkerContext)
+    ctx.options = options.check()
+    ctx.bundle = scorer.bundle
+    ctx.metrics = metrics or _WorkerMetrics()
+    ctx.tag = tag
+    ctx.scorer = scorer
+    ctx.sink = _ElasticsearchSink(es.client(), options.index_prefix, max_retries=0, initial_backoff=0.0)
+    ctx.producer = producer if producer is not None else RecordingProducer()
+    ctx.dead_letters = _DeadLetters(ctx.producer, options.dlq_topic,
+                                   on_sent=lambda reason: ctx.metrics.dead_letters.labels(reason).inc())
+    ctx.output = _AnomalyOutput(ctx.scorer, ctx.sink, ctx.dead_letters, ctx.metrics)
+    return ctx

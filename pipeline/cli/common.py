@@ -122,6 +122,10 @@ def window_options(from_model: bool = False) -> Decorator:
 
 
 def _window_options(f: Callable[..., Any], tail: Callable[[str], str]) -> Callable[..., Any]:
+    f = click.option("--max-clock-skew", type=DURATION,
+                     help="Event times further ahead of the time a line was read (a Kafka record's timestamp, "
+                     "now for files) are bad timestamps: counted, and the line is windowed as untimed."
+                     + tail("max_clock_skew"))(f)
     f = click.option("--allowed-lateness", type=DURATION,
                      help="How late (event time) a record may be." + tail("allowed_lateness"))(f)
     f = click.option("--window-size", type=DURATION, help="Tumbling window length." + tail("window_size"))(f)

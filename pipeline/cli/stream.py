@@ -78,6 +78,12 @@ def _default(name: str) -> str:
               help="Close all windows, index, commit and exit after this long without records.")
 @click.option("--dlq-topic", help="Dead-letter topic.  [default: <topic>.dlq]")
 @click.option("--commit-interval", type=DURATION, help="How often to flush and commit." + _default("commit_interval"))
+@click.option("--idle-close", type=DURATION,
+              help="Close a window when its entity sent nothing for this long (processing time), so a quiet "
+                   "partition's last anomalies are indexed.  [default: the session gap (or window size) plus the "
+                   "allowed lateness]")
+@click.option("--liveness-timeout", type=DURATION,
+              help="/healthz fails when the loop completed no poll for this long." + _default("liveness_timeout"))
 @click.option("--session-timeout", type=DURATION, help="Kafka group session timeout." + _default("session_timeout"))
 @click.option("--es-timeout", type=DURATION, help="Elasticsearch request timeout." + _default("es_timeout"))
 @click.option("--json-logs", is_flag=True, default=None, help="Log JSON lines to stderr.")
@@ -111,7 +117,8 @@ def worker(**flags: Any) -> None:
         if options.metrics_port is not None:
             state: dict[str, Any] = {}
             server = HealthServer(ctx.metrics.registry, lambda: state["w"].readiness() if "w" in state else
-                                  (False, "starting"), int(options.metrics_port))
+                                  (False, "starting"), int(options.metrics_port),
+                                  alive=lambda: state["w"].alive() if "w" in state else (True, "starting"))
             log.info("metrics on http://0.0.0.0:%d/metrics (also /healthz, /readyz)", server.port)
         run = Worker(ctx)
         if server is not None:

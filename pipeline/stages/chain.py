@@ -14,6 +14,19 @@ the stream's time layout), event clock and windower (watermark). What differs be
 * ``replay``: the worker's commit bookkeeping, which sees every record and may skip an entity's part of a
   record that is already in a flushed window (see :mod:`pipeline.stream.ledger`). Files have none.
 
+**Event time** (the rule is the same for files and Kafka): a record's own timestamp when it is plausible;
+otherwise the record is *untimed* and takes the last event time seen on its stream, else its arrival time
+(:class:`~pipeline.stages.windows.EventClock`), without moving the watermark. A timestamp is implausible, and
+counted as ``bad_timestamp``, when it lies outside what a date can hold (years 1-9999, finite) or more than
+``max_clock_skew`` ahead of the record's arrival time (when it was read: its Kafka timestamp, or now for a
+file): a log line cannot come from the future, and one dated 2099 must not push the watermark past every
+record after it. The default skew (one day) is larger than any time-zone error (UTC+14), so a stream logged
+in local time without an offset is not rejected wholesale.
+
+**Errors are data**: an exception raised by a stage for one record (a bug, or input no rule foresaw) does
+not stop the stream. The record comes back flagged ``stage_error`` with the reason in
+``fields['error.message']``, is not windowed, and the worker dead-letters it.
+
 Records flagged with a reason in :data:`NOT_WINDOWED` (``not_json``: its time and fields are unknown) are
 decoded and returned but not windowed; the caller counts or dead-letters them.
 
@@ -24,6 +37,8 @@ nothing is appended to lists handed in.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,7 +49,11 @@ from pipeline.stages.decoding import Decoder
 from pipeline.stages.entities import EntityExtractor
 from pipeline.stages.windows import EntityKey, EventClock, Windower, make_windower
 
-NOT_WINDOWED = frozenset({"not_json"})
+log = logging.getLogger(__name__)
+
+NOT_WINDOWED = frozenset({"not_json", "stage_error"})
+MIN_EVENT_TIME = -62135596800.0  # 0001-01-01T00:00:00Z
+MAX_EVENT_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 Tagger = Callable[[str], TemplateMatch]
 
@@ -80,9 +99,13 @@ class RecordChain:
         clock: float | None = None,
         origin: str = "",
     ) -> None:
-        """``watermark``/``clock`` (with ``origin``) resume a stream where a saved state left it."""
+        """``watermark``/``clock`` (with ``origin``) resume a stream where a saved state left it; a non-empty
+        ``origin`` (a Kafka ``topic/partition``) is also written into every window as ``Window.stream``."""
+        self.stream = origin
         self.tag = tag
         self.replay = replay
+        self.max_clock_skew = settings.max_clock_skew
+        self.stage_errors = 0
         self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=json_mode)
         self.extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
         self.windower: Windower = make_windower(settings.window, settings.session_gap, settings.max_session,
@@ -97,21 +120,33 @@ class RecordChain:
             self.clock.event_time(clock, origin, 0.0)
             self.last_time = clock
 
-    def add(self, raw: RawLine) -> Step:
-        """Decode and window one raw line (``raw.offset`` is its line number or Kafka offset)."""
+    def add(self, raw: RawLine, now: float | None = None) -> Step:
+        """Decode and window one raw line (``raw.offset`` is its line number or Kafka offset).
+
+        ``now``: processing time (monotonic seconds), for :meth:`close_idle`; None where idleness never matters.
+        """
+        replay = self.replay
+        try:
+            return self._add(raw, now)
+        except Exception as exc:  # noqa: BLE001 - errors are data: one record never stops the stream
+            return self._failed(raw, exc)
+        finally:
+            if replay is not None:
+                replay.done(raw.offset)
+
+    def _add(self, raw: RawLine, now: float | None) -> Step:
         record = self.decoder.decode(raw)
         step = Step(record)
+        if NOT_WINDOWED.intersection(record.flags):
+            return step
         replay = self.replay
         offset = raw.offset
-        if NOT_WINDOWED.intersection(record.flags):
-            if replay is not None:
-                replay.done(offset)
-            return step
         windower = self.windower
         if replay is not None:
             replay.before(offset, windower.watermark, self.last_time)
-        ts = self.clock.event_time(record.timestamp, record.origin, record.arrival)
-        if record.timestamp is not None and ts == record.timestamp:
+        timed = record.timestamp is not None and self._plausible(record)
+        ts = self.clock.event_time(record.timestamp if timed else None, record.origin, record.arrival)
+        if timed:
             self.last_time = ts
         keys = self.extractor.entities(record)
         match: TemplateMatch | None = None
@@ -119,21 +154,53 @@ class RecordChain:
         for key in keys:
             if replay is not None and replay.should_skip(key, offset):
                 step.skipped += 1
-                closed = windower.advance(ts)
+                closed = windower.advance(ts) if timed else []
             else:
                 if match is None:
                     match = self.tag(record.message)
-                closed = windower.add(key, ts, match, line, record.origin, offset)
+                closed = windower.add(key, ts, match, line, record.origin, offset, advance=timed, now=now)
             if closed:
-                step.closed.extend(closed)
+                step.closed.extend(self._stamped(closed))
         step.windowed = bool(keys)
-        if replay is not None:
-            replay.done(offset)
         return step
+
+    def _stamped(self, windows: list[Window]) -> list[Window]:
+        if self.stream:
+            for window in windows:
+                window.stream = self.stream
+        return windows
+
+    def _plausible(self, record: LogRecord) -> bool:
+        """False (and the record flagged ``bad_timestamp``) for a time no real log line can carry."""
+        ts = record.timestamp
+        assert ts is not None
+        if (math.isfinite(ts) and MIN_EVENT_TIME <= ts <= MAX_EVENT_TIME
+                and not (record.arrival > 0 and ts > record.arrival + self.max_clock_skew)):
+            return True
+        if "bad_timestamp" not in record.flags:
+            record.flags = (*record.flags, "bad_timestamp")
+            self.decoder.stats.bad_timestamp += 1
+        return False
+
+    def _failed(self, raw: RawLine, exc: Exception) -> Step:
+        self.stage_errors += 1
+        self.decoder.stats.stage_error += 1
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.stage_errors <= 10:
+            log.warning("%s@%d: a stage failed on this record, which is not windowed (%s)", raw.origin,
+                        raw.offset, reason, exc_info=self.stage_errors == 1)
+        text = raw.data.decode("utf-8", "replace")
+        record = LogRecord(text, None, {"error.message": reason}, raw.origin, raw.offset, raw.arrival,
+                           ("stage_error",), text)
+        return Step(record)
+
+    def close_idle(self, now: float, idle: float) -> list[Window]:
+        """Close windows that got no record for ``idle`` seconds of processing time (see ``windows``)."""
+        return self._stamped(self.windower.close_idle(now, idle))
 
     def flush(self) -> list[Window]:
         """Close every open window: end of input."""
-        return self.windower.flush()
+        return self._stamped(self.windower.flush())
 
     @property
     def late_records(self) -> int:

@@ -23,7 +23,7 @@ from datetime import UTC, tzinfo
 
 from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
-from pipeline.stages.jsonlog import JsonFields, json_record_parts
+from pipeline.stages.jsonlog import JsonFields, json_record_parts, scrub_surrogates
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
 
 MESSAGE_FIELD = "Content"
@@ -118,6 +118,7 @@ class DecodeStats:
     invalid_utf8: int = 0
     truncated: int = 0
     bad_timestamp: int = 0
+    stage_error: int = 0
 
 
 class Decoder:
@@ -202,6 +203,10 @@ class Decoder:
             else:
                 if isinstance(obj, dict):
                     stats.json += 1
+                    obj, replaced = scrub_surrogates(obj, text)
+                    if replaced and "invalid_utf8" not in flags:
+                        flags.append("invalid_utf8")
+                        stats.invalid_utf8 += 1
                     message, timestamp, fields, bad = json_record_parts(obj, text, self._json)
                     if bad:
                         self._flag_bad_time(flags)

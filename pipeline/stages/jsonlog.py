@@ -81,6 +81,39 @@ class JsonFields:
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=self.tz)).timestamp()
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def scrub_surrogates(obj: Any, line: str) -> tuple[Any, bool]:
+    """``obj`` with every lone surrogate replaced by U+FFFD, and whether there was one.
+
+    JSON may escape UTF-16 halves (``"\\ud800"``); a half without its partner decodes to a ``str`` that no
+    encoder accepts, so template ids (hashes of UTF-8) and every sink would fail on it. Such text is replaced
+    and the record flagged ``invalid_utf8``, like undecodable bytes. Only lines holding such an escape are
+    walked (a cheap check on the raw text first).
+    """
+    if _SURROGATE_ESCAPE.search(line) is None:
+        return obj, False
+    replaced = False
+
+    def clean(value: Any) -> Any:
+        nonlocal replaced
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                replaced = True
+                return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return value
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(obj), replaced
+
+
 def json_record_parts(
     obj: dict[str, Any], line: str, state: JsonFields
 ) -> tuple[str, float | None, dict[str, Any], bool]:

@@ -10,7 +10,14 @@ Two kinds:
 The watermark is the largest event time seen minus ``allowed_lateness``. A window closes when the
 watermark passes its deadline (session: last record + gap, or start + max_length; tumbling: bucket
 end). Closing happens only when the watermark moves forward, so a burst of records is windowed before
-anything closes.
+anything closes. Only event times read from records move the watermark: a record that carries none is
+windowed at its fallback time (``add(..., advance=False)``, see :class:`EventClock`) without moving it, so a
+single untimed or implausibly timed record can never push the watermark past the rest of the stream.
+
+**Idle windows** (:meth:`Windower.close_idle`): a window whose last record was added more than a given
+processing time ago is closed even though the watermark did not pass its deadline. The watermark moves only
+with new records, so without this a partition that goes quiet would keep its last windows (and their anomalies)
+open until more data arrives. The worker calls it; ``detect`` ends its input instead.
 
 A record whose window has already closed (its event time is behind the watermark) is **late**: it is
 counted in ``stats.late_records`` and put into a window flagged ``late=True``, which closes the next time
@@ -39,9 +46,14 @@ class WindowStats:
 
 
 class EventClock:
-    """Event time for records that carry none: the last event time seen from the same origin, else the
-    arrival time. Keeps a file without timestamps on some lines (stack traces, continuation lines)
-    in time order."""
+    """Event time for records that carry none (the one rule, for files and Kafka alike): the last event time
+    seen from the same origin, else the arrival time (when the line was read; a Kafka record's timestamp).
+
+    Keeps a file without timestamps on some lines (stack traces, continuation lines) in time order. An
+    untimed record never moves the watermark (the chain adds it with ``advance=False``): before any timed
+    record it sits in a window at its arrival time, which closes at end of input or when idle, while the
+    historical records after it are windowed by their own times, not made late by the wall clock.
+    """
 
     def __init__(self) -> None:
         self._last: dict[str, float] = {}
@@ -84,13 +96,19 @@ class Windower:
         # Last deadline pushed per open slot: a record that leaves the deadline as it was (most records of
         # a tumbling window, every further late record) pushes nothing.
         self._scheduled: dict[Hashable, float] = {}
+        self._touched: dict[Hashable, float] = {}  # processing time of each open slot's last record
         self._seq = 0
 
     # -- public API -------------------------------------------------------------------------------
     def add(
-        self, key: EntityKey, ts: float, match: TemplateMatch, line: str, origin: str = "", offset: int = 0
+        self, key: EntityKey, ts: float, match: TemplateMatch, line: str, origin: str = "", offset: int = 0,
+        advance: bool = True, now: float | None = None,
     ) -> list[Window]:
-        """Add one record of entity ``key`` at event time ``ts``; return windows closed as a result."""
+        """Add one record of entity ``key`` at event time ``ts``; return windows closed as a result.
+
+        ``advance=False``: ``ts`` is a fallback time (the record carried none), it does not move the watermark.
+        ``now`` is the processing time (monotonic seconds) for :meth:`close_idle`.
+        """
         self.stats.records += 1
         closed: list[Window] = []
         slot, late = self._slot_for(key, ts, closed)
@@ -99,10 +117,13 @@ class Windower:
             window = self._new_window(key, ts, late)
             self._open[slot] = window
         self._put(window, ts, match, line, origin, offset)
+        if now is not None:
+            self._touched[slot] = now
         if late:
             self.stats.late_records += 1
         self._schedule(slot, window)
-        closed.extend(self.advance(ts))
+        if advance:
+            closed.extend(self.advance(ts))
         return closed
 
     def advance(self, event_time: float) -> list[Window]:
@@ -119,6 +140,22 @@ class Windower:
         self._open.clear()
         self._heap.clear()
         self._scheduled.clear()
+        self._touched.clear()
+        self.stats.windows_closed += len(closed)
+        return closed
+
+    def close_idle(self, now: float, idle: float) -> list[Window]:
+        """Close the windows whose last record was added (``add(..., now=...)``) more than ``idle`` ago."""
+        cutoff = now - idle
+        slots = [slot for slot, touched in self._touched.items() if touched < cutoff]
+        closed = []
+        for slot in slots:
+            del self._touched[slot]
+            window = self._open.pop(slot, None)
+            if window is not None:
+                self._scheduled.pop(slot, None)  # its heap entry is skipped when popped (slot not open)
+                closed.append(window)
+        closed.sort(key=lambda w: (w.end, w.entity_id, w.start))
         self.stats.windows_closed += len(closed)
         return closed
 
@@ -159,6 +196,7 @@ class Windower:
                 # The session ended (gap passed or it grew too long): close it, start a new one.
                 del self._open[key]
                 self._scheduled.pop(key, None)
+                self._touched.pop(key, None)
                 self.stats.windows_closed += 1
                 closed.append(current)
                 return key, False
@@ -219,6 +257,7 @@ class Windower:
                 continue  # a later entry for this window is still in the heap
             del self._open[slot]
             del self._scheduled[slot]
+            self._touched.pop(slot, None)
             closed.append(window)
         self.stats.windows_closed += len(closed)
         return closed

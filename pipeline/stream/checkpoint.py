@@ -21,8 +21,12 @@ is already in flushed windows). Which offset is committed and what the replay st
 :mod:`pipeline.stream.ledger`.
 
 A checkpoint runs on the main thread (:meth:`Checkpoint.commit`), or in the rebalance listener for the
-partitions being revoked (:meth:`Checkpoint.commit_revoked`, which awaits the commit so heartbeats go on);
-both run the same four steps.
+partitions being revoked (:meth:`Checkpoint.commit_revoked`); both run the same four steps. The listener runs
+on the consumer's IO thread, which also sends heartbeats, so a revocation checkpoint has a time budget
+(``revoke_budget``, a third of the session timeout by default) for each blocking step: the sink flush without
+retries, the producer flush and the state write. A step that does not finish in time ends the checkpoint
+without a commit: the new owner reads again from the last commit, and deterministic ``_id`` s make that
+harmless, while a member that blocked its heartbeats would be expelled from the group mid-rebalance.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from kafka import OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.stream.dead_letters import DeadLetters
 from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
@@ -55,8 +59,9 @@ class Checkpoint:
     """Runs the commit order above for a worker's partitions; remembers what was last committed."""
 
     def __init__(self, consumer: Any, output: AnomalyOutput, dead_letters: DeadLetters, state_topic: StateTopic,
-                 metrics: WorkerMetrics) -> None:
+                 metrics: WorkerMetrics, revoke_budget: float = 10.0 / 3) -> None:
         self.consumer = consumer
+        self.revoke_budget = revoke_budget
         self.output = output
         self.dead_letters = dead_letters
         self.state_topic = state_topic
@@ -82,8 +87,16 @@ class Checkpoint:
 
     async def commit_revoked(self, streams: Mapping[TopicPartition, Checkpointable],
                              partitions: Iterable[TopicPartition]) -> bool:
-        """Steps 1-4 for partitions being revoked, from the rebalance listener (the commit is awaited)."""
-        offsets = self._prepare(streams, partitions)
+        """Steps 1-4 for partitions being revoked, from the rebalance listener (the commit is awaited).
+
+        Each blocking step gets at most :attr:`revoke_budget` seconds; one that takes longer commits nothing.
+        """
+        try:
+            offsets = self._prepare(streams, partitions, self.revoke_budget)
+        except KafkaTimeoutError as exc:
+            log.warning("revocation checkpoint ran out of time (the new owner re-reads from the last commit): %s",
+                        exc)
+            return False
         if not offsets:
             return offsets is not None
         try:
@@ -101,22 +114,29 @@ class Checkpoint:
 
     # ------------------------------------------------------------------------------------- steps 1-3
     def _prepare(self, streams: Mapping[TopicPartition, Checkpointable],
-                 partitions: Iterable[TopicPartition] | None) -> Offsets | None:
-        """Steps 1-3; the offsets to commit (only those that changed), or None when the sink is down."""
-        if not self.output.flush():
+                 partitions: Iterable[TopicPartition] | None, budget: float | None = None) -> Offsets | None:
+        """Steps 1-3; the offsets to commit (only those that changed), or None when the sink is down.
+
+        ``budget`` bounds each step (seconds); without it each uses its own, longer retry budget.
+        """
+        if not self.output.flush(budget):
             return None
-        self.dead_letters.flush()
+        if budget is None:
+            self.dead_letters.flush()
+        else:
+            self.dead_letters.flush(timeout=budget)
         chosen = [tp for tp in (partitions if partitions is not None else list(streams)) if tp in streams]
         points: dict[TopicPartition, tuple[int, SavedState]] = {}
         for tp in chosen:
             point = streams[tp].checkpoint()
             if point is not None:
                 points[tp] = point
-        metadata = self._save_states(points)
+        metadata = self._save_states(points, budget)
         return {tp: OffsetAndMetadata(offset, metadata[tp], -1) for tp, (offset, _) in points.items()
                 if self.last_commit.get(tp) != (offset, metadata[tp])}
 
-    def _save_states(self, points: dict[TopicPartition, tuple[int, SavedState]]) -> dict[TopicPartition, str]:
+    def _save_states(self, points: dict[TopicPartition, tuple[int, SavedState]],
+                     budget: float | None = None) -> dict[TopicPartition, str]:
         metadata: dict[TopicPartition, str] = {}
         large: dict[TopicPartition, SavedState] = {}
         for tp, (_, state) in points.items():
@@ -127,7 +147,8 @@ class Checkpoint:
                 metadata[tp] = self._large[tp][1]  # unchanged since the last write: no new state record
             else:
                 large[tp] = state
-        for tp, (part, off) in self.state_topic.write(large).items():
+        written = self.state_topic.write(large) if budget is None else self.state_topic.write(large, timeout=budget)
+        for tp, (part, off) in written.items():
             metadata[tp] = reference_metadata(points[tp][0], part, off)
             self._large[tp] = (large[tp].to_json(), metadata[tp])
         return metadata

@@ -13,6 +13,7 @@ from typing import Any
 from elastic_transport import TransportError
 from elasticsearch import ApiError
 from kafka import KafkaConsumer
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError
 
 from models.artifacts import ModelBundle
@@ -70,6 +71,9 @@ class WorkerContext:
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(1000, session_ms // 3),
             max_poll_interval_ms=300_000,
+            # Incremental cooperative rebalancing (KIP-429): a joining or leaving worker moves only the
+            # partitions that change owner; the others keep being consumed through the rebalance.
+            partition_assignment_strategy=(CooperativeStickyAssignor,),
         )
         try:
             return KafkaConsumer(**config)

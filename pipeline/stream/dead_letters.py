@@ -4,7 +4,7 @@ Each dead letter is one Kafka record on the dead-letter topic of its source topi
 overrides the name) with headers:
 
 =================  ==================================================================================
-``reason``         ``invalid_utf8``, ``truncated``, ``not_json`` or ``es_rejected`` (comma-joined when
+``reason``         ``invalid_utf8``, ``truncated``, ``not_json``, ``stage_error`` or ``es_rejected`` (comma-joined when
                    a record has several, e.g. ``invalid_utf8,truncated``)
 ``source.topic``   topic of the record (for a document: of the window's first record)
 ``source.partition``, ``source.offset``   where it was read
@@ -20,6 +20,8 @@ What happens to the record itself:
   record may be) and ``original.bytes``.
 * ``not_json`` (``format: json`` and a line that is not a JSON object): not windowed (its time and
   fields are unknown), only dead-lettered with the original bytes.
+* ``stage_error``: a stage raised on this record (see :mod:`pipeline.stages.chain`): not windowed, dead-lettered
+  with the original bytes and the exception in ``error.message``; the stream goes on.
 * ``es_rejected``: an anomaly document Elasticsearch refused for a reason retrying will not fix (a
   mapping error); the document JSON is the value. Outages are not rejections: those are retried.
 
@@ -41,7 +43,7 @@ from pipeline.records import Document
 
 log = logging.getLogger(__name__)
 
-RECORD_REASONS = ("invalid_utf8", "truncated", "not_json")
+RECORD_REASONS = ("invalid_utf8", "truncated", "not_json", "stage_error")
 MAX_DETAIL = 1000
 
 
@@ -110,9 +112,11 @@ class DeadLetters:
         if not self._pending:
             return
         self.producer.flush(timeout=timeout)
-        pending, self._pending = self._pending, []
-        for future, where in pending:
+        while self._pending:
+            future, where = self._pending[0]
             try:
                 future.get(timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - any failure means the dead letter is not safe
+                # Stays pending: a later flush fails again, so no checkpoint can ever commit past its record.
                 raise DeadLetterError(f"could not write the dead letter of {where}: {exc}") from exc
+            self._pending.pop(0)

@@ -9,6 +9,7 @@
 ``logwarden_worker_dead_letters_total{reason}``      dead letters sent, by reason
 ``logwarden_worker_open_windows``                    windows open across assigned partitions
 ``logwarden_worker_windows_scored_total``            windows closed and scored
+``logwarden_worker_windows_closed_idle_total``       windows closed because their entity was quiet (processing time)
 ``logwarden_worker_anomalies_indexed_total``         anomaly documents Elasticsearch acknowledged
 ``logwarden_worker_bulk_seconds``                    histogram of sink flush latency (failed attempts too)
 ``logwarden_worker_bulk_failures_total``             flushes that failed (Elasticsearch down or refusing)
@@ -47,6 +48,9 @@ class WorkerMetrics:
         self.open_windows = Gauge("logwarden_worker_open_windows", "Windows open across assigned partitions.",
                                   registry=r)
         self.windows_scored = Counter("logwarden_worker_windows_scored", "Windows closed and scored.", registry=r)
+        self.windows_closed_idle = Counter("logwarden_worker_windows_closed_idle",
+                                           "Windows closed because their entity was quiet (processing time).",
+                                           registry=r)
         self.anomalies_indexed = Counter("logwarden_worker_anomalies_indexed",
                                          "Anomaly documents Elasticsearch acknowledged.", registry=r)
         self.bulk_seconds = Histogram("logwarden_worker_bulk_seconds", "Sink flush latency (failed attempts too).",

@@ -72,15 +72,18 @@ class AnomalyOutput:
     def retry_due(self) -> bool:
         return self.backoff.due()
 
-    def flush(self) -> bool:
-        """Index everything pending; True when done, False (and :attr:`down`) when Elasticsearch failed."""
+    def flush(self, timeout: float | None = None) -> bool:
+        """Index everything pending; True when done, False (and :attr:`down`) when Elasticsearch failed.
+
+        ``timeout`` bounds each bulk request and turns off retries (a rebalance cannot wait for backoffs).
+        """
         while True:
             if self.sink.pending == 0 and not self._overflow:
                 self._recovered()
                 return True
             started = time.perf_counter()
             try:
-                result = self.sink.flush()
+                result = self.sink.flush(timeout)
             except SinkError as exc:
                 self.metrics.bulk_seconds.observe(time.perf_counter() - started)
                 self.metrics.bulk_failures.inc()

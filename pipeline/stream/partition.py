@@ -10,10 +10,16 @@ What is added here is the worker's side: the :class:`~pipeline.stream.ledger.Par
 ``replay`` hook: on a replay after a restart or rebalance, a record's part for an entity already in a flushed
 window is skipped, and the chain starts from the watermark and event clock saved with the committed offset),
 metrics, and dead letters for records that must be (see :mod:`pipeline.stream.dead_letters`).
+
+**A window counts as flushed only once the sink accepted it.** Windows closed by :meth:`PartitionStream.read`
+stay *pending*, and hold their records' offsets exactly like open windows do, until the worker has handed
+them to the output and calls :meth:`accept`. An exception between closing and scoring therefore can never let a
+checkpoint commit past them.
 """
 
 from __future__ import annotations
 
+import time
 from array import array
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +55,7 @@ class PartitionStream:
         self.ledger = ledger
         self.max_line_bytes = settings.max_line_bytes
         # Track every record's offset: the replay state must skip exactly the records of flushed windows.
+        self._pending: list[Window] = []
         self.chain = RecordChain(settings, tag, json_mode=JSON_MODES[input_format], replay=ledger,
                                  track_offsets=True, origin=self.origin,
                                  watermark=state.watermark if state is not None else None,
@@ -58,11 +65,22 @@ class PartitionStream:
     def windower(self) -> Windower:
         return self.chain.windower
 
-    def add(self, raw: RawLine) -> Step:
-        """Decode and window one record (``raw.offset`` is its Kafka offset)."""
-        step = self.chain.add(raw)
-        self._closed(step.closed)
+    def add(self, raw: RawLine, accept: bool = True) -> Step:
+        """Decode and window one record (``raw.offset`` is its Kafka offset).
+
+        ``accept=False``: the windows it closes stay pending until :meth:`accept`.
+        """
+        step = self.chain.add(raw, time.monotonic())
+        if accept:
+            self._closed(step.closed)
+        else:
+            self._pending.extend(step.closed)
         return step
+
+    def accept(self) -> None:
+        """Every pending window reached the output (its anomalies are in the sink, to be flushed)."""
+        pending, self._pending = self._pending, []
+        self._closed(pending)
 
     def read(self, records: Sequence[Any], metrics: WorkerMetrics, dead_letters: DeadLetters) -> Closed:
         """Window a batch of consumed records; returns the windows they closed and where each was read.
@@ -77,7 +95,7 @@ class PartitionStream:
         sources: list[Source] = []
         for record in records:
             raw = raw_line(record, max_bytes)
-            step = self.add(raw)
+            step = self.add(raw, accept=False)
             flags = step.record.flags
             if flags:
                 for flag in flags:
@@ -102,10 +120,16 @@ class PartitionStream:
     def source_of(self, window: Window, default: int = -1) -> Source:
         return self.tp.topic, self.tp.partition, window.positions.get(self.origin, default)
 
+    def close_idle(self, now: float, idle: float) -> Closed:
+        """Close windows idle for ``idle`` seconds of processing time; pending until :meth:`accept`."""
+        closed = self.chain.close_idle(now, idle)
+        self._pending.extend(closed)
+        return closed, [self.source_of(window) for window in closed]
+
     def flush(self) -> list[Window]:
-        """Close every open window: end of input (``--exit-when-idle``)."""
+        """Close every open window: end of input (``--exit-when-idle``); pending until :meth:`accept`."""
         closed = self.chain.flush()
-        self._closed(closed)
+        self._pending.extend(closed)
         return closed
 
     def _closed(self, windows: list[Window]) -> None:
@@ -118,4 +142,5 @@ class PartitionStream:
 
     def checkpoint(self) -> tuple[int, SavedState] | None:
         windower = self.chain.windower
-        return self.ledger.checkpoint(windower.open_windows(), windower.watermark, self.chain.last_time)
+        holding = [*windower.open_windows(), *self._pending]  # pending windows are not flushed yet
+        return self.ledger.checkpoint(holding, windower.watermark, self.chain.last_time)

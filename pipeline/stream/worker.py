@@ -68,8 +68,12 @@ class Worker:
         self.fatal = False
         self.ever_assigned: set[TopicPartition] = set()
         self.consumer: KafkaConsumer = consumer if consumer is not None else ctx.make_consumer()
-        self.checkpoint = Checkpoint(self.consumer, self.output, ctx.dead_letters, self.state_topic, self.metrics)
+        self.checkpoint = Checkpoint(self.consumer, self.output, ctx.dead_letters, self.state_topic, self.metrics,
+                                     revoke_budget=self.opts.session_timeout / 3)
         self._paused = False
+        self.idle_timeout = self.opts.idle_timeout
+        self.last_poll = time.monotonic()
+        self._next_idle_check = 0.0
         self._last_activity = time.monotonic()
         self._next_checkpoint = time.monotonic() + self.opts.commit_interval
 
@@ -93,6 +97,9 @@ class Worker:
         except (DeadLetterError, KafkaError) as exc:
             log.error("stopping without committing further: %s", exc)
             self.fatal, code = True, 1
+        except Exception:  # noqa: BLE001 - a bug: logged with its traceback, and nothing more is committed
+            log.exception("unexpected error; stopping without committing further (the records are read again)")
+            self.fatal, code = True, 1
         except BaseException:
             self.fatal = True  # whatever it was, nothing more may be committed (the revocation path checks)
             raise
@@ -105,11 +112,15 @@ class Worker:
     def step(self) -> None:
         """One poll and what follows it."""
         batch = self.consumer.poll(timeout_ms=200 if self.output.down else 500, max_records=self.opts.max_poll_records)
+        self.last_poll = time.monotonic()
         self._load_assigned()
         if batch:
             self._process(batch)
             self._last_activity = time.monotonic()
         now = time.monotonic()
+        if not self.output.down and now >= self._next_idle_check:
+            self._close_idle(now)
+            self._next_idle_check = now + 1.0
         if self.output.down:
             if self.output.retry_due():
                 self.commit()
@@ -133,12 +144,39 @@ class Worker:
             closed.extend(windows)
             sources.extend(where)
         self.output.score(closed, sources)
+        for stream in self.streams.values():
+            stream.accept()
         self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
+
+    def _close_idle(self, now: float) -> None:
+        """Close windows whose entity sent nothing for ``idle_timeout`` of processing time (a quiet partition's
+        last windows would otherwise wait for more data to move the watermark)."""
+        closed: list[Window] = []
+        sources: list[Source] = []
+        for stream in self.streams.values():
+            windows, where = stream.close_idle(now, self.idle_timeout)
+            closed.extend(windows)
+            sources.extend(where)
+        if closed:
+            self.metrics.windows_closed_idle.inc(len(closed))
+            self.output.score(closed, sources)
+            for stream in self.streams.values():
+                stream.accept()
+            self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
+
+    def alive(self) -> tuple[bool, str]:
+        """Liveness: the loop completed a poll within ``liveness_timeout`` (a stuck loop is restarted)."""
+        stalled = time.monotonic() - self.last_poll
+        if stalled > self.opts.liveness_timeout:
+            return False, f"no completed poll for {stalled:.0f} s"
+        return True, "ok"
 
     # ----------------------------------------------------------------------------------- checkpoints
     def commit(self) -> bool:
         """A checkpoint of every owned partition (:meth:`Checkpoint.commit`); pauses input while the sink
         is down and resumes it when the sink is back. False when nothing new could be committed."""
+        if self.fatal:
+            return False  # after a fatal error nothing more is committed: the records are read again
         ok = self.checkpoint.commit(self.streams)
         if self.output.down:
             self._pause_all()
@@ -155,6 +193,8 @@ class Worker:
                 closed.append(window)
                 sources.append(stream.source_of(window))
         self.output.score(closed, sources)
+        for stream in self.streams.values():
+            stream.accept()
         self.metrics.open_windows.set(0)
         while True:
             ok = self.commit()
@@ -173,7 +213,10 @@ class Worker:
             return  # nothing safe to add: the new owner re-reads from the last commit
         try:
             await self.checkpoint.commit_revoked(self.streams, owned)
-        except (DeadLetterError, KafkaError) as exc:
+        except DeadLetterError as exc:
+            log.error("a dead letter could not be written; stopping without committing further: %s", exc)
+            self.fatal = self.stopping = True
+        except KafkaError as exc:
             log.warning("could not checkpoint revoked partitions: %s", exc)
         if self.output.down:
             self._pause_all()
@@ -232,8 +275,8 @@ class Worker:
     def _idle(self) -> bool:
         """``exit_when_idle`` reached: nothing arrived for that long and nothing is left to read."""
         limit = self.opts.exit_when_idle
-        if limit is None or self.output.down or self.to_load:
-            return False
+        if limit is None or self.output.down or self.to_load or not self.ever_assigned:
+            return False  # never idle before the group gave us partitions: nothing was read yet
         if time.monotonic() - self._last_activity < limit:
             return False
         for tp in self.streams:

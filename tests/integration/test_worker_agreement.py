@@ -64,9 +64,9 @@ def test_one_worker_indexes_exactly_what_detect_finds(
     docs = indexed(es_client, topic)
     assert set(docs) == want.ids
     assert {doc["entity"]["id"] for doc in docs.values()} == want.entities
-    for doc_id, doc in docs.items():
-        assert doc["anomaly"]["score"] == want.docs[doc_id]["anomaly"]["score"]
-        assert doc["log"]["count"] == want.docs[doc_id]["log"]["count"]
+    for key, doc in docs.items():
+        assert doc["anomaly"]["score"] == want.docs[key]["anomaly"]["score"]
+        assert doc["log"]["count"] == want.docs[key]["log"]["count"]
     summary = worker.summary()
     assert summary["anomalies_indexed"] == len(want.ids)
     assert len(summary["partitions_owned"]) == 4

@@ -47,10 +47,20 @@ HDFS_FORMAT = "<Date> <Time> <Pid> <Level> <Component>: <Content>"
 ENTITY_REGEX = r"blk_-?\d+"
 
 
+def window_key(doc: dict[str, Any]) -> str:
+    """What makes a document *that* window, read from the document itself: entity, window kind, start, late.
+
+    Expectations are keyed by this, not by ``_id``: a worker's ids also hold its topic and partition, and a
+    test that recomputed ids with the code's own function would prove nothing about them.
+    """
+    entity, window = doc["entity"], doc["window"]
+    return "|".join((entity["field"], entity["id"], window["kind"], window["start"], str(window.get("late"))))
+
+
 @dataclass
 class Expected:
     model_dir: Path
-    docs: dict[str, dict[str, Any]]  # document id -> detect's document
+    docs: dict[str, dict[str, Any]]  # window key -> detect's document
     lines: int
 
     @property
@@ -88,7 +98,8 @@ def expected() -> Expected:
         docs = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
         assert docs, "detect found no anomaly in the sample: nothing to compare against"
         lines = sum(1 for _ in SAMPLE.open("rb"))
-        _EXPECTED = Expected(model_dir, {document_id(doc): doc for doc in docs}, lines)
+        _EXPECTED = Expected(model_dir, {window_key(doc): doc for doc in docs}, lines)
+        assert len(_EXPECTED.docs) == len(docs), "detect wrote two documents for one window"
     return _EXPECTED
 
 
@@ -210,13 +221,21 @@ def replay_now(path: Path, topic: str, bootstrap: str, partitions: int = 4, **kw
 
 
 def indexed(es: Elasticsearch, prefix: str) -> dict[str, dict[str, Any]]:
-    """Every anomaly document under the prefix's alias: id -> source (after a refresh)."""
+    """Every anomaly document under the prefix's alias: window key -> source (after a refresh).
+
+    Fails when two documents are the same window (a replay that wrote a second document instead of
+    overwriting), or when a document's ``_id`` is not the one its content determines.
+    """
     alias = f"{prefix}-anomalies"
     es.options(ignore_status=404).indices.refresh(index=f"{alias}*")
     found = es.options(ignore_status=404).search(index=f"{alias}*", size=10_000, query={"match_all": {}})
     if found.meta.status == 404:
         return {}
-    return {hit["_id"]: hit["_source"] for hit in found["hits"]["hits"]}
+    hits = found["hits"]["hits"]
+    docs = {window_key(hit["_source"]): hit["_source"] for hit in hits}
+    assert len(docs) == len(hits), "two documents for one window"
+    assert all(hit["_id"] == document_id(hit["_source"]) for hit in hits)
+    return docs
 
 
 def count_indexed(es: Elasticsearch, prefix: str) -> int:

@@ -47,3 +47,35 @@ def test_document_id_is_deterministic_and_distinguishes_windows() -> None:
     late = dict(a1, window=dict(a1["window"], late=True))
     newer = dict(a1, model={"version": "v2"})
     assert len({document_id(d) for d in (a1, other, late, newer)}) == 4
+
+
+def test_two_late_windows_of_one_bucket_keep_their_own_documents() -> None:
+    """Late records that arrive after the first late window of a bucket closed make a second one."""
+    from pipeline.records import TemplateMatch
+    from pipeline.stages.windows import Windower
+
+    windower = Windower("tumbling", size=60.0, allowed_lateness=0.0)
+    match = TemplateMatch("A", "a <*>")
+    key = ("host", "web-1")
+    windower.add(key, 1_000.0, match, "on time", "logs/0", 1)
+    windower.add(key, 1_200.0, match, "moves the watermark", "logs/0", 2)
+    windower.add(key, 1_010.0, match, "late, first", "logs/0", 3)
+    closed = windower.add(key, 1_300.0, match, "closes the first late window", "logs/0", 4)
+    windower.add(key, 1_015.0, match, "late, second", "logs/0", 5)
+    closed += windower.add(key, 1_400.0, match, "closes the second", "logs/0", 6)
+    late = [w for w in closed if w.late]
+    assert len(late) == 2 and late[0].start == late[1].start  # the same bucket, twice
+    docs = make_scorer().score(late)
+    assert docs[0]["window"]["offset"] == 3 and docs[1]["window"]["offset"] == 5
+    assert document_id(docs[0]) != document_id(docs[1])
+
+
+def test_the_same_entity_in_two_streams_is_two_documents() -> None:
+    scorer = make_scorer()
+    first, second = window({"A": 3}), window({"A": 3})
+    first.stream, second.stream = "logs/0", "audit/0"
+    a, b = scorer.score([first, second])
+    assert (a["window"]["stream"], b["window"]["stream"]) == ("logs/0", "audit/0")
+    assert document_id(a) != document_id(b)
+    file_doc, = scorer.score([window({"A": 3})])
+    assert "stream" not in file_doc["window"]  # detect's documents: no stream, ids as before

@@ -164,27 +164,32 @@ class ElasticsearchSink:
         return [{"_op_type": op_type, "_index": index, "_id": doc_id, "_source": document.body}
                 for doc_id, (index, document) in entries]
 
-    def flush(self) -> FlushResult:
-        """Index everything buffered; see the module docstring for what raises and what is returned."""
+    def flush(self, timeout: float | None = None) -> FlushResult:
+        """Index everything buffered; see the module docstring for what raises and what is returned.
+
+        ``timeout``: a bound for this flush instead of the retry budget (each request gets at most that long
+        and nothing is retried), for callers that must answer in time (a rebalance).
+        """
         started = time.perf_counter()
         if self._buffer:
-            self._bulk(list(self._buffer.items()))
+            self._bulk(list(self._buffer.items()), timeout)
         result, self._carry = self._carry, FlushResult()
         result.seconds = time.perf_counter() - started
         if self.on_bulk is not None:
             self.on_bulk(result)
         return result
 
-    def _bulk(self, entries: list[tuple[str, tuple[str, Document]]]) -> None:
+    def _bulk(self, entries: list[tuple[str, tuple[str, Document]]], timeout: float | None = None) -> None:
         """One pass over ``entries``; indexed and rejected documents leave the buffer as results arrive."""
+        client = self.client if timeout is None else self.client.options(request_timeout=timeout, max_retries=0)
         stream = helpers.streaming_bulk(
-            self.client,
+            client,
             self._actions(entries),
             chunk_size=self.chunk_size,
             max_chunk_bytes=self.max_chunk_bytes,
             raise_on_error=False,
             raise_on_exception=False,
-            max_retries=self.max_retries,
+            max_retries=self.max_retries if timeout is None else 0,
             initial_backoff=self.initial_backoff,
             max_backoff=self.max_backoff,
             retry_on_status=RETRYABLE_STATUS,

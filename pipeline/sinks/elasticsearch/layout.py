@@ -41,7 +41,7 @@ from elasticsearch import ApiError, Elasticsearch
 from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
 
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2
 TEMPLATE_PRIORITY = 200
 _BAD_PREFIX = re.compile(r'[\\/*?"<>|,# :A-Z]')
 _ES_DURATION = re.compile(r"^\d+(d|h|m|s|ms)$")
@@ -55,7 +55,8 @@ ANOMALY_MAPPINGS: dict[str, Any] = {
         "@timestamp": DATE,
         "entity": {"properties": {"id": KEYWORD, "field": KEYWORD}},
         "window": {
-            "properties": {"start": DATE, "end": DATE, "kind": KEYWORD, "late": {"type": "boolean"}},
+            "properties": {"start": DATE, "end": DATE, "kind": KEYWORD, "late": {"type": "boolean"},
+                           "stream": KEYWORD, "offset": {"type": "long"}},
         },
         "anomaly": {
             "properties": {

@@ -124,3 +124,20 @@ def test_track_offsets_and_open_windows() -> None:
     untracked = Windower("session", gap=10)
     untracked.add(("b", "1"), 0, T, "a", "t/0", 5)
     assert untracked.flush()[0].offsets is None
+
+
+def test_quiet_windows_close_after_idle_processing_time_and_nothing_is_lost() -> None:
+    from pipeline.records import TemplateMatch
+
+    windower = Windower("session", gap=300.0, max_length=3600.0, allowed_lateness=60.0)
+    match = TemplateMatch("A", "a")
+    windower.add(("host", "a"), 1_000.0, match, "a1", now=10.0)
+    windower.add(("host", "b"), 1_001.0, match, "b1", now=50.0)
+    windower.add(("host", "a"), 1_002.0, match, "a2", now=60.0)
+    assert windower.close_idle(now=100.0, idle=55.0) == []  # a touched at 60, b at 50: both within 55 s
+    [quiet] = windower.close_idle(now=100.0, idle=45.0)      # b has been quiet for 50 s
+    assert (quiet.entity_id, quiet.count) == ("b", 1) and windower.open_count == 1
+    windower.add(("host", "b"), 1_003.0, match, "b2", now=101.0)  # b talks again: a new window
+    rest = windower.flush()
+    assert sorted((w.entity_id, w.count) for w in rest) == [("a", 2), ("b", 1)]
+    assert windower.close_idle(now=1e9, idle=1.0) == []

@@ -53,3 +53,13 @@ def test_a_dead_letter_that_was_not_written_raises() -> None:
     letters.send("logs", 0, 5, b"x", ["not_json"])
     with pytest.raises(DeadLetterError, match="logs/0@5"):
         letters.flush()
+
+
+def test_a_dead_letter_that_was_not_written_stays_pending() -> None:
+    """A failed dead letter must fail every later flush too: no checkpoint may ever commit past its record."""
+    letters = DeadLetters(FailingProducer())  # type: ignore[arg-type]
+    letters.send("logs", 0, 5, b"x", ["not_json"])
+    for _ in range(2):
+        with pytest.raises(DeadLetterError, match="logs/0@5"):
+            letters.flush()
+    assert letters.pending == 1

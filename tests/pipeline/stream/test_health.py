@@ -47,3 +47,15 @@ def test_totals_sum_counters_over_labels() -> None:
     metrics.records.labels("a").inc(3)
     totals = metrics.totals()
     assert totals["dead_letters"] == 3 and totals["records"] == 3 and totals["anomalies_indexed"] == 0
+
+
+def test_healthz_follows_the_loop_not_just_the_process() -> None:
+    metrics = WorkerMetrics()
+    state = {"alive": (True, "ok")}
+    server = HealthServer(metrics.registry, lambda: (True, "x"), 0, host="127.0.0.1", alive=lambda: state["alive"])
+    try:
+        assert get(server.port, "/healthz") == (200, b"ok\n")
+        state["alive"] = (False, "no completed poll for 75 s")
+        assert get(server.port, "/healthz") == (503, b"no completed poll for 75 s\n")
+    finally:
+        server.close()

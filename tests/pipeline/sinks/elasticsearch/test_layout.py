@@ -108,7 +108,7 @@ def test_mapping_covers_every_document_field() -> None:
     props = ANOMALY_MAPPINGS["properties"]
     assert props["@timestamp"]["type"] == "date"
     assert {k: v["type"] for k, v in props["window"]["properties"].items()} == {
-        "start": "date", "end": "date", "kind": "keyword", "late": "boolean"}
+        "start": "date", "end": "date", "kind": "keyword", "late": "boolean", "stream": "keyword", "offset": "long"}
     assert {k: v["type"] for k, v in props["anomaly"]["properties"].items()} == {
         "score": "float", "threshold": "float", "is_anomaly": "boolean"}
     assert props["templates"]["properties"]["template"]["fields"]["keyword"]["type"] == "keyword"

@@ -1,0 +1,135 @@
+"""The one per-record chain on hostile input: odd text, odd times, stages that raise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.config import PipelineSettings
+from pipeline.records import RawLine, TemplateMatch
+from pipeline.stages.chain import RecordChain
+from pipeline.stages.templates import TemplateMiner
+from tests.fakes import utc
+
+NOW = utc(2026, 12, 1, 12)
+SETTINGS = PipelineSettings(entity_regex=r"host (?P<host>\w+)", window="session", session_gap=60.0,
+                            max_session=3600.0, allowed_lateness=5.0)
+
+
+def json_line(ts: float | str | None, host: str = "a", message: str | None = None) -> bytes:
+    doc: dict[str, object] = {"message": message or f"host {host} served a request"}
+    if ts is not None:
+        doc["@timestamp"] = ts
+    return json.dumps(doc).encode()
+
+
+class Recorder:
+    """The worker's replay hook, reduced to remembering what it was told."""
+
+    def __init__(self) -> None:
+        self.done: list[int] = []
+
+    def before(self, offset: int, watermark: float, clock: float | None) -> None:
+        pass
+
+    def should_skip(self, key: tuple[str, str], offset: int) -> bool:
+        return False
+
+    def done_(self, offset: int) -> None:
+        self.done.append(offset)
+
+
+def chain(replay: Recorder | None = None, settings: PipelineSettings = SETTINGS) -> RecordChain:
+    miner = TemplateMiner()
+    hook = None
+    if replay is not None:
+        hook = type("Hook", (), {"before": replay.before, "should_skip": replay.should_skip,
+                                 "done": lambda _self, offset: replay.done_(offset)})()
+    return RecordChain(settings, miner.learn, replay=hook)
+
+
+def feed(c: RecordChain, lines: list[bytes], arrival: float = NOW) -> list:  # type: ignore[type-arg]
+    return [c.add(RawLine(data, "logs/0", offset, None, arrival)) for offset, data in enumerate(lines)]
+
+
+def test_a_lone_surrogate_in_json_is_replaced_and_counted() -> None:
+    c = chain()
+    line = b'{"@timestamp": "2026-12-01T10:00:00Z", "message": "host a said \\ud800 then \\ud83d\\ude00"}'
+    [step] = feed(c, [line])
+    assert "invalid_utf8" in step.record.flags and c.decoder.stats.invalid_utf8 == 1
+    assert step.record.message == "host a said \ufffd then \U0001f600"  # a valid pair stays one character
+    assert step.windowed and [w.entity_id for w in c.flush()] == ["a"]
+
+
+def test_a_stage_that_raises_flags_the_record_and_the_stream_goes_on() -> None:
+    def tag(message: str) -> TemplateMatch:
+        if "poison" in message:
+            raise RuntimeError("miner exploded")
+        return TemplateMatch("T1", "host <*> served a request")
+
+    recorder = Recorder()
+    c = chain(recorder)
+    c.tag = tag
+    steps = feed(c, [json_line(NOW - 30, "a"), json_line(NOW - 29, "b", "host b poison"), json_line(NOW - 28, "c")])
+    bad = steps[1]
+    assert bad.record.flags == ("stage_error",) and not bad.windowed and not bad.no_entity
+    assert bad.record.fields["error.message"] == "RuntimeError: miner exploded"
+    assert recorder.done == [0, 1, 2]  # the replay hook hears about every record, failed or not
+    assert sorted(w.entity_id for w in c.flush()) == ["a", "c"]
+    assert c.decoder.stats.stage_error == 1
+
+
+@pytest.mark.parametrize("future", ["2099-01-01T00:00:00Z", 1e25, "NaN"])
+def test_a_far_future_or_unrepresentable_time_does_not_move_the_watermark(future: object) -> None:
+    c = chain()
+    lines = [json_line(NOW - 100 + i, "a") for i in range(3)]
+    lines.append(json_line(future, "b") if future != "NaN" else b'{"@timestamp": NaN, "message": "host b x"}')
+    lines += [json_line(NOW - 90 + i, "a") for i in range(3)]
+    steps = feed(c, lines)
+    assert "bad_timestamp" in steps[3].record.flags
+    assert c.decoder.stats.bad_timestamp == 1
+    assert c.windower.watermark == NOW - 88 - 5  # moved only by plausible times
+    assert c.late_records == 0  # nothing after the bad record is late
+    windows = c.flush()
+    assert sorted((w.entity_id, w.count) for w in windows) == [("a", 6), ("b", 1)]
+    assert all(w.end < NOW for w in windows)
+
+
+def test_skew_is_measured_against_arrival_so_old_history_with_gaps_is_fine() -> None:
+    c = chain()
+    day = 86400.0
+    old = utc(2008, 11, 9)
+    steps = feed(c, [json_line(old, "a"), json_line(old + 40 * day, "a")])  # a quiet month in a 2008 log
+    assert not any("bad_timestamp" in s.record.flags for s in steps)
+    assert c.windower.watermark == old + 40 * day - 5
+    c = chain(settings=SETTINGS.merged({"max_clock_skew": "1h"}))
+    [step] = feed(c, [json_line(NOW + 7200, "a")])
+    assert "bad_timestamp" in step.record.flags
+
+
+def test_an_untimed_first_record_does_not_make_the_history_after_it_late() -> None:
+    c = chain()
+    old = utc(2008, 11, 9)
+    lines = [json_line(None, "z")] + [json_line(old + i, "a") for i in range(5)]
+    feed(c, lines, arrival=NOW)
+    assert c.late_records == 0
+    assert c.windower.watermark == old + 4 - 5
+    windows = {w.entity_id: w for w in c.flush()}
+    assert windows["a"].count == 5 and not windows["a"].late
+    assert windows["z"].start == NOW  # untimed before any time: its arrival, in a window of its own
+
+
+def test_an_untimed_record_after_timed_ones_joins_their_time() -> None:
+    c = chain()
+    old = utc(2008, 11, 9)
+    feed(c, [json_line(old, "a"), json_line(None, "a"), json_line(old + 1, "a")], arrival=NOW)
+    [window] = c.flush()
+    assert (window.count, window.start, window.end) == (3, old, old + 1)
+
+
+def test_a_partition_chain_stamps_its_stream_on_every_window() -> None:
+    c = RecordChain(SETTINGS, TemplateMiner().learn, origin="logs/3")
+    feed(c, [json_line(NOW - 10, "a"), json_line(NOW - 9, "b")])
+    assert {w.stream for w in c.flush()} == {"logs/3"}
+    assert {w.stream for w in (chain().flush())} == set()
