@@ -83,7 +83,8 @@ class RecordChain:
         """``watermark``/``clock`` (with ``origin``) resume a stream where a saved state left it."""
         self.tag = tag
         self.replay = replay
-        self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=json_mode)
+        self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=json_mode,
+                               tz=settings.zone_info, default_year=settings.year)
         self.extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
         self.windower: Windower = make_windower(settings.window, settings.session_gap, settings.max_session,
                                                 settings.window_size, settings.allowed_lateness,
