@@ -106,7 +106,10 @@ def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -
     """Refuse to window input most of whose lines have no readable timestamp (see the module docstring)."""
     if settings.allow_untimed or stats.untimed * 2 <= stats.lines:
         return
-    if settings.time_format:
+    if decoder.stats.json * 2 > stats.lines:
+        how = ("the JSON records need an @timestamp, timestamp, time or ts field; give --time-format when its "
+               "layout is not auto-detected")
+    elif settings.time_format:
         how = f"check that --time-format {settings.time_format!r} fits the lines' timestamps"
     elif settings.log_format:
         how = ("give --time-format (e.g. '%Y%m%d-%H:%M:%S:%f') and name the time field <Date>, <Time> or "

@@ -117,3 +117,11 @@ def test_plain_text_has_no_not_json_count(tmp_path: Path) -> None:
     docs, stats = jobs.detect([str(log)], PipelineSettings(entity_regex=r"blk_\d+"), None)
     list(docs)
     assert stats.decode["not_json"] == 0
+
+
+def test_untimed_json_gets_a_json_hint(tmp_path: Path) -> None:
+    log = tmp_path / "app.json"
+    log.write_text("".join(json.dumps({"host": {"name": f"web-{i % 60}"}, "message": "GET /api 200"}) + "\n"
+                           for i in range(300)))
+    with pytest.raises(LogwardenError, match="300 of 300 lines .* need an @timestamp"):
+        jobs.train([str(log)], PipelineSettings(entity_field="host.name"))
