@@ -100,6 +100,8 @@ def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
     Training data need not be clean: the detector assumes about --contamination of it is abnormal.
+    Refused, with a hint: input most of whose lines have no readable timestamp (--time-format, or
+    --allow-untimed), and too few training windows (--force). --model-dir is checked for writing first.
 
     \b
     Examples:

@@ -40,6 +40,8 @@ def atomic_path(path: str) -> Iterator[Path]:
     The new file gets the mode an ordinary ``open`` would give (the existing file's, else 0666 & ~umask).
     """
     target = Path(path)
+    if target.is_dir():
+        raise LogwardenError(f"cannot write {path}: it is a directory")
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:

@@ -158,6 +158,7 @@ def test_bad_duration_and_config(tmp_path: Path) -> None:
 def test_unwritable_output(tmp_path: Path) -> None:
     result = run("parse", str(SAMPLE), "--out", str(tmp_path / "no" / "dir" / "out.csv"))
     assert_user_error(result, "cannot write")
+    assert_user_error(run("detect", str(SAMPLE), "--out", str(tmp_path)), "cannot write", "is a directory")
 
 
 def test_config_file_supplies_command_options_and_flags_win(tmp_path: Path, trained: Path) -> None:
