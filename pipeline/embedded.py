@@ -115,7 +115,8 @@ def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -
         how = ("give --time-format (e.g. '%Y%m%d-%H:%M:%S:%f') and name the time field <Date>, <Time> or "
                "<Timestamp> in --log-format")
     else:
-        how = "give --log-format with a <Time> field and --time-format (e.g. '%Y%m%d-%H:%M:%S:%f')"
+        how = ("give --time-format for the timestamp that starts each line (e.g. '%Y%m%d-%H:%M:%S:%f'), or "
+               "--log-format with a <Time> field")
     raise LogwardenError(
         f"{stats.untimed} of {stats.lines} lines have no timestamp Logwarden could read, so windows would "
         f"follow arrival order instead of event time: {how}, or pass --allow-untimed to window them anyway"
@@ -135,12 +136,13 @@ def check_training_windows(windows: Sequence[Window], settings: PipelineSettings
             "or pass --force to fit it anyway")
     warnings = []
     if n < MIN_TRAINING_WINDOWS:
-        warnings.append(f"fitted on only {n} windows (--force): its scores say little")
+        warnings.append(f"fitted on only {n} window{'s' * (n != 1)} (--force): its scores say little")
     expected = settings.contamination * n
     if expected < MIN_EXPECTED_ANOMALIES:
         warnings.append(
-            f"the threshold is poorly calibrated: {n} windows x --contamination {settings.contamination} = "
-            f"{expected:.1f} expected abnormal windows (fewer than {MIN_EXPECTED_ANOMALIES}); {advice}")
+            f"the threshold is poorly calibrated: {n} window{'s' * (n != 1)} x --contamination "
+            f"{settings.contamination} = {expected:.1f} expected abnormal windows "
+            f"(fewer than {MIN_EXPECTED_ANOMALIES}); {advice}")
     return warnings
 
 
