@@ -138,18 +138,47 @@ def load_bundle(directory: Path) -> ModelBundle:
         raise ModelError(f"{directory}: unsupported model format {manifest.get('format')!r}")
     verify(directory, manifest)
     forest_path = directory / "forest.skops"
-    untrusted = set(sio.get_untrusted_types(file=forest_path))
+    try:
+        untrusted = set(sio.get_untrusted_types(file=forest_path))
+    except Exception as exc:  # skops raises whatever its zip/JSON readers raise
+        raise _malformed(directory, "forest.skops", exc) from None
     unexpected = untrusted - TRUSTED_SKOPS_TYPES
     if unexpected:
         raise ModelError(f"{forest_path} holds types Logwarden does not trust: {sorted(unexpected)}")
-    forest = sio.load(forest_path, trusted=sorted(untrusted))
-    det = _read_json(directory / "detector.json")
+    # The checksums only prove the files are the ones saved; a file saved malformed (or rewritten with its
+    # checksum) must still end in one clear error, not a KeyError from deep inside a constructor.
+    name = "forest.skops"
+    try:
+        forest = sio.load(forest_path, trusted=sorted(untrusted))
+        name = "detector.json"
+        det = _read_json(directory / name)
+        detector = WindowDetector.restore(det["params"], det["state"], forest)
+        name = "features.json"
+        features = FeatureSpace.from_dict(_read_json(directory / name))
+        if not len(features.vocabulary_) == len(features.mean_) == len(features.std_):
+            raise ValueError("vocabulary, mean and std differ in length")
+        name = "settings.json"
+        settings = _read_json(directory / name)
+        name = "miner.json"
+        miner_state = _read_json(directory / name)
+        if not isinstance(settings, dict) or not isinstance(miner_state, dict):
+            raise TypeError("settings.json and miner.json must hold JSON objects")
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _malformed(directory, name, exc) from None
     return ModelBundle(
-        miner_state=_read_json(directory / "miner.json"),
-        features=FeatureSpace.from_dict(_read_json(directory / "features.json")),
-        detector=WindowDetector.restore(det["params"], det["state"], forest),
-        settings=_read_json(directory / "settings.json"),
+        miner_state=miner_state,
+        features=features,
+        detector=detector,
+        settings=settings,
         stats=manifest.get("stats", {}),
         version=str(manifest.get("version", directory.name)),
         created=str(manifest.get("created", "")),
     )
+
+
+def _malformed(directory: Path, name: str, exc: Exception) -> ModelError:
+    detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    return ModelError(f"model {directory} is malformed: {name} cannot be loaded ({detail}); "
+                      "retrain it or make another version current")

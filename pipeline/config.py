@@ -23,8 +23,10 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import yaml
@@ -98,6 +100,12 @@ class PipelineSettings:
     max_clock_skew: float = 86400.0
     max_line_bytes: int = 65536
     contamination: float = 0.03
+    # Timestamps without a zone are read in ``timezone`` (an IANA name); ``year`` fills timestamps without a
+    # year (syslog's ``Jun 14 15:16:01``), None = the current year (the previous one for dates ahead of now).
+    timezone: str = "UTC"
+    year: int | None = None
+    # Window lines most of which carry no readable timestamp (``train``/``detect`` refuse them otherwise).
+    allow_untimed: bool = False
 
     def merged(self, overrides: Mapping[str, Any] | None) -> PipelineSettings:
         """A copy with every known, non-None key of ``overrides`` applied (durations parsed).
@@ -124,6 +132,9 @@ class PipelineSettings:
             raise LogwardenError(f"--contamination must be between 0 and 0.5, got {self.contamination}")
         if int(self.max_line_bytes) < 256:
             raise LogwardenError("--max-line-bytes must be at least 256")
+        zone(self.timezone)  # an unknown zone is an error here, before any input is read
+        if self.year is not None and not 1 <= int(self.year) <= 9999:
+            raise LogwardenError(f"--year must be between 1 and 9999, got {self.year}")
         if self.entity_regex is not None:
             try:
                 re.compile(self.entity_regex)
@@ -131,8 +142,25 @@ class PipelineSettings:
                 raise LogwardenError(f"--entity-regex {self.entity_regex!r} is not a valid regex: {exc}") from None
         return self
 
+    @property
+    def zone_info(self) -> tzinfo:
+        """The zone of ``timezone``; an unknown name is a one-line LogwardenError."""
+        return zone(self.timezone)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def zone(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (``UTC``, ``Europe/Berlin``); LogwardenError when unknown."""
+    if name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise LogwardenError(
+            f"--timezone: unknown time zone {name!r} (use an IANA name such as UTC, Europe/Berlin or "
+            "America/New_York)") from None
 
 
 @dataclass

@@ -9,6 +9,18 @@ handle, and when the input ends every handle is mapped to its *final* template i
 generalise while Drain learns, and ids are hashes of template text, so ids are only final at the end).
 Detecting without a model trains on the input and scores those same windows: no second read, so
 stdin works too.
+
+Two job-level rules guard against results that look fine but mean nothing (both are decided here, from
+the counts, not in the stages):
+
+* **Untimed input.** Windows are cut by event time. When more than half of the windowed lines carry no
+  timestamp the decoder could read (a layout whose time is not auto-detected, e.g. HealthApp's
+  ``20171223-22:15:29:606`` or Proxifier's ``[10.30 16:49:06]``, without ``--time-format``), ``train`` and
+  ``detect`` stop with a hint, after the first :data:`UNTIMED_CHECK_LINES` lines and again at the end.
+  ``--allow-untimed`` (stored with the model) windows such input anyway, on the event clock's fallback.
+* **Too few training windows.** A model fitted on fewer than :data:`MIN_TRAINING_WINDOWS` windows is refused
+  unless forced (``--force``); one whose calibration rests on fewer than :data:`MIN_EXPECTED_ANOMALIES`
+  expected abnormal windows (``contamination`` x windows) is fitted with a warning, stored with its stats.
 """
 
 from __future__ import annotations
@@ -27,13 +39,16 @@ from pipeline.errors import LogwardenError
 from pipeline.records import RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
-from pipeline.stages.chain import RecordChain
+from pipeline.stages.chain import NOT_WINDOWED, RecordChain
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
 from pipeline.stages.templates import TemplateMiner
 
 Progress = Callable[[int], object]
 SCORE_BATCH = 512
 FORMAT_CHECK_LINES = 100
+UNTIMED_CHECK_LINES = 1000
+MIN_TRAINING_WINDOWS = 50
+MIN_EXPECTED_ANOMALIES = 5
 
 
 @dataclass
@@ -47,7 +62,9 @@ class JobStats:
     anomalies: int = 0
     templates: int = 0
     unseen_templates: int = 0
+    untimed: int = 0
     decode: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -62,21 +79,71 @@ def _raw_lines(paths: Sequence[str], settings: PipelineSettings, decoder: Decode
     yield from source
 
 
-def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats) -> Iterator[list[Window]]:
+def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats,
+             settings: PipelineSettings) -> Iterator[list[Window]]:
     """Yield batches of closed windows as the watermark moves, then the flushed rest at end of input."""
     for raw in lines:
         step = chain.add(raw)
         stats.lines += 1
+        if step.record.timestamp is None and not NOT_WINDOWED.intersection(step.record.flags):
+            stats.untimed += 1
+        if stats.lines == UNTIMED_CHECK_LINES:
+            check_timed(stats, settings, chain.decoder)
         if step.no_entity:
             stats.no_entity += 1
         if step.closed:
             stats.windows += len(step.closed)
             yield step.closed
+    check_timed(stats, settings, chain.decoder)
     final = chain.flush()
     stats.windows += len(final)
     stats.late_records = chain.late_records
     if final:
         yield final
+
+
+def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -> None:
+    """Refuse to window input most of whose lines have no readable timestamp (see the module docstring)."""
+    if settings.allow_untimed or stats.untimed * 2 <= stats.lines:
+        return
+    if decoder.stats.json * 2 > stats.lines:
+        how = ("the JSON records need an @timestamp, timestamp, time or ts field; give --time-format when its "
+               "layout is not auto-detected")
+    elif settings.time_format:
+        how = f"check that --time-format {settings.time_format!r} fits the lines' timestamps"
+    elif settings.log_format:
+        how = ("give --time-format (e.g. '%Y%m%d-%H:%M:%S:%f') and name the time field <Date>, <Time> or "
+               "<Timestamp> in --log-format")
+    else:
+        how = ("give --time-format for the timestamp that starts each line (e.g. '%Y%m%d-%H:%M:%S:%f'), or "
+               "--log-format with a <Time> field")
+    raise LogwardenError(
+        f"{stats.untimed} of {stats.lines} lines have no timestamp Logwarden could read, so windows would "
+        f"follow arrival order instead of event time: {how}, or pass --allow-untimed to window them anyway"
+    )
+
+
+def check_training_windows(windows: Sequence[Window], settings: PipelineSettings, force: bool) -> list[str]:
+    """Refuse too few training windows unless ``force``; return warnings about a poorly calibrated model."""
+    n = len(windows)
+    entities = len({(w.entity_field, w.entity_id) for w in windows})
+    advice = ("use more input, a finer entity (--entity-regex / --entity-field) or shorter windows "
+              "(--window tumbling --window-size, --session-gap)")
+    if n < MIN_TRAINING_WINDOWS and not force:
+        raise LogwardenError(
+            f"only {n} training window{'s' * (n != 1)} ({entities} entit{'ies' if entities != 1 else 'y'}): "
+            f"a model needs at least {MIN_TRAINING_WINDOWS} to learn what normal looks like; {advice}, "
+            "or pass --force to fit it anyway")
+    warnings = []
+    if n < MIN_TRAINING_WINDOWS:
+        warnings.append(f"fitted on only {n} window{'s' * (n != 1)} (--force): its scores say little")
+    expected = settings.contamination * n
+    if expected < MIN_EXPECTED_ANOMALIES:
+        warnings.append(
+            f"the threshold is poorly calibrated: {n} window{'s' * (n != 1)} x --contamination "
+            f"{settings.contamination} = {expected:.1f} expected abnormal windows "
+            f"(fewer than {MIN_EXPECTED_ANOMALIES}); {advice}")
+    return warnings
 
 
 def _finish_decode_stats(stats: JobStats, decoder: Decoder) -> None:
@@ -99,7 +166,7 @@ def learn_windows(
         return TemplateMatch(template_id=str(handle), template="")
 
     chain = RecordChain(settings, tag)
-    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats):
+    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats, settings):
         windows.extend(batch)
     _finish_decode_stats(stats, chain.decoder)
     final: dict[str, TemplateMatch] = {}
@@ -145,8 +212,11 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
     )
 
 
-def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None) -> ModelBundle:
+def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
+          force: bool = False) -> ModelBundle:
+    """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows."""
     miner, windows, stats = learn_windows(paths, settings, progress)
+    stats.warnings = check_training_windows(windows, settings, force)
     return fit_bundle(miner, windows, settings, stats)
 
 
@@ -155,13 +225,16 @@ def detect(
     settings: PipelineSettings,
     bundle: ModelBundle | None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> tuple[Iterator[dict[str, Any]], JobStats]:
     """Score every window of ``paths``. Returns a lazy iterator of documents and the stats it fills.
 
-    Without ``bundle`` a model is trained on the input first (kept in memory, version ``adhoc``).
+    Without ``bundle`` a model is trained on the input first (kept in memory, version ``adhoc``; ``force`` as
+    for :func:`train`).
     """
     if bundle is None:
         miner, windows, stats = learn_windows(paths, settings, progress)
+        stats.warnings = check_training_windows(windows, settings, force)
         bundle = fit_bundle(miner, windows, settings, stats)
         bundle.version = "adhoc"
         return _score_all(Scorer(bundle), windows, stats), stats
@@ -178,7 +251,10 @@ def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterat
 
 def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: ModelBundle, stats: JobStats,
                    progress: Progress | None) -> Iterator[dict[str, Any]]:
-    miner = TemplateMiner.from_state(bundle.miner_state)
+    try:
+        miner = TemplateMiner.from_state(bundle.miner_state)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise LogwardenError(f"model {bundle.version}: miner.json is malformed ({exc}); retrain it") from None
     scorer = Scorer(bundle)
     unseen: set[str] = set()
     pending: list[Window] = []
@@ -190,7 +266,7 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
         return match
 
     chain = RecordChain(settings, tag)
-    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats):
+    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats, settings):
         pending.extend(batch)
         if len(pending) >= SCORE_BATCH:
             yield from _score_all(scorer, pending, stats)

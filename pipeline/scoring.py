@@ -15,7 +15,8 @@ the streaming worker (Elasticsearch). Nested objects as ECS writes them (``entit
     model.version
     templates           explanation: [{id, template, observed, expected, new}]
     log.count           lines in the window
-    log.samples         up to 5 lines, those of explained templates first
+    log.samples         a line of every explained template that the window holds, then its first lines up
+                        to 5 in all
 
 :func:`document_id` gives the deterministic Elasticsearch ``_id`` so that a replay overwrites: entity field and
 id, window kind and start, the late flag, model version, and the stream (a window of the same entity in another
@@ -99,5 +100,5 @@ class Scorer:
             "anomaly": {"score": round(score, 6), "threshold": round(threshold, 6), "is_anomaly": score > threshold},
             "model": {"version": self.version},
             "templates": explanation,
-            "log": {"count": window.count, "samples": samples[:MAX_SAMPLES]},
+            "log": {"count": window.count, "samples": samples},
         }

@@ -24,6 +24,7 @@ from pipeline.errors import LogwardenError
 from pipeline.sources.files import count_bytes
 
 ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped with Ctrl-C
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
@@ -58,6 +59,15 @@ class Command(click.Command):
             return super().invoke(ctx)
         except (LogwardenError, ModelError) as exc:
             raise UserError(str(exc)) from None
+        except KeyboardInterrupt:
+            # Ctrl-C: one line, the shell's status for SIGINT; files being written are left as they were.
+            click.echo("logwarden: interrupted", err=True)
+            ctx.exit(INTERRUPTED_EXIT)
+
+
+def warn(message: str) -> None:
+    """One ``logwarden: warning: ...`` line on stderr: the run goes on, but the user should know."""
+    click.echo(f"logwarden: warning: {message}", err=True)
 
 
 class Group(click.Group):
@@ -98,10 +108,19 @@ def _model_default(_name: str) -> str:
 
 
 def decoding_options(from_model: bool = False) -> Decorator:
-    """``--log-format``, ``--time-format``, ``--max-line-bytes`` (defaults: the model's, when it has one)."""
+    """``--log-format``, ``--time-format``, ``--max-line-bytes``, ``--timezone``, ``--year``.
+
+    Defaults: the model's, when it has one."""
     tail = _model_default if from_model else _setting
 
     def add(f: Callable[..., Any]) -> Callable[..., Any]:
+        year_default = tail("year") or "  [default: the current year, the previous one for dates ahead of now]"
+        f = click.option("--year", type=click.IntRange(1, 9999), metavar="YEAR",
+                         help="Year of timestamps written without one (syslog's 'Jun 14 15:16:01')."
+                         + year_default)(f)
+        f = click.option("--timezone", metavar="ZONE",
+                         help="IANA zone of timestamps written without one, e.g. Europe/Berlin."
+                         + tail("timezone"))(f)
         f = click.option("--max-line-bytes", type=int,
                          help="Truncate longer lines (counted)." + tail("max_line_bytes"))(f)
         f = click.option("--time-format", help="strptime format of the timestamp fields (auto-detected if "
@@ -127,7 +146,8 @@ def _window_options(f: Callable[..., Any], tail: Callable[[str], str]) -> Callab
                      "now for files) are bad timestamps: counted, and the line is windowed as untimed."
                      + tail("max_clock_skew"))(f)
     f = click.option("--allowed-lateness", type=DURATION,
-                     help="How late (event time) a record may be." + tail("allowed_lateness"))(f)
+                     help="How late (event time) a record may be and still join its window; raise it when "
+                     "the summary says most records came late." + tail("allowed_lateness"))(f)
     f = click.option("--window-size", type=DURATION, help="Tumbling window length." + tail("window_size"))(f)
     f = click.option("--max-session", type=DURATION, help="Cut sessions longer than this." + tail("max_session"))(f)
     f = click.option("--session-gap", type=DURATION,
@@ -137,6 +157,14 @@ def _window_options(f: Callable[..., Any], tail: Callable[[str], str]) -> Callab
     return click.option(
         "--entity-regex",
         help=r"Every match in the message is an entity, e.g. 'blk_-?\d+' (a named group picks part).")(f)
+
+
+def untimed_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--allow-untimed`` for the commands that window files (see :mod:`pipeline.embedded`)."""
+    return click.option(
+        "--allow-untimed", is_flag=True, default=None,
+        help="Window the input even when most lines have no readable timestamp (refused otherwise: windows "
+        "would not follow event time). Stored with the model.")(f)
 
 
 def input_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -2,6 +2,10 @@
 
 Thin: resolve options (:func:`pipeline.cli.common.resolve`), run :mod:`pipeline.embedded`, write results
 through :mod:`pipeline.sinks.report`.
+
+Every destination is checked before any input is read: ``--out`` and ``--report`` files are written as
+temporary files next to them and renamed at the end (an interrupted or failed run leaves an existing file as
+it was), and ``train`` probes ``--model-dir`` for writing first.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from __future__ import annotations
 import csv
 import heapq
 import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,10 +29,12 @@ from pipeline.cli.common import (
     progress_bar,
     resolve,
     settings_from,
+    untimed_option,
+    warn,
     window_options,
 )
 from pipeline.config import PipelineSettings, default_text
-from pipeline.sinks.report import open_output, summary_table, write_jsonl, write_report
+from pipeline.sinks.report import atomic_path, open_output, render_report, summary_table, write_jsonl
 
 
 def stats_line(stats: jobs.JobStats) -> str:
@@ -42,15 +51,47 @@ def stats_line(stats: jobs.JobStats) -> str:
         text += f", {stats.no_entity} lines without entity"
     if stats.late_records:
         text += f", {stats.late_records} late records"
+        if stats.late_records * 2 > stats.lines:
+            text += (" (most records came late: raise --allowed-lateness if the input is out of order, "
+                     "check --year / --timezone if its timestamps lack them)")
+    if stats.untimed:
+        text += f", {stats.untimed} lines without timestamp"
     if problems:
-        text += ", " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in problems.items())
+        text += ", " + ", ".join(f"{v} {_PROBLEM_NAMES.get(k, k.replace('_', ' '))}" for k, v in problems.items())
     return text
 
+
+_PROBLEM_NAMES = {"not_json": "not JSON", "invalid_utf8": "invalid UTF-8"}
+
+
+def force_option(f: Any) -> Any:
+    return click.option(
+        "--force", is_flag=True, default=None,
+        help=f"Fit a model even on fewer than {jobs.MIN_TRAINING_WINDOWS} training windows (refused otherwise: "
+        "such a model says little).")(f)
+
+
+def check_model_dir(path: str) -> None:
+    """Fail before any work when ``path`` cannot hold a new model version (probed by writing a file)."""
+    root = Path(path)
+    try:
+        (root / "versions").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root / "versions"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to --model-dir {path}: {exc.strerror or exc}") from None
+
+
+def report_warnings(stats: jobs.JobStats) -> None:
+    for message in stats.warnings:
+        warn(message)
 
 
 @click.command(cls=Command)
 @input_options
 @window_options()
+@untimed_option
+@force_option
 @click.option("--model-dir", type=click.Path(file_okay=False),
               help="Model registry directory; the new version becomes current.  [required]")
 @click.option("--contamination", type=float,
@@ -59,6 +100,8 @@ def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
     Training data need not be clean: the detector assumes about --contamination of it is abnormal.
+    Refused, with a hint: input most of whose lines have no readable timestamp (--time-format, or
+    --allow-untimed), and too few training windows (--force). --model-dir is checked for writing first.
 
     \b
     Examples:
@@ -70,11 +113,16 @@ def train(**flags: Any) -> None:
     if not flags.get("model_dir"):
         raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
     settings = settings_from(flags)
+    check_model_dir(flags["model_dir"])
     with progress_bar(flags["paths"], "training") as progress:
-        bundle = jobs.train(flags["paths"], settings, progress)
-    version = ModelRegistry(flags["model_dir"]).publish(bundle)
-    click.echo(f"model {version} written to {flags['model_dir']} and made current "
-               f"({stats_line(jobs.JobStats(**bundle.stats))})", err=True)
+        bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]))
+    stats = jobs.JobStats(**bundle.stats)
+    report_warnings(stats)
+    try:
+        version = ModelRegistry(flags["model_dir"]).publish(bundle)
+    except OSError as exc:
+        raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
+    click.echo(f"model {version} written to {flags['model_dir']} and made current ({stats_line(stats)})", err=True)
 
 
 @click.command(cls=Command)
@@ -84,9 +132,13 @@ def train(**flags: Any) -> None:
               help="Use this registry's current model (and its settings). Without it, train on the input first.")
 @click.option("--model-version", help="Use this version instead of the current one.")
 @click.option("--contamination", type=float, help="When training on the input: expected abnormal share.")
-@click.option("--out", default="-", show_default=True, help="JSON lines output ('-' = stdout).")
+@untimed_option
+@force_option
+@click.option("--out", default="-", show_default=True,
+              help="JSON lines output ('-' = stdout). A file is replaced only when the run completes.")
 @click.option("--all-windows", is_flag=True, help="Write every scored window, not only anomalies.")
-@click.option("--report", type=click.Path(dir_okay=False), help="Also write an HTML report of the anomalies.")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Also write an HTML report of the anomalies (replaced only when the run completes).")
 @click.option("--top", default=10, show_default=True, help="Anomalies shown in the summary table.")
 def detect(**flags: Any) -> None:
     """Score the windows of PATH... and write the anomalous ones as JSON lines.
@@ -108,8 +160,11 @@ def detect(**flags: Any) -> None:
     settings = settings_from(flags, bundle.settings if bundle is not None else None)
     top: list[tuple[float, int, dict[str, Any]]] = []
     anomalies: list[dict[str, Any]] = []
-    with progress_bar(flags["paths"], "detecting") as progress, open_output(flags["out"]) as out:
-        docs, stats = jobs.detect(flags["paths"], settings, bundle, progress)
+    with ExitStack() as files:
+        out = files.enter_context(open_output(flags["out"]))
+        report = files.enter_context(atomic_path(flags["report"])) if flags["report"] else None
+        progress = files.enter_context(progress_bar(flags["paths"], "detecting"))
+        docs, stats = jobs.detect(flags["paths"], settings, bundle, progress, force=bool(flags["force"]))
         for n, doc in enumerate(docs):
             anomalous = doc["anomaly"]["is_anomaly"]
             if anomalous or flags["all_windows"]:
@@ -120,29 +175,31 @@ def detect(**flags: Any) -> None:
                     heapq.heappush(top, item)
                 elif flags["top"] > 0:
                     heapq.heappushpop(top, item)
-                if flags["report"]:
+                if report is not None:
                     anomalies.append(doc)
         out.flush()
+        if report is not None:
+            anomalies.sort(key=lambda d: -d["anomaly"]["score"])
+            report.write_text(render_report(anomalies, stats.as_dict(), "Logwarden anomalies"), encoding="utf-8")
+    report_warnings(stats)
     best = [doc for _, _, doc in sorted(top, key=lambda t: (-t[0], -t[1]))]
     click.echo(f"{stats.anomalies} anomalous windows ({stats_line(stats)})", err=True)
     if best:
         click.echo(summary_table(best, shutil.get_terminal_size((160, 24)).columns), err=True)
-    if flags["report"]:
-        anomalies.sort(key=lambda d: -d["anomaly"]["score"])
-        write_report(flags["report"], anomalies, stats.as_dict(), "Logwarden anomalies")
 
 
 @click.command(cls=Command)
 @input_options
-@click.option("--out", default="-", show_default=True, help="CSV output: line,template_id,template ('-' = stdout).")
+@click.option("--out", default="-", show_default=True,
+              help="CSV output: line,template_id,template ('-' = stdout). A file is replaced only when the run "
+              "completes.")
 def parse(**flags: Any) -> None:
     """Write the template of every line of PATH... as CSV (line numbers from 1, in input order)."""
     flags = resolve(flags)
     settings = settings_from(flags)
-    with progress_bar(flags["paths"], "parsing") as progress:
+    with open_output(flags["out"], newline="") as out, progress_bar(flags["paths"], "parsing") as progress:
         rows, stats = jobs.parse(flags["paths"], settings, progress)
-        with open_output(flags["out"], newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(["line", "template_id", "template"])
-            writer.writerows(rows)
+        writer = csv.writer(out)
+        writer.writerow(["line", "template_id", "template"])
+        writer.writerows(rows)
     click.echo(f"parsed {stats_line(stats)}", err=True)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import stat
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -15,16 +18,57 @@ from pipeline.errors import LogwardenError
 
 @contextmanager
 def open_output(path: str | None, newline: str | None = None):  # type: ignore[no-untyped-def]
-    """Open ``path`` for writing text (``-`` or None: stdout), with a one-line error on failure."""
+    """Open ``path`` for writing text (``-`` or None: stdout), with a one-line error on failure.
+
+    A file is written as a temporary file next to it and renamed over ``path`` only when the ``with`` block
+    ends without an exception: an interrupted run (Ctrl-C, a truncated ``.gz``, a bad line) leaves an existing
+    file as it was, never empty or half-written. The temporary file is created on entry, so an unwritable
+    destination fails before any input is read. Stdout streams as before.
+    """
     if path is None or path == "-":
         yield sys.stdout
         return
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline=newline) as handle:
+        yield handle
+
+
+@contextmanager
+def atomic_path(path: str) -> Iterator[Path]:
+    """A fresh temporary path in ``path``'s directory, renamed onto ``path`` when the block succeeds.
+
+    On any exception (KeyboardInterrupt included) the temporary file is removed and ``path`` is untouched.
+    The new file gets the mode an ordinary ``open`` would give (the existing file's, else 0666 & ~umask).
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise LogwardenError(f"cannot write {path}: it is a directory")
     try:
-        handle: IO[str] = Path(path).open("w", encoding="utf-8", newline=newline)  # noqa: SIM115
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise LogwardenError(f"cannot write {path}: {exc.strerror or exc}") from None
-    with handle:
-        yield handle
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LogwardenError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_jsonl(handle: IO[str], doc: dict[str, Any]) -> None:
@@ -62,6 +106,12 @@ def summary_table(top: Iterable[dict[str, Any]], width: int = 120) -> str:
 
 
 def write_report(path: str, docs: list[dict[str, Any]], stats: dict[str, Any], title: str) -> None:
+    """Write :func:`render_report` to ``path`` (atomically: see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(render_report(docs, stats, title), encoding="utf-8")
+
+
+def render_report(docs: list[dict[str, Any]], stats: dict[str, Any], title: str) -> str:
     """A self-contained HTML page: run statistics and every anomalous window with its explanation."""
     esc = html.escape
     rows = []
@@ -82,7 +132,4 @@ padding:4px;vertical-align:top}}code{{font-size:90%}}</style></head><body>
 <h1>{esc(title)}</h1><ul>{stat_items}</ul>
 <table><tr><th>score</th><th>entity</th><th>window</th><th>lines</th><th>why</th></tr>{''.join(rows)}</table>
 </body></html>"""
-    try:
-        Path(path).write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise LogwardenError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return page

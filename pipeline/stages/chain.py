@@ -106,7 +106,8 @@ class RecordChain:
         self.replay = replay
         self.max_clock_skew = settings.max_clock_skew
         self.stage_errors = 0
-        self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=json_mode)
+        self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=json_mode,
+                               tz=settings.zone_info, default_year=settings.year)
         self.extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
         self.windower: Windower = make_windower(settings.window, settings.session_gap, settings.max_session,
                                                 settings.window_size, settings.allowed_lateness,

@@ -149,6 +149,7 @@ class Decoder:
         self.log_format = LogFormat(log_format) if log_format is not None else None
         self.json_mode = json_mode
         self.stats = DecodeStats()
+        self._text_lines = 0  # lines of an ``auto`` stream that were not JSON objects (for ``not_json``)
         self._time_parser = (
             TimeParser.from_strptime(time_format, tz=tz, default_year=default_year) if time_format else None
         )
@@ -202,6 +203,8 @@ class Decoder:
                 error = f"invalid JSON: {exc}"
             else:
                 if isinstance(obj, dict):
+                    if not stats.json:  # the stream turns out to be JSON: count the text lines before
+                        stats.not_json += self._text_lines
                     stats.json += 1
                     obj, replaced = scrub_surrogates(obj, text)
                     if replaced and "invalid_utf8" not in flags:
@@ -211,7 +214,12 @@ class Decoder:
                     if bad:
                         self._flag_bad_time(flags)
                     return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags), text)
-        if self.json_mode == "strict":
+        if self.json_mode == "auto":
+            # Counting only: in auto mode a line that is not a JSON object is decoded as text below, and in
+            # a stream that holds JSON objects it is also counted as ``not_json``.
+            self._text_lines += 1
+            stats.not_json += bool(stats.json)
+        elif self.json_mode == "strict":
             stats.not_json += 1
             flags.append("not_json")
             return LogRecord(text, None, {"error.message": error}, origin, offset, arrival, tuple(flags), text)

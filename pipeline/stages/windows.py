@@ -75,7 +75,7 @@ class Windower:
         max_length: float = 3600.0,
         size: float = 60.0,
         allowed_lateness: float = 0.0,
-        max_samples: int = 20,
+        max_samples: int | None = None,  # None: the first line of every template (explanations quote any)
         max_first_lines: int = 5,
         track_offsets: bool = False,
     ) -> None:
@@ -219,7 +219,7 @@ class Windower:
             window.templates[tid] = match.template
             if not match.known:
                 window.unknown.add(tid)
-            if len(window.samples) < self.max_samples:
+            if self.max_samples is None or len(window.samples) < self.max_samples:
                 window.samples[tid] = line
         if len(window.first_lines) < self.max_first_lines:
             window.first_lines.append(line)

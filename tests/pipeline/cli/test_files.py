@@ -158,6 +158,7 @@ def test_bad_duration_and_config(tmp_path: Path) -> None:
 def test_unwritable_output(tmp_path: Path) -> None:
     result = run("parse", str(SAMPLE), "--out", str(tmp_path / "no" / "dir" / "out.csv"))
     assert_user_error(result, "cannot write")
+    assert_user_error(run("detect", str(SAMPLE), "--out", str(tmp_path)), "cannot write", "is a directory")
 
 
 def test_config_file_supplies_command_options_and_flags_win(tmp_path: Path, trained: Path) -> None:
@@ -194,3 +195,225 @@ def test_help_shows_the_defaults_of_the_settings() -> None:
     text = " ".join(result.output.split())
     assert "Silence that ends a session window. [default: 5m]" in text
     assert "[default: 0.03]" in text and "DURATION" in text
+
+
+# -- outputs are replaced only when the run completes (issue 9, item 10) ------------------------------------
+def _only_file(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_truncated_gzip_leaves_an_existing_out_file_as_it_was(trained: Path, tmp_path: Path) -> None:
+    gz = tmp_path / "today.log.gz"
+    gz.write_bytes(gzip.compress(SAMPLE.read_bytes())[:40_000])  # cut mid-stream: fails after some lines
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out, report, parsed = out_dir / "anomalies.jsonl", out_dir / "report.html", out_dir / "parsed.csv"
+    for path in (out, report, parsed):
+        path.write_text("yesterday's results\n")
+    result = run("detect", str(gz), "--model-dir", str(trained), "--out", str(out), "--report", str(report))
+    assert_user_error(result, "today.log.gz")
+    assert_user_error(run("parse", str(gz), "--log-format", HDFS_FORMAT, "--out", str(parsed)), "today.log.gz")
+    for path in (out, report, parsed):
+        assert path.read_text() == "yesterday's results\n"
+    assert _only_file(out_dir) == ["anomalies.jsonl", "parsed.csv", "report.html"]  # no temporary file left
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_keeps_existing_outputs(
+        trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.cli.files as files
+
+    out, report = tmp_path / "anomalies.jsonl", tmp_path / "report.html"
+    out.write_text("old\n")
+    report.write_text("old\n")
+    written: list[int] = []
+
+    def interrupted_write(handle, doc) -> None:  # type: ignore[no-untyped-def]
+        written.append(1)
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        handle.write("{}\n")
+
+    monkeypatch.setattr(files, "write_jsonl", interrupted_write)
+    result = run("detect", str(SAMPLE), "--model-dir", str(trained), "--out", str(out), "--report", str(report))
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "logwarden: interrupted"
+    assert out.read_text() == report.read_text() == "old\n"
+    assert _only_file(tmp_path) == ["anomalies.jsonl", "report.html"]
+
+    def interrupt(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.jobs, "train", interrupt)
+    monkeypatch.setattr(files.jobs, "parse", interrupt)
+    for args in (("train", str(SAMPLE), "--model-dir", str(tmp_path / "m")), ("parse", str(SAMPLE))):
+        result = run(*args)
+        assert result.exit_code == 130 and result.stderr.strip() == "logwarden: interrupted", result.output
+
+
+def test_new_out_file_gets_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "parsed.csv"
+    assert run("parse", str(SAMPLE), "--log-format", HDFS_FORMAT, "--out", str(out)).exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# -- an unwritable --model-dir fails first, with one line ----------------------------------------------------
+def test_train_into_an_unwritable_model_dir_fails_before_the_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.cli.files as files
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+
+    def must_not_run(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        pytest.fail("trained before checking --model-dir")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(files.jobs, "train", must_not_run)
+        assert_user_error(run("train", str(SAMPLE), "--model-dir", str(blocker / "models"), *HDFS_FLAGS),
+                          "cannot write to --model-dir")
+
+    def fail_publish(self, bundle):  # type: ignore[no-untyped-def]
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.ModelRegistry, "publish", fail_publish)
+    assert_user_error(run("train", str(SAMPLE), "--model-dir", str(tmp_path / "m"), *HDFS_FLAGS),
+                      "cannot write the model", "Permission denied")
+
+
+# -- untimed input is refused with a hint ----------------------------------------------------------------------
+def _health_app(path: Path, n: int = 1200) -> Path:
+    """HealthApp-style lines: a timestamp layout (``20171223-22:15:29:606``) that is not auto-detected."""
+    steps = ["onStandStepChanged 3579", "onExtend:1514038530000 14 0 4", "REPORT : 7007 5002 150089 240",
+             "setTodayTotalDetailSteps=1514038440000##7007##548365##8661##12361##27173954"]
+    lines = []
+    for i in range(n):
+        second = i * 7
+        stamp = f"20171223-{22 + second // 3600 % 2:02d}:{second // 60 % 60:02d}:{second % 60:02d}:{i % 1000:03d}"
+        lines.append(f"{stamp}|Step_LSC{i % 90}|30002312|{steps[i % len(steps)]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _proxifier(path: Path, n: int = 1200) -> Path:
+    lines = [f"[10.30 16:{i // 60 % 60:02d}:{i % 60:02d}] chrome{i % 80}.exe - proxy.cse.cuhk.edu.hk:5070 "
+             f"open through proxy proxy.cse.cuhk.edu.hk:5070 HTTPS" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_untimed_input_is_refused_with_a_hint_unless_allowed(tmp_path: Path) -> None:
+    health = _health_app(tmp_path / "HealthApp.log")
+    proxifier = _proxifier(tmp_path / "Proxifier.log")
+    model_dir = tmp_path / "m"
+    result = run("train", str(health), "--model-dir", str(model_dir), "--entity-regex", r"Step_LSC\d+")
+    assert_user_error(result, "1000 of 1000 lines have no timestamp", "--time-format", "--allow-untimed")
+    assert not (model_dir / "CURRENT").exists()
+    assert_user_error(run("detect", str(proxifier), "--entity-regex", r"chrome\d+\.exe"), "no timestamp")
+    # The hint works: with the layout's time format the same file trains.
+    result = run("train", str(health), "--model-dir", str(model_dir), "--entity-regex", r"Step_LSC\d+",
+                 "--time-format", "%Y%m%d-%H:%M:%S:%f")
+    assert result.exit_code == 0, result.output
+    # The opt-in is explicit, and stored with the model.
+    result = run("train", str(proxifier), "--model-dir", str(model_dir), "--entity-regex", r"chrome\d+\.exe",
+                 "--allow-untimed")
+    assert result.exit_code == 0, result.output
+    version = (model_dir / "CURRENT").read_text().strip()
+    assert json.loads((model_dir / "versions" / version / "settings.json").read_text())["allow_untimed"] is True
+    assert run("detect", str(proxifier), "--model-dir", str(model_dir)).exit_code == 0
+
+
+# -- degenerate models are refused unless forced --------------------------------------------------------------
+def test_too_few_training_windows_are_refused_unless_forced(tmp_path: Path) -> None:
+    head = tmp_path / "head.log"
+    head.write_bytes(b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:300]))
+    model_dir = tmp_path / "m"
+    # No entity option: one global entity, one session window.
+    result = run("train", str(head), "--model-dir", str(model_dir), "--log-format", HDFS_FORMAT)
+    assert_user_error(result, "only 1 training window", "--force")
+    assert not (model_dir / "CURRENT").exists()
+    assert_user_error(run("detect", str(head), "--log-format", HDFS_FORMAT), "only 1 training window")
+    result = run("train", str(head), "--model-dir", str(model_dir), "--log-format", HDFS_FORMAT, "--force")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("logwarden: warning: ")]
+    assert len(warnings) == 2 and "poorly calibrated" in warnings[1]
+    assert (model_dir / "CURRENT").exists()
+
+
+def test_enough_windows_train_without_warnings(tmp_path: Path) -> None:
+    result = run("train", str(SAMPLE), "--model-dir", str(tmp_path / "m"), *HDFS_FLAGS)
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+# -- year-less timestamps: --year, --timezone; late records get a hint ----------------------------------------
+SYSLOG = ["Jun 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; rhost=218.188.2.4",
+          "Jun 14 15:16:02 combo sshd(pam_unix)[19937]: check pass; user unknown"]
+
+
+def test_year_and_timezone_place_syslog_timestamps(tmp_path: Path) -> None:
+    log = tmp_path / "messages"
+    log.write_text("\n".join(SYSLOG) + "\n")
+    model_dir = tmp_path / "m"
+    result = run("train", str(log), "--model-dir", str(model_dir), "--year", "2005", "--timezone",
+                 "America/New_York", "--entity-regex", r"\[\d+\]", "--force")
+    assert result.exit_code == 0, result.output
+    version = (model_dir / "CURRENT").read_text().strip()
+    stored = json.loads((model_dir / "versions" / version / "settings.json").read_text())
+    assert stored["year"] == 2005 and stored["timezone"] == "America/New_York"
+    result = run("detect", str(log), "--model-dir", str(model_dir), "--all-windows")
+    assert result.exit_code == 0, result.output
+    starts = sorted(json.loads(line)["window"]["start"] for line in result.stdout.splitlines())
+    assert starts == ["2005-06-14T19:16:01.000Z", "2005-06-14T19:16:02.000Z"]  # EDT is UTC-4
+
+
+def test_unknown_timezone_is_one_line(tmp_path: Path) -> None:
+    assert_user_error(run("detect", str(SAMPLE), "--timezone", "Mars/Olympus_Mons"),
+                      "unknown time zone 'Mars/Olympus_Mons'")
+    assert_user_error(run("detect", str(SAMPLE), "--year", "0"), "--year")
+
+
+def test_summary_names_allowed_lateness_when_most_records_come_late(tmp_path: Path) -> None:
+    def lines(hour: int, n: int) -> str:
+        return "".join(f"2015-10-18 {hour:02d}:{i // 60 % 60:02d}:{i % 60:02d},978 INFO [main] task_{i % 70} "
+                       f"{'started' if i % 2 else 'finished'} in container_{i}\n" for i in range(n))
+
+    newer, older = tmp_path / "a-newer.log", tmp_path / "b-older.log"
+    newer.write_text(lines(12, 300))  # read first, but its times are the latest
+    older.write_text(lines(9, 700))
+    result = run("detect", str(newer), str(older), "--entity-regex", r"task_\d+", "--window", "tumbling")
+    assert result.exit_code == 0, result.output
+    assert "late records (most records came late: raise --allowed-lateness" in result.stderr
+
+
+# -- a model whose files pass their checksums but do not load --------------------------------------------------
+@pytest.mark.parametrize("name, content", [("features.json", "{}"), ("detector.json", '{"params": {}}'),
+                                           ("settings.json", "[1, 2]"), ("forest.skops", "not a zip")])
+def test_model_with_valid_checksums_but_malformed_content(trained: Path, tmp_path: Path, name: str,
+                                                           content: str) -> None:
+    import hashlib
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained, copy)
+    version_dir = copy / "versions" / (copy / "CURRENT").read_text().strip()
+    (version_dir / name).write_text(content)
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    manifest["files"][name] = hashlib.sha256(content.encode()).hexdigest()
+    (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert_user_error(run("detect", str(SAMPLE), "--model-dir", str(copy)), "is malformed", name)
+
+
+# -- a JSON stream counts its non-JSON lines -------------------------------------------------------------------
+def test_json_stream_counts_lines_that_are_not_json(tmp_path: Path) -> None:
+    records = [json.dumps({"@timestamp": f"2026-03-01T10:{i // 60:02d}:{i % 60:02d}Z", "host.name": f"web-{i % 60}",
+                           "message": f"GET /api/items/{i} 200"}) for i in range(600)]
+    records.insert(0, "starting shipper v1.2")  # before the first JSON object
+    records.insert(300, "Traceback (most recent call last):")
+    log = tmp_path / "app.json"
+    log.write_text("\n".join(records) + "\n")
+    result = run("detect", str(log), "--entity-field", "host.name")
+    assert result.exit_code == 0, result.output
+    assert "2 not JSON" in result.stderr
