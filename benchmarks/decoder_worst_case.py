@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.loghub import LOG_FORMATS, raw_log_path
-from pipeline.stages.decoding import LogFormat
+from pipeline.stages.layouts import LogFormat
 
 LAYOUTS: dict[str, str] = {
     **LOG_FORMATS,
