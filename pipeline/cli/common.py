@@ -128,7 +128,11 @@ def decoding_options(from_model: bool = False) -> Decorator:
         return click.option(
             "--log-format",
             help="logparser-style layout, e.g. '<Date> <Time> <Level> <Component>: <Content>'. <Content> is the "
-            "message. Without it JSON lines are detected and other lines are taken whole." + tail("log_format"),
+            "message. Text outside <Name> fields is literal (a space run matches any whitespace; '( ... )?' is an "
+            "optional part; '\\[' is '['), so Loghub's layouts work as written and '<Time>|<Pid>|<Content>' "
+            "needs no escapes. Each field ends where the text after it first appears; lines that do not fit are "
+            "kept whole as unmatched. Without it JSON lines are detected and other lines are taken whole."
+            + tail("log_format"),
         )(f)
 
     return add

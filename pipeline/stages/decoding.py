@@ -2,7 +2,8 @@
 
 Three shapes of input, chosen per line:
 
-* ``--log-format``: a logparser-style layout (see :class:`LogFormat`); the field ``Content`` is the message.
+* ``--log-format``: a logparser-style layout (see :class:`pipeline.stages.layouts.LogFormat`); the field
+  ``Content`` is the message.
 * JSON lines, detected automatically (a line starting with ``{`` that parses as an object), with ECS names;
   see :mod:`pipeline.stages.jsonlog` for the keys read.
 * Plain text: the whole line is the message; a timestamp at its start (ISO 8601, syslog, ...) is detected
@@ -16,7 +17,6 @@ not parse leaves ``timestamp=None`` with ``bad_timestamp``. Every flag is counte
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -24,88 +24,12 @@ from datetime import UTC, tzinfo
 from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
 from pipeline.stages.jsonlog import JsonFields, json_record_parts, scrub_surrogates
+from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
 
-MESSAGE_FIELD = "Content"
 # logparser's usual names for the parts of a line that make its timestamp (Loghub formats use all five).
 TIME_FIELD_NAMES = ("date", "time", "timestamp", "day", "month")
 JSON_MODES = ("auto", "strict", "off")
-_FIELD = re.compile(r"<([^<>]+)>")
-
-
-class LogFormat:
-    """A logparser-style line layout, e.g. ``'<Date> <Time> <Pid> <Level> <Component>: <Content>'``.
-
-    Compiled the way logparser's ``generate_logformat_regex`` does (Zhu et al., ICSE-SEIP 2019, the
-    layouts Loghub publishes): each ``<Name>`` is a lazy group ``.*?``, each run of spaces is ``\\s+``,
-    any other text is a regex as written (so ``\\[`` and ``(\\[<PID>\\])?`` work), the whole is anchored,
-    and lines are stripped before matching. Field names may contain dots (``<host.name>``).
-    """
-
-    def __init__(self, fmt: str) -> None:
-        if not fmt or not fmt.strip():
-            raise FormatError("--log-format is empty")
-        pieces = _FIELD.split(fmt)
-        names = tuple(pieces[1::2])
-        if MESSAGE_FIELD not in names:
-            raise FormatError(f"--log-format {fmt!r} has no <{MESSAGE_FIELD}> field (the message part)")
-        if len(set(names)) != len(names):
-            raise FormatError(f"--log-format {fmt!r} names a field twice")
-        self.fmt = fmt
-        self.names = names
-        self.regex = self._compile(pieces, [f"lw{i}" for i in range(len(names))])
-        self._groups = tuple(f"lw{i}" for i in range(len(names)))
-        # When every field name is an identifier, a twin regex named after the fields lets groupdict() build
-        # the fields dict in C: the fast path.
-        self._named: re.Pattern[str] | None = None
-        if all(name.isidentifier() for name in names):
-            try:
-                self._named = re.compile(self._build(pieces, list(names)))
-            except re.error:  # a name clashing with a group of the format's own regex text
-                self._named = None
-        self._optional = "?" in "".join(pieces[0::2]) or "|" in "".join(pieces[0::2])
-
-    def _compile(self, pieces: list[str], groups: list[str]) -> re.Pattern[str]:
-        try:
-            return re.compile(self._build(pieces, groups))
-        except re.error as exc:
-            raise FormatError(f"--log-format {self.fmt!r} is not a valid pattern: {exc}") from None
-
-    @staticmethod
-    def _build(pieces: list[str], groups: list[str]) -> str:
-        # A lazy last group must stretch to the end of the line anyway; greedy gets there in one step and
-        # matches the same (fullmatch), so the common "...: <Content>" layout is about twice as fast.
-        last = len(pieces) - 2
-        return "".join(
-            (f"(?P<{groups[index // 2]}>.*{'' if index == last and not pieces[-1] else '?'})")
-            if index % 2
-            else re.sub(" +", r"\\s+", piece)
-            for index, piece in enumerate(pieces)
-        )
-
-    def match(self, line: str) -> tuple[str, dict[str, str]] | None:
-        """``(message, fields)`` when the line fits; fields left empty by an optional part are omitted."""
-        line = line.strip()
-        if self._named is not None:
-            found = self._named.fullmatch(line)
-            if found is None:
-                return None
-            fields = found.groupdict()
-            if self._optional and None in fields.values():
-                fields = {name: value for name, value in fields.items() if value is not None}
-        else:
-            found = self.regex.fullmatch(line)
-            if found is None:
-                return None
-            values = found.group(*self._groups) if len(self._groups) > 1 else (found.group(self._groups[0]),)
-            fields = {name: value for name, value in zip(self.names, values, strict=True) if value is not None}
-        message = fields.pop(MESSAGE_FIELD)
-        return message, fields
-
-    def __repr__(self) -> str:
-        return f"LogFormat({self.fmt!r})"
-
-
 @dataclass
 class DecodeStats:
     """Counts of what the decoder saw; every flagged record is also counted here."""

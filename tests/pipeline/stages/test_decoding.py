@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import re
+import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,8 +62,10 @@ def test_format_dotted_names_and_content_not_last() -> None:
     ("", "empty"),
     ("<Date> <Time> <Message>", "no <Content>"),
     ("<Content> <Content>", "twice"),
-    (r"(<Date> <Content>", "not a valid pattern"),
-    ("<Date> [<Content>", "not a valid pattern"),
+    (r"<Date> \S+ <Content>", r"'\\S' is regex syntax"),
+    ("<Date> <Content>\\", "lone backslash"),
+    ("<Date><Content>", "nothing between <Date> and <Content>"),
+    (r"<Date>( <Content>)?", "<Content> cannot be inside an optional part"),
 ])
 def test_format_errors(fmt: str, message: str) -> None:
     with pytest.raises(FormatError, match=message):
@@ -355,3 +360,159 @@ def test_decode_never_raises_and_counts_every_line(data: bytes, truncated: bool,
 def test_decode_text_never_raises(text: str) -> None:
     for decoder in (Decoder(), Decoder(HDFS), Decoder(json_mode="strict")):
         assert isinstance(decoder.decode_text(text).message, str)
+
+
+# --- layout syntax: text is literal; only Loghub's escapes and optional parts are special ----------------
+
+
+@pytest.mark.parametrize(("fmt", "line", "expected"), [
+    ("<Time>|<Component>|<Pid>|<Content>", "20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
+     ("onStandStepChanged 3579", {"Time": "20171223-22:15:29:606", "Component": "Step_LSC", "Pid": "30002312"})),
+    (r"<Time>\|<Component>\|<Pid>\|<Content>", "20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579",
+     ("onStandStepChanged 3579", {"Time": "20171223-22:15:29:606", "Component": "Step_LSC", "Pid": "30002312"})),
+    ("<Level> [<Component>] <Content>", "WARN [db.pool] slow query", ("slow query", {"Level": "WARN",
+                                                                                  "Component": "db.pool"})),
+    ("<Level> (<Component>) <Content>", "WARN (db) slow (really)", ("slow (really)", {"Level": "WARN",
+                                                                                    "Component": "db"})),
+    ("<Level>.*<Content>", "WARN.*x.y", ("x.y", {"Level": "WARN"})),
+    (r"<Month>  <Date> <Time> <User> <Component>\[<PID>\]( \(<Address>\))?: <Content>",
+     "Jul  1 09:00:55 calvisitor-10-105-160-95 kernel[0]: IOThunderboltSwitch<0>(0x0)::listenerCallback",
+     ("IOThunderboltSwitch<0>(0x0)::listenerCallback", {"Month": "Jul", "Date": "1", "Time": "09:00:55",
+                                                        "User": "calvisitor-10-105-160-95", "Component": "kernel",
+                                                        "PID": "0"})),
+    (r"<Month>  <Date> <Time> <User> <Component>\[<PID>\]( \(<Address>\))?: <Content>",
+     "Jul  1 09:01:05 calvisitor-10-105-160-95 com.apple.CDScheduler[43] (0x7fb1): Thermal pressure 0",
+     ("Thermal pressure 0", {"Month": "Jul", "Date": "1", "Time": "09:01:05", "User": "calvisitor-10-105-160-95",
+                             "Component": "com.apple.CDScheduler", "PID": "43", "Address": "0x7fb1"})),
+])
+def test_layout_text_is_literal(fmt: str, line: str, expected: tuple[str, dict[str, str]]) -> None:
+    assert LogFormat(fmt).match(line) == expected
+
+
+def test_layout_pipe_without_escape_decodes_instead_of_crashing() -> None:
+    decoder = Decoder("<Time>|<Component>|<Pid>|<Content>")
+    record = decoder.decode(raw_line(b"20171223-22:15:29:606|Step_LSC|30002312|onStandStepChanged 3579"))
+    assert record.message == "onStandStepChanged 3579" and record.fields["Pid"] == "30002312"
+    assert decoder.decode(raw_line(b"no pipes here")).flags == ("unmatched",)
+
+
+# --- matching time: linear in the line, bounded per line at --max-line-bytes ----------------------------
+
+# The sixteen layouts Loghub publishes (logparser's benchmark settings), as written there.
+LOGHUB_LAYOUTS = {
+    **LOG_FORMATS,
+    "HPC": "<LogId> <Node> <Component> <State> <Time> <Flag> <Content>",
+    "Thunderbird": r"<Label> <Timestamp> <Date> <User> <Month> <Day> <Time> <Location> <Component>(\[<PID>\])?: "
+                   "<Content>",
+    "Windows": "<Date> <Time>, <Level>                  <Component>    <Content>",
+    "Android": "<Date> <Time>  <Pid>  <Tid> <Level> <Component>: <Content>",
+    "HealthApp": r"<Time>\|<Component>\|<Pid>\|<Content>",
+    "Proxifier": r"\[<Time>\] <Program> - <Content>",
+    "OpenStack": r"<Logrecord> <Date> <Time> <Pid> <Level> <Component> \[<ADDR>\] <Content>",
+    "Mac": r"<Month>  <Date> <Time> <User> <Component>\[<PID>\]( \(<Address>\))?: <Content>",
+}
+MAX_LINE = 64 * 1024
+# Generous for a loaded 2-core machine; the logparser-style compilation takes seconds to hours on these lines.
+LINE_BOUND_S = 0.05
+OPENSTACK_LINE = (
+    "nova-api.log.1.2017-05-16_13:53:08 2017-05-16 00:00:00.008 25746 INFO nova.osapi_compute.wsgi.server "
+    "[req-38101a0b-2096-447d-96ea-a692162415ae 113d3a99c3da401fbd62cc2caa5b96d2 54fadb412c4e40cdbaed9335e4c35a9e"
+    ' - - -] 10.11.10.1 "GET /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200 len: 1893'
+    " time: 0.2477829")
+WINDOWS_LINE = (
+    "2016-09-28 04:30:30, Info                  CBS    Loaded Servicing Stack v6.1.7601.23505 with Core: "
+    r"C:\Windows\winsxs\amd64_microsoft-windows-servicingstack_31bf3856ad364e35_6.1.7601.23505_none\cbscore.dll")
+
+
+class _Deadline:
+    """Fails a test after ``seconds`` instead of letting a runaway regex hold the suite for minutes.
+
+    The regex engine checks for signals while it backtracks, so SIGALRM interrupts it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        def expire(signum: int, frame: object) -> None:
+            raise TimeoutError(f"matching took more than {self.seconds} s")
+
+        self._old = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self._old)
+
+
+def _worst_match_seconds(fmt: LogFormat, lines: list[str], rounds: int = 3) -> float:
+    """The slowest line's best-of-``rounds`` matching time (best: other load only ever slows a run)."""
+    worst = 0.0
+    with _Deadline(10):
+        for line in lines:
+            best = float("inf")
+            for _ in range(rounds):
+                start = time.perf_counter()
+                fmt.match(line)
+                best = min(best, time.perf_counter() - start)
+            worst = max(worst, best)
+    return worst
+
+
+def test_sixty_words_that_do_not_fit_hdfs_are_rejected_fast() -> None:
+    line = "081109 203615 148 INFO dfs.DataNode " + " ".join(f"word{i}" for i in range(55))
+    assert len(line.split()) == 60
+    fmt = LogFormat(HDFS)
+    assert fmt.match(line) is None
+    assert _worst_match_seconds(fmt, [line]) < LINE_BOUND_S
+
+
+def test_mixed_openstack_and_windows_lines_are_fast_both_ways() -> None:
+    openstack, windows = LogFormat(LOGHUB_LAYOUTS["OpenStack"]), LogFormat(LOGHUB_LAYOUTS["Windows"])
+    assert openstack.match(OPENSTACK_LINE) is not None and windows.match(WINDOWS_LINE) is not None
+    assert openstack.match(WINDOWS_LINE) is None
+    mixed = [OPENSTACK_LINE, WINDOWS_LINE] * 20
+    assert _worst_match_seconds(openstack, mixed, rounds=1) < LINE_BOUND_S
+    assert _worst_match_seconds(windows, mixed, rounds=1) < LINE_BOUND_S
+
+
+def _hostile_lines(fmt: str) -> dict[str, str]:
+    """64 KiB lines of the shapes that make a backtracking layout slow, plus this layout's own punctuation."""
+    punctuation = "".join(sorted({c for c in re.sub(r"<[^<>]+>", "", fmt) if not c.isalnum() and c != "\\"}))
+
+    def fill(unit: str) -> str:  # about MAX_LINE bytes of UTF-8 (a lone surrogate counted as 3)
+        size = len(unit.encode(errors="surrogatepass"))
+        return unit * (MAX_LINE // size)
+
+    return {
+        "words": fill("a "), "no_spaces": fill("a"), "colons": fill(": "), "bare_colons": fill(":"),
+        "brackets": fill("[a] "), "open_brackets": fill("["), "replaced_utf8": fill("\ufffd "),
+        "lone_surrogate": fill("\ud800 "), "one_space_run": "a" + " " * (MAX_LINE - 2) + "b",
+        "punctuation": fill(punctuation + "a "), "punctuation_no_spaces": fill(punctuation.strip() + "a"),
+        "hdfs_prefix": "081109 203615 148 INFO " + fill("a "), "bracket_prefix": "[Sun Dec 04] [error] " + fill("a ["),
+    }
+
+
+@pytest.mark.parametrize("system", sorted(LOGHUB_LAYOUTS))
+def test_hostile_lines_decode_within_the_bound(system: str) -> None:
+    fmt = LogFormat(LOGHUB_LAYOUTS[system])
+    lines = _hostile_lines(LOGHUB_LAYOUTS[system])
+    assert _worst_match_seconds(fmt, list(lines.values()), rounds=2) < LINE_BOUND_S
+    decoder = Decoder(LOGHUB_LAYOUTS[system])
+    with _Deadline(10):
+        for shape, line in lines.items():
+            start = time.perf_counter()
+            record = decoder.decode_text(line)
+            assert time.perf_counter() - start < LINE_BOUND_S * 2, shape  # matching plus time detection
+            assert record.flags in ((), ("unmatched",), ("bad_timestamp",)), shape
+            if record.flags == ("unmatched",):
+                assert record.message == line  # kept whole
+            else:
+                assert len(record.message) + sum(map(len, record.fields.values())) <= len(line)
+
+
+def test_matching_time_grows_linearly() -> None:
+    fmt = LogFormat(LOGHUB_LAYOUTS["Zookeeper"])
+    small, large = ("2015-07-29 - " + "a - " * n for n in (2_000, 16_000))
+    ratio = _worst_match_seconds(fmt, [large], rounds=7) / max(_worst_match_seconds(fmt, [small], rounds=7), 1e-6)
+    assert ratio < 8 * 3  # 8 times the text; quadratic would be about 64
