@@ -324,6 +324,8 @@ METADATA_MARK = "logwarden"
 
 def inline_metadata(state: SavedState) -> str | None:
     """Commit metadata carrying ``state`` itself, or None when it is too large for the broker."""
+    if state.size() > INLINE_LIMIT:
+        return None  # without serializing a large state a second time
     text = json.dumps({METADATA_MARK: STATE_VERSION, "state": state.to_dict()}, separators=(",", ":"),
                       ensure_ascii=False)
     return text if len(text.encode("utf-8")) <= INLINE_LIMIT else None
