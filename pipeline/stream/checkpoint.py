@@ -9,8 +9,9 @@
    documents rejected in step 1 (:meth:`pipeline.stream.dead_letters.DeadLetters.flush`); a dead letter that
    cannot be written raises :class:`~pipeline.stream.dead_letters.DeadLetterError` and stops the worker;
 3. **save replay state**: each partition's :class:`~pipeline.stream.ledger.SavedState`, inline in the commit
-   metadata when it fits, else written to the compacted state topic and acknowledged
-   (:class:`~pipeline.stream.state_topic.StateTopic`);
+   metadata when it fits, else compressed, written in chunks to the compacted state topic and acknowledged
+   (:class:`~pipeline.stream.state_topic.StateTopic`); entries the ledger's byte bound left out are counted
+   (``replay_state_dropped``);
 4. **commit offsets**: ``commit({tp: OffsetAndMetadata(offset, metadata, -1)})``.
 
 Why in this order: each step makes durable what the next one points at. An offset is committed only once every
@@ -42,7 +43,7 @@ from pipeline.stream.dead_letters import DeadLetters
 from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
 from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.output import AnomalyOutput
-from pipeline.stream.state_topic import StateTopic
+from pipeline.stream.state_topic import EncodedState, StateTopic, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Checkpoint:
         self.state_topic = state_topic
         self.metrics = metrics
         self.last_commit: dict[TopicPartition, tuple[int, str]] = {}
-        self._large: dict[TopicPartition, tuple[str, str]] = {}  # last state written to the state topic
+        self._large: dict[TopicPartition, tuple[str, str]] = {}  # (digest, metadata) last written
 
     def commit(self, streams: Mapping[TopicPartition, Checkpointable],
                partitions: Iterable[TopicPartition] | None = None) -> bool:
@@ -137,20 +138,26 @@ class Checkpoint:
 
     def _save_states(self, points: dict[TopicPartition, tuple[int, SavedState]],
                      budget: float | None = None) -> dict[TopicPartition, str]:
+        """Step 3: each state inline when it fits, else compressed into the state topic (unless unchanged)."""
         metadata: dict[TopicPartition, str] = {}
-        large: dict[TopicPartition, SavedState] = {}
+        large: dict[TopicPartition, EncodedState] = {}
         for tp, (_, state) in points.items():
+            if state.dropped:
+                self.metrics.replay_state_dropped.inc(state.dropped)
             inline = inline_metadata(state)
             if inline is not None:
                 metadata[tp] = inline
-            elif self._large.get(tp, ("",))[0] == state.to_json():
-                metadata[tp] = self._large[tp][1]  # unchanged since the last write: no new state record
+                continue
+            encoded = encode_state(state)
+            last = self._large.get(tp)
+            if last is not None and last[0] == encoded.digest:
+                metadata[tp] = last[1]  # unchanged since the last write: no new state records
             else:
-                large[tp] = state
+                large[tp] = encoded
         written = self.state_topic.write(large) if budget is None else self.state_topic.write(large, timeout=budget)
-        for tp, (part, off) in written.items():
-            metadata[tp] = reference_metadata(points[tp][0], part, off)
-            self._large[tp] = (large[tp].to_json(), metadata[tp])
+        for tp, ref in written.items():
+            metadata[tp] = reference_metadata(points[tp][0], ref)
+            self._large[tp] = (large[tp].digest, metadata[tp])
         return metadata
 
     # ----------------------------------------------------------------------------------------- step 4

@@ -35,12 +35,33 @@ checkpoint also saves, per partition, a :class:`SavedState`:
 * ``watermark`` and ``clock``: the windower's watermark and the event clock just before offset ``C`` was
   first processed, so lateness and window closing replay identically.
 
-Entries below ``C`` are pruned at every checkpoint, so the state holds only entities active since the
-oldest open window. It is stored in the commit itself (``OffsetAndMetadata.metadata``, JSON) when it fits
+**Marks: the watermark and clock at a commit point, kept only where one can be.** A checkpoint commits
+``C = min(next offset, smallest offset of each open window)``, and a window's smallest offset is the offset
+of the record that opened it: records are read in offset order, a window only ever gains later records
+(sessions are never merged), and ``Window.positions`` keeps the minimum. So ``C`` is either the next offset
+(its values are the windower's current ones, passed to :meth:`PartitionLedger.checkpoint`) or the opening
+offset of a window that is open at that checkpoint. The ledger records ``(offset, watermark, clock)`` in
+:meth:`~PartitionLedger.before` whenever the values change (the values before any offset are those of the
+last mark at or below it), and at every checkpoint it keeps only one mark per distinct opening offset of the
+open windows, holding the values in force before that offset. That is exact for every later checkpoint:
+an offset that is not the opening of a currently open window and lies below the next offset can never be
+committed again (windows only close; a window opened later opens at an offset read later, whose marks are
+recorded from then on), and a kept mark carries exactly the values the full history gave for its offset.
+Memory: three machine numbers (24 bytes) per record read *since the last checkpoint*, plus one mark per
+open window; not a mark per record pinned until the oldest open window closes (measured by
+``benchmarks/ledger_memory.py``).
+
+**Bound.** Entries below ``C`` are pruned at every checkpoint, so the state holds only entities active since
+the oldest open window. Its JSON is kept within :data:`MAX_STATE_BYTES`: when more entities are active, the
+oldest entries (those whose newest flushed offset is smallest) are dropped, both from the saved state and
+from the ledger, and counted (``SavedState.dropped``, the ``replay_state_dropped`` metric). A dropped
+entity's records after ``C`` are read again after a crash and may be indexed a second time as a partial
+window; nothing is lost. The state is stored in the commit itself (``OffsetAndMetadata.metadata``, JSON) when it fits
 the broker's ``offset.metadata.max.bytes`` (4096 by default); otherwise in the compacted topic
-``<group>.logwarden-state`` keyed by ``topic/partition``, written with ``acks=all`` and flushed before the
-commit, and the commit metadata points at that record. On assignment the state is read back with the
-committed offset and used only if it belongs to exactly that offset.
+``<group>.logwarden-state`` (compressed, in chunks: :mod:`pipeline.stream.state_topic`), written with
+``acks=all`` and flushed before the commit, and the commit metadata points at those records. On assignment
+the state is read back with the committed offset and used only if it is whole and belongs to exactly that
+offset; otherwise the partition starts without replay state (a warning).
 """
 
 from __future__ import annotations
@@ -48,7 +69,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import deque
+from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +82,10 @@ log = logging.getLogger(__name__)
 EntityKey = tuple[str, str]
 STATE_VERSION = 1
 INLINE_LIMIT = 4000  # bytes; Kafka's offset.metadata.max.bytes defaults to 4096
-MAX_SKIP_ENTRIES = 200_000
+# JSON bytes of one partition's saved state (zlib-compressed and chunked by the state topic). 16 MiB holds
+# about 450,000 entities with HDFS-like block ids: far beyond what the old 200,000-entry cap allowed.
+MAX_STATE_BYTES = 16 << 20
+_NONE = math.nan  # a missing watermark or clock in the mark arrays
 
 
 @dataclass
@@ -68,6 +93,8 @@ class SavedState:
     """Replay state of one partition at committed offset ``offset`` (see the module docstring).
 
     ``skip[k] = M_k`` (only when ``M_k >= offset``) and ``extra[k] = X_k`` (sorted offsets above ``M_k``).
+    ``dropped`` counts the entries the byte bound left out (not saved). Treat a state as immutable once
+    :meth:`to_json` was called: the text is computed once.
     """
 
     offset: int
@@ -75,6 +102,8 @@ class SavedState:
     clock: float | None = None
     skip: dict[EntityKey, int] = field(default_factory=dict)
     extra: dict[EntityKey, tuple[int, ...]] = field(default_factory=dict)
+    dropped: int = field(default=0, compare=False)
+    _text: str | None = field(default=None, compare=False, repr=False)
 
     def entities(self) -> int:
         return len(self.skip.keys() | self.extra.keys())
@@ -89,7 +118,48 @@ class SavedState:
         return {"v": STATE_VERSION, "o": self.offset, "w": self.watermark, "t": self.clock, "e": grouped}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        if self._text is None:
+            self._text = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return self._text
+
+    def size(self) -> int:
+        """Bytes of the UTF-8 JSON."""
+        return len(self.to_json().encode("utf-8"))
+
+    def bounded(self, max_bytes: int = MAX_STATE_BYTES) -> SavedState:
+        """This state, or a copy without its oldest entries whose JSON fits ``max_bytes`` (``dropped`` set).
+
+        Oldest: the entities whose newest flushed offset is smallest (their records are the first a replay
+        reads). The watermark, clock and offset are always kept.
+        """
+        excess = self.size() - max_bytes
+        if excess <= 0:
+            return self
+        base = self.offset
+        keys = self.skip.keys() | self.extra.keys()
+
+        def newest(key: EntityKey) -> tuple[int, EntityKey]:
+            return max((self.skip.get(key, -1), *self.extra.get(key, ()))), key
+
+        def cost(key: EntityKey) -> int:  # the entry's bytes in to_dict's grouping, with its comma
+            last = self.skip.get(key, base - 1) - base
+            extra = self.extra.get(key)
+            value: Any = [last, [o - base for o in extra]] if extra else last
+            return len(json.dumps(key[1], ensure_ascii=False).encode("utf-8")) + 2 + len(
+                json.dumps(value, separators=(",", ":")))
+
+        oldest_first = sorted(keys, key=newest)
+        state, dropped = self, 0
+        while excess > 0 and dropped < len(oldest_first):
+            freed = 0
+            while freed < excess and dropped < len(oldest_first):
+                freed += cost(oldest_first[dropped])
+                dropped += 1
+            kept = set(oldest_first[dropped:])
+            state = SavedState(base, self.watermark, self.clock, {k: v for k, v in self.skip.items() if k in kept},
+                               {k: v for k, v in self.extra.items() if k in kept}, dropped=self.dropped + dropped)
+            excess = state.size() - max_bytes  # an emptied field group frees a little more than counted
+        return state
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SavedState:
@@ -134,19 +204,34 @@ class PartitionLedger:
         self.extra: dict[EntityKey, frozenset[int]] = (
             {k: frozenset(v) for k, v in state.extra.items()} if state is not None else {})
         self._flushed: dict[EntityKey, list[Offsets]] = {}
-        # (offset, watermark before it, event clock before it): appended whenever either value changes.
-        self._marks: deque[tuple[int, float | None, float | None]] = deque()
+        # Marks (module docstring): offset, watermark before it, event clock before it (NaN = none); appended
+        # whenever either value changes, thinned to the open windows' opening offsets at each checkpoint.
+        self._at = array("q")
+        self._wm = array("d")
+        self._clk = array("d")
+        self._last: tuple[float | None, float | None] | None = None
         if state is not None and start is not None:
-            self._marks.append((start, state.watermark, state.clock))
+            self._mark(start, state.watermark, state.clock)
+
+    def _mark(self, offset: int, watermark: float | None, clock: float | None) -> None:
+        self._at.append(offset)
+        self._wm.append(_NONE if watermark is None else watermark)
+        self._clk.append(_NONE if clock is None else clock)
+        self._last = (watermark, clock)
+
+    @property
+    def marks(self) -> int:
+        """How many marks are held (one per change since the last checkpoint, one per open window's opening)."""
+        return len(self._at)
 
     # ---------------------------------------------------------------------------------- per record
     def before(self, offset: int, watermark: float, clock: float | None) -> None:
         """Remember the watermark and clock in force before ``offset`` (only when they changed)."""
         if self.next_offset is None:
             self.next_offset = offset
-        mark = (offset, _finite(watermark), _finite(clock))
-        if not self._marks or self._marks[-1][1:] != mark[1:]:
-            self._marks.append(mark)
+        values = (_finite(watermark), _finite(clock))
+        if values != self._last or not self._at:
+            self._mark(offset, *values)
 
     def should_skip(self, key: EntityKey, offset: int) -> bool:
         """True when this record's part for ``key`` is already in a flushed window (a replay)."""
@@ -198,26 +283,39 @@ class PartitionLedger:
                 skip[key] = last
             if explicit:
                 extra[key] = frozenset(explicit)
-        if len(skip) > MAX_SKIP_ENTRIES:
-            log.warning("replay state of %s holds %d entities; keeping the %d newest (older ones may be "
-                        "indexed again as partial windows after a crash)", self.origin, len(skip), MAX_SKIP_ENTRIES)
-            skip = dict(sorted(skip.items(), key=lambda kv: kv[1])[-MAX_SKIP_ENTRIES:])
-        self.skip, self.extra = skip, extra
         self._flushed.clear()
         wm, clk = self._values_before(commit, watermark, clock)
-        while len(self._marks) > 1 and self._marks[1][0] <= commit:
-            self._marks.popleft()
-        return commit, SavedState(commit, wm, clk, dict(skip), {k: tuple(sorted(v)) for k, v in extra.items()})
+        saved = {k: tuple(sorted(v)) for k, v in extra.items()}
+        state = SavedState(commit, wm, clk, skip, saved).bounded(MAX_STATE_BYTES)
+        if state.dropped:
+            log.warning("replay state of %s is over %d bytes; left out the %d oldest of %d entities (their records "
+                        "may be indexed again as partial windows after a crash)", self.origin, MAX_STATE_BYTES,
+                        state.dropped, len(skip.keys() | extra.keys()))
+            extra = {k: v for k, v in extra.items() if k in state.extra}
+        self.skip, self.extra = dict(state.skip), extra
+        self._thin(sorted(set(open_lo.values())))
+        return commit, state
 
     def _values_before(self, offset: int, watermark: float, clock: float | None) -> tuple[float | None, float | None]:
         if offset >= (self.next_offset or 0):
             return _finite(watermark), _finite(clock)
-        found: tuple[float | None, float | None] = (None, None)
-        for mark_offset, wm, clk in self._marks:
-            if mark_offset > offset:
-                break
-            found = (wm, clk)
-        return found
+        i = bisect_right(self._at, offset) - 1
+        if i < 0:
+            return None, None
+        wm, clk = self._wm[i], self._clk[i]
+        return (None if math.isnan(wm) else wm), (None if math.isnan(clk) else clk)
+
+    def _thin(self, openings: list[int]) -> None:
+        """Keep one mark per opening offset of an open window: the only offsets below the next one that a
+        later checkpoint can commit (module docstring)."""
+        kept = [(offset, *self._values_before(offset, math.nan, None)) for offset in openings
+                if offset < (self.next_offset or 0)]
+        self._at, self._wm, self._clk = array("q"), array("d"), array("d")
+        self._last = None
+        for offset, wm, clk in kept:
+            self._mark(offset, wm, clk)
+        # before() now compares with the last kept mark, so the next record records the values in force
+        # unless they equal it: offsets from the next one on never read a kept mark's stale values.
 
 
 # ------------------------------------------------------------------------------- commit metadata
@@ -226,15 +324,16 @@ METADATA_MARK = "logwarden"
 
 def inline_metadata(state: SavedState) -> str | None:
     """Commit metadata carrying ``state`` itself, or None when it is too large for the broker."""
+    if state.size() > INLINE_LIMIT:
+        return None  # without serializing a large state a second time
     text = json.dumps({METADATA_MARK: STATE_VERSION, "state": state.to_dict()}, separators=(",", ":"),
                       ensure_ascii=False)
     return text if len(text.encode("utf-8")) <= INLINE_LIMIT else None
 
 
-def reference_metadata(offset: int, state_partition: int, state_offset: int) -> str:
-    """Commit metadata pointing at a record of the state topic."""
-    return json.dumps({METADATA_MARK: STATE_VERSION, "o": offset, "ref": [state_partition, state_offset]},
-                      separators=(",", ":"))
+def reference_metadata(offset: int, ref: Sequence[Any]) -> str:
+    """Commit metadata pointing at the state-topic records ``ref`` names (:mod:`pipeline.stream.state_topic`)."""
+    return json.dumps({METADATA_MARK: STATE_VERSION, "o": offset, "ref": list(ref)}, separators=(",", ":"))
 
 
 def parse_metadata(text: str | None) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@
                                                      bad_timestamp, unmatched
 ``logwarden_worker_records_without_entity_total``    records no entity rule matched (not windowed)
 ``logwarden_worker_replay_skipped_total``            record parts skipped on replay: already in a flushed window
+``logwarden_worker_replay_state_dropped_total``    replay-state entries left out to keep a state within its bound
 ``logwarden_worker_dead_letters_total{reason}``      dead letters sent, by reason
 ``logwarden_worker_open_windows``                    windows open across assigned partitions
 ``logwarden_worker_windows_scored_total``            windows closed and scored
@@ -43,6 +44,9 @@ class WorkerMetrics:
                                  registry=r)
         self.replay_skipped = Counter("logwarden_worker_replay_skipped",
                                       "Record parts skipped on replay (already in a flushed window).", registry=r)
+        self.replay_state_dropped = Counter(
+            "logwarden_worker_replay_state_dropped",
+            "Replay-state entries left out (oldest first) to keep a saved state within its byte bound.", registry=r)
         self.dead_letters = Counter("logwarden_worker_dead_letters", "Dead letters sent, by reason.", ["reason"],
                                     registry=r)
         self.open_windows = Gauge("logwarden_worker_open_windows", "Windows open across assigned partitions.",

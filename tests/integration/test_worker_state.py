@@ -1,7 +1,14 @@
-"""Replay state too large for commit metadata round-trips through the compacted state topic."""
+"""Replay state too large for commit metadata round-trips through the compacted state topic.
+
+Against the real broker: a state of 50,000 entities (about 2 MB of JSON, more than the producer's 1 MiB
+request cap and the broker's default ``max.message.bytes``) goes through the full commit path
+(:meth:`Checkpoint.commit`: state write, then the commit pointing at it) and comes back whole with
+:func:`load_start`; a commit that points at chunks which are not all there falls back to a cold start.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -9,14 +16,44 @@ from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicParti
 from kafka.admin import ConfigResource
 
 from pipeline.sources.kafka import make_producer
-from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
+from pipeline.stream.checkpoint import Checkpoint
+from pipeline.stream.ledger import SavedState, inline_metadata, parse_metadata
+from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.state_topic import StateTopic, load_start
 from tests.integration.worker_support import Cleanup, cleanup  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
+ENTITIES = 50_000
 
-def test_large_state_is_written_to_the_state_topic_and_read_back_on_assignment(
+
+class SinkUp:
+    def flush(self) -> bool:
+        return True
+
+
+class NoDeadLetters:
+    def flush(self) -> None:
+        return None
+
+
+class FixedPoint:
+    def __init__(self, offset: int, state: SavedState) -> None:
+        self.point = (offset, state)
+
+    def checkpoint(self) -> tuple[int, SavedState]:
+        return self.point
+
+
+def many_entities(offset: int, count: int) -> SavedState:
+    """Entities open since the oldest window: HDFS-like block ids, each flushed up to some later offset."""
+    return SavedState(offset, 1226262918.0, 1226262978.0,
+                      {("block", f"blk_-{7_000_000_000_000_000_000 + i * 7919}"): offset + 1 + i * 3
+                       for i in range(count)},
+                      {("block", "blk_x"): (offset + 9, offset + 12)})
+
+
+def test_state_of_50000_entities_is_saved_through_the_commit_path_and_read_back(
     kafka_bootstrap: str, kafka_admin: KafkaAdminClient, kafka_topic_factory: Callable[..., str],
     kafka_group_id: str, cleanup: Cleanup,  # noqa: F811
 ) -> None:
@@ -24,25 +61,28 @@ def test_large_state_is_written_to_the_state_topic_and_read_back_on_assignment(
     state_topic = f"{kafka_group_id}.logwarden-state"
     cleanup.topics.append(state_topic)
     tp = TopicPartition(topic, 0)
-    producer = make_producer(kafka_bootstrap)
+    big = many_entities(7, ENTITIES)
+    assert len(big.to_json()) > 1 << 20, "the test needs a state larger than one Kafka message"
+    assert inline_metadata(big) is None
+    producer = make_producer(kafka_bootstrap)  # the worker's producer: requests capped at 1 MiB
+    owner = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=kafka_group_id, enable_auto_commit=False)
+    metrics = WorkerMetrics()
     try:
         for i in range(10):
             producer.send(topic, value=f"line {i}".encode())
         producer.flush()
-        big = SavedState(7, 1226262918.0, 1226262978.0, {("block", f"blk_{i:020d}"): 7 + i for i in range(400)},
-                         {("block", "blk_x"): (9, 12)})
-        assert inline_metadata(big) is None, "the test needs a state that does not fit the commit metadata"
-        store = StateTopic(kafka_bootstrap, state_topic, producer)
-        [(part, offset)] = store.write({tp: big}).values()
+        owner.assign([tp])
+        checkpoint = Checkpoint(owner, SinkUp(), NoDeadLetters(), StateTopic(kafka_bootstrap, state_topic, producer),
+                                metrics)  # type: ignore[arg-type]
+        assert checkpoint.commit({tp: FixedPoint(7, big)})
     finally:
+        owner.close(autocommit=False)
         producer.close()
-    configs = kafka_admin.describe_configs([ConfigResource("topic", state_topic, ["cleanup.policy"])])
-    assert "compact" in str(configs), configs
-
-    owner = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=kafka_group_id, enable_auto_commit=False)
-    owner.assign([tp])
-    owner.commit({tp: OffsetAndMetadata(7, reference_metadata(7, part, offset), -1)})
-    owner.close(autocommit=False)
+    assert metrics.totals()["commits"] == 1
+    described = str(kafka_admin.describe_configs(
+        [ConfigResource("topic", state_topic, ["cleanup.policy", "max.message.bytes", "min.compaction.lag.ms"])]))
+    for name, value in StateTopic.CONFIGS.items():
+        assert name in described and value in described, (name, value, described)
 
     successor = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=kafka_group_id, enable_auto_commit=False)
     reader = StateTopic(kafka_bootstrap, state_topic, producer=None)  # type: ignore[arg-type]
@@ -57,6 +97,16 @@ def test_large_state_is_written_to_the_state_topic_and_read_back_on_assignment(
             if first:
                 break
         assert first and first[0].offset == 7  # the consumer resumes at the committed offset
+
+        # A commit whose reference names chunks that are not all there (here: one more than was written)
+        # is never half-used: the successor starts without replay state.
+        committed = successor.committed(tp, metadata=True)
+        data = parse_metadata(committed.metadata)
+        assert data is not None and "ref" in data
+        data["ref"][-1] += 1
+        successor.commit({tp: OffsetAndMetadata(7, json.dumps(data), -1)})
+        start, state = load_start(successor, tp, reader)
+        assert start == 7 and state is None
     finally:
         reader.close()
         successor.close(autocommit=False)

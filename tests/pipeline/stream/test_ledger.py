@@ -206,8 +206,8 @@ def test_saved_state_round_trips_through_json() -> None:
 def test_large_state_does_not_fit_inline() -> None:
     big = SavedState(0, None, None, {("block", f"blk_{i:020d}"): i for i in range(500)})
     assert inline_metadata(big) is None
-    ref = parse_metadata(reference_metadata(0, 0, 42))
-    assert ref is not None and ref["ref"] == [0, 42] and len(big.to_json()) > INLINE_LIMIT
+    ref = parse_metadata(reference_metadata(0, [0, 40, 42, "ab", 3]))
+    assert ref is not None and ref["ref"] == [0, 40, 42, "ab", 3] and len(big.to_json()) > INLINE_LIMIT
 
 
 def test_foreign_or_corrupt_metadata_is_ignored() -> None:
@@ -234,3 +234,90 @@ def test_watermark_before_the_commit_is_restored() -> None:
     stream.add(RawLine(line(t0 + 200, ["y"]), ORIGIN, 2, None, 0.0))  # closes z and the late a
     offset, state = stream.checkpoint()
     assert offset == 2 and math.isclose(state.watermark, t0 + 100 - 3.0)
+
+
+def feed(ledger: PartitionLedger, first: int, count: int, long_open: list[Window], every: int = 1000) -> None:
+    """Records whose watermark and clock change at every offset, checkpointed every ``every`` records."""
+    for offset in range(first, first + count):
+        ledger.before(offset, 1_700_000_000.0 + offset, 1_700_000_003.0 + offset)
+        ledger.done(offset)
+        if (offset + 1) % every == 0:
+            ledger.checkpoint(long_open, 1_700_000_001.0 + offset, 1_700_000_004.0 + offset)
+
+
+def test_marks_are_kept_only_where_a_commit_point_can_be() -> None:
+    """A long-open window pins the commit; the ledger must not keep a mark per record until it closes."""
+    import tracemalloc
+
+    long_open = [Window("user", f"u{i}", "session", 0.0, 1.0, positions={ORIGIN: i * 7}) for i in range(3)]
+    ledger = PartitionLedger(ORIGIN, None)
+    feed(ledger, 0, 2_000, long_open)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        feed(ledger, 2_000, 20_000, long_open)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held / 20_000 < 5, f"{held / 20_000:.1f} bytes per record held after the checkpoints"
+    # The values saved with the commit are still those in force just before the oldest open window.
+    offset, state = ledger.checkpoint(long_open, 0.0, 0.0)
+    assert (offset, state.watermark, state.clock) == (0, 1_700_000_000.0, 1_700_000_003.0)
+    later = [long_open[1], long_open[2]]
+    offset, state = ledger.checkpoint(later, 0.0, 0.0)
+    assert offset == 7 and state.watermark == 1_700_000_007.0 and state.clock == 1_700_000_010.0
+
+
+def test_checkpoint_at_the_next_offset_saves_the_current_values() -> None:
+    ledger = PartitionLedger(ORIGIN, None)
+    feed(ledger, 0, 50, [], every=10)
+    offset, state = ledger.checkpoint([], 123.0, 456.0)
+    assert (offset, state.watermark, state.clock) == (50, 123.0, 456.0)
+
+
+def test_window_opened_after_a_thinning_checkpoint_gets_the_values_in_force() -> None:
+    """The values before offset 10 equal those at the checkpoint but not the kept mark's (offset 2)."""
+    ledger = PartitionLedger(ORIGIN, None)
+    for offset in range(10):
+        ledger.before(offset, 100.0 + offset, 200.0 + offset)
+        ledger.done(offset)
+    ledger.checkpoint([Window("user", "a", "session", 0.0, 1.0, positions={ORIGIN: 2})], 110.0, 210.0)
+    assert ledger.marks == 1
+    ledger.before(10, 110.0, 210.0)  # opens a window; the values have not changed since the checkpoint
+    ledger.done(10)
+    offset, state = ledger.checkpoint([Window("user", "b", "session", 0.0, 1.0, positions={ORIGIN: 10})], 111.0, 211.0)
+    assert (offset, state.watermark, state.clock) == (10, 110.0, 210.0)
+
+
+def test_state_over_the_byte_bound_drops_its_oldest_entries() -> None:
+    state = SavedState(100, 5.0, 6.0, {("block", f"blk_{i:06d}"): 100 + i for i in range(1_000)},
+                       {("block", "blk_000003"): (2_000,), ("message", "only late \u00e9\"x"): (150, 151)})
+    assert state.bounded(state.size()) is state  # fits: unchanged
+    for limit in (state.size() - 1, state.size() // 2, 300, 10):
+        small = state.bounded(limit)
+        assert small.size() <= limit or not small.entities()
+        assert small.dropped == state.entities() - small.entities() > 0
+        newest = {k: max((state.skip.get(k, -1), *state.extra.get(k, ()))) for k in small.skip.keys() | small.extra}
+        gone = (state.skip.keys() | state.extra.keys()) - newest.keys()
+        assert all(max((state.skip.get(k, -1), *state.extra.get(k, ()))) <= min(newest.values(), default=10**9)
+                   for k in gone)  # only older entries were dropped
+        assert (small.offset, small.watermark, small.clock) == (100, 5.0, 6.0)
+        assert SavedState.from_dict(json.loads(small.to_json())) == small
+    assert ("block", "blk_000003") in state.bounded(state.size() // 2).extra  # its late record is recent
+
+
+def test_ledger_forgets_entries_the_bound_dropped(monkeypatch) -> None:
+    import pipeline.stream.ledger as ledger_module
+
+    ledger = PartitionLedger(ORIGIN, 0)
+    ledger.done(499)
+    for i in range(500):
+        ledger.closed(Window("block", f"blk_{i:06d}", "session", 0.0, 1.0, positions={ORIGIN: i}), [i])
+    still_open = Window("block", "long", "session", 0.0, 1.0, positions={ORIGIN: 0})
+    monkeypatch.setattr(ledger_module, "MAX_STATE_BYTES", 2_000)
+    offset, state = ledger.checkpoint([still_open], 10.0, 11.0)
+    assert offset == 0 and state.size() <= 2_000 and state.dropped == 500 - state.entities() > 0
+    assert min(state.skip.values()) > 499 - state.entities()  # the newest were kept
+    assert len(ledger.skip) == state.entities()
+    again = ledger.checkpoint([still_open], 10.0, 11.0)[1]
+    assert again.dropped == 0 and again == state  # dropped once, counted once
