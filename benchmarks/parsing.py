@@ -30,13 +30,13 @@ import statistics
 import sys
 import time
 from dataclasses import asdict
-from importlib.metadata import version
 from typing import Any
 
 from drain3 import TemplateMiner as Drain3Miner
 from drain3.template_miner_config import TemplateMinerConfig
 
 from benchmarks.loghub import SYSTEMS, DataMissing, LoghubSample, grouping_accuracy, load_sample
+from models.artifacts import module_distribution
 from pipeline.stages.masking import mask_token
 from pipeline.stages.templates import MinerConfig, TemplateMiner
 
@@ -91,7 +91,7 @@ def run(systems: list[str], limit: int | None) -> dict[str, Any]:
         "data": "loghub-2k (Loghub, Zhu et al., ISSRE 2023)",
         "limit": limit,
         "config": asdict(config),
-        "versions": {"drain3": version("drain3"), "python": sys.version.split()[0]},
+        "versions": {"drain3": " ".join(module_distribution()), "python": sys.version.split()[0]},
         "systems": rows,
         "summary": {
             "ours_mean_ga": statistics.fmean(ours),
