@@ -13,7 +13,13 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError
 
 from pipeline.errors import LogwardenError
-from pipeline.sinks.elasticsearch.client import DEFAULT_ES_URL, describe_error, make_es_client
+from pipeline.sinks.elasticsearch.client import (
+    DEFAULT_ES_URL,
+    ES_COMPAT_CHOICES,
+    describe_error,
+    make_es_client,
+    server_major,
+)
 from pipeline.sinks.elasticsearch.layout import setup_indices
 
 
@@ -48,18 +54,26 @@ def _replicas(value: str) -> int | str:
                    "replays after a rollover can duplicate documents).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds to wait for each Elasticsearch request.")
+@click.option("--es-compat", envvar="LOGWARDEN_ES_COMPAT", type=click.Choice(ES_COMPAT_CHOICES), default="auto",
+              show_default=True, show_envvar=True,
+              help="Server major (8 or 9) the requests' media types are pinned to; auto asks the server.")
 def es_setup(
     es_url: str, index_prefix: str, api_key: str | None, username: str | None, password: str | None,
     ca_certs: str | None, shards: int, replicas: str, ilm: bool, retention: str, data_stream: bool, timeout: float,
+    es_compat: str,
 ) -> None:
     """Create (idempotently) the index template, daily index and alias anomaly documents go to."""
-    client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1)
+    client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1,
+                            compat=es_compat)
     try:
+        major = server_major(client)
         done = setup_indices(client, index_prefix, shards=shards, replicas=_replicas(replicas), use_ilm=ilm,
                              use_data_stream=data_stream, retention=retention)
     except (TransportError, ApiError) as exc:
         raise LogwardenError(f"es-setup: {describe_error(exc, es_url)}") from None
     finally:
         client.close()
+    version = getattr(client.transport, "detected_version", None) or f"{major}.x (--es-compat)"
+    click.echo(f"Elasticsearch {version}: requests use compatible-with={major}")
     for resource, outcome in done.items():
         click.echo(f"{resource}: {outcome}")

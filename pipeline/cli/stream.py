@@ -104,6 +104,8 @@ def _duration(value: Any, name: str) -> float | None:
 @click.option("--commit-interval", help="How often to flush and commit.  [default: 5s]")
 @click.option("--session-timeout", help="Kafka group session timeout.  [default: 10s]")
 @click.option("--es-timeout", help="Elasticsearch request timeout.  [default: 10s]")
+@click.option("--es-compat", envvar="LOGWARDEN_ES_COMPAT",
+              help="Elasticsearch server major (8 or 9) for the media types, or auto.  [default: auto]")
 @click.option("--json-logs", is_flag=True, default=None, help="Log JSON lines to stderr.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def worker(**flags: Any) -> None:
@@ -144,6 +146,7 @@ def _run_worker(flags: dict[str, Any]) -> None:
         commit_interval=parse_duration(_pick(flags, config, "commit_interval", "5s"), "--commit-interval"),
         session_timeout=parse_duration(_pick(flags, config, "session_timeout", "10s"), "--session-timeout"),
         es_timeout=parse_duration(_pick(flags, config, "es_timeout", "10s"), "--es-timeout"),
+        es_compat=str(_pick(flags, config, "es_compat", "auto")),
         es_setup=not _pick(flags, config, "no_es_setup", False),
         es_auth=es_auth,
     )

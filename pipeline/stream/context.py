@@ -53,6 +53,7 @@ class WorkerOptions:
     commit_interval: float = 5.0
     session_timeout: float = 10.0
     es_timeout: float = 10.0
+    es_compat: str = "auto"
     es_setup: bool = True
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"
@@ -85,7 +86,8 @@ class WorkerContext:
         self.tag: Callable[[str], TemplateMatch] = miner.match
         self.scorer = Scorer(bundle)
         auth: dict[str, Any] = dict(options.es_auth)
-        es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, **auth)
+        es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, compat=options.es_compat,
+                            **auth)
         self.sink = ElasticsearchSink(es, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
                                       owns_client=True)
         line_cap = int(options.settings.max_line_bytes)
