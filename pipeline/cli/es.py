@@ -4,23 +4,28 @@ Registered on the main group by ``pipeline.cli.app`` (``cli.add_command(es_setup
 follow the worker's flags; secrets can come from the environment (``LOGWARDEN_ES_API_KEY``,
 ``LOGWARDEN_ES_USERNAME``, ``LOGWARDEN_ES_PASSWORD``) so they stay out of shell history and ``ps``.
 Every failure is a :class:`~pipeline.errors.LogwardenError` (one line, exit status 2 under the main group).
+
+The Elasticsearch client is imported when the command runs, not when the CLI is built: ``detect`` and the
+other embedded commands must work without the streaming clients loaded (or installed).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-from elastic_transport import TransportError
-from elasticsearch import ApiError
 
 from pipeline.errors import LogwardenError
-from pipeline.sinks.elasticsearch.client import (
-    DEFAULT_ES_URL,
-    ES_COMPAT_CHOICES,
-    describe_error,
-    make_es_client,
-    server_major,
-)
-from pipeline.sinks.elasticsearch.layout import setup_indices
+
+DEFAULT_ES_URL = "http://127.0.0.1:9200"  # = pipeline.sinks.elasticsearch.client.DEFAULT_ES_URL
+ES_COMPAT_CHOICES = ("auto", "8", "9")  # = pipeline.sinks.elasticsearch.client.ES_COMPAT_CHOICES
+
+
+def make_es_client(*args: Any, **kwargs: Any) -> Any:
+    """:func:`pipeline.sinks.elasticsearch.client.make_es_client`, imported on first use."""
+    from pipeline.sinks.elasticsearch.client import make_es_client as make  # noqa: PLC0415 - lazy on purpose
+
+    return make(*args, **kwargs)
 
 
 def _replicas(value: str) -> int | str:
@@ -63,6 +68,12 @@ def es_setup(
     es_compat: str,
 ) -> None:
     """Create (idempotently) the index template, daily index and alias anomaly documents go to."""
+    from elastic_transport import TransportError  # noqa: PLC0415 - see the module docstring
+    from elasticsearch import ApiError  # noqa: PLC0415
+
+    from pipeline.sinks.elasticsearch.client import describe_error, server_major  # noqa: PLC0415
+    from pipeline.sinks.elasticsearch.layout import setup_indices  # noqa: PLC0415
+
     client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1,
                             compat=es_compat)
     try:

@@ -206,3 +206,12 @@ def test_unreachable_server_is_not_remembered() -> None:
     with pytest.raises(EsConnectionError):
         client.count(index="i")
     assert client.transport.compat_major is None  # type: ignore[attr-defined]
+
+
+def test_cli_constants_match_the_client() -> None:
+    """pipeline.cli.es repeats two constants so that building the CLI does not import the client."""
+    import pipeline.cli.es as cli_es
+    from pipeline.sinks.elasticsearch import client
+
+    assert cli_es.DEFAULT_ES_URL == client.DEFAULT_ES_URL
+    assert cli_es.ES_COMPAT_CHOICES == client.ES_COMPAT_CHOICES
