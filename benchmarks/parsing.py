@@ -6,9 +6,9 @@ column of the structured CSV is fed, in file order, to
 * **ours**: :class:`pipeline.templates.TemplateMiner` with its default :class:`MinerConfig` (one
   configuration for every system); every line is tagged with its final template after all lines are
   learnt (``learn_cluster`` then ``final_template``), as ``logwarden parse`` does;
-* **drain3**: ``drain3.TemplateMiner`` 0.9.11 with a default ``TemplateMinerConfig`` (no masking,
-  sim_th 0.4, depth 4), each line tagged with the cluster it joined (Drain clusters never merge, so
-  that is also its final cluster).
+* **drain3**: ``drain3.TemplateMiner`` (drain3-improved 0.10, the maintained fork of 0.9.11) with a
+  default ``TemplateMinerConfig`` (no masking, sim_th 0.4, depth 4), each line tagged with the cluster
+  it joined (Drain clusters never merge, so that is also its final cluster).
 
 Grouping accuracy (GA) is the metric of Zhu et al., ICSE-SEIP 2019 (see :mod:`benchmarks.loghub`).
 The run also reports our learn and match speed (lines/s, single thread, masking included) and GA when
