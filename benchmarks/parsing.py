@@ -6,9 +6,9 @@ column of the structured CSV is fed, in file order, to
 * **ours**: :class:`pipeline.templates.TemplateMiner` with its default :class:`MinerConfig` (one
   configuration for every system); every line is tagged with its final template after all lines are
   learnt (``learn_cluster`` then ``final_template``), as ``logwarden parse`` does;
-* **drain3**: ``drain3.TemplateMiner`` 0.9.11 with a default ``TemplateMinerConfig`` (no masking,
-  sim_th 0.4, depth 4), each line tagged with the cluster it joined (Drain clusters never merge, so
-  that is also its final cluster).
+* **drain3**: ``drain3.TemplateMiner`` (drain3-improved 0.10, the maintained fork of 0.9.11) with a
+  default ``TemplateMinerConfig`` (no masking, sim_th 0.4, depth 4), each line tagged with the cluster
+  it joined (Drain clusters never merge, so that is also its final cluster).
 
 Grouping accuracy (GA) is the metric of Zhu et al., ICSE-SEIP 2019 (see :mod:`benchmarks.loghub`).
 The run also reports our learn and match speed (lines/s, single thread, masking included) and GA when
@@ -30,13 +30,13 @@ import statistics
 import sys
 import time
 from dataclasses import asdict
-from importlib.metadata import version
 from typing import Any
 
 from drain3 import TemplateMiner as Drain3Miner
 from drain3.template_miner_config import TemplateMinerConfig
 
 from benchmarks.loghub import SYSTEMS, DataMissing, LoghubSample, grouping_accuracy, load_sample
+from models.artifacts import module_distribution
 from pipeline.stages.masking import mask_token
 from pipeline.stages.templates import MinerConfig, TemplateMiner
 
@@ -91,7 +91,7 @@ def run(systems: list[str], limit: int | None) -> dict[str, Any]:
         "data": "loghub-2k (Loghub, Zhu et al., ISSRE 2023)",
         "limit": limit,
         "config": asdict(config),
-        "versions": {"drain3": version("drain3"), "python": sys.version.split()[0]},
+        "versions": {"drain3": " ".join(module_distribution()), "python": sys.version.split()[0]},
         "systems": rows,
         "summary": {
             "ours_mean_ga": statistics.fmean(ours),

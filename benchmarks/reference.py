@@ -1,12 +1,13 @@
 """The reference our HDFS detection is compared with: vanilla Drain3 plus loglizer's Isolation Forest recipe.
 
-This is what a user would build from the well-known parts (He et al., "Experience Report: System Log Analysis
-for Anomaly Detection", ISSRE 2016, and its loglizer toolkit; Drain3 from IBM): Drain3 0.9.11 with its default
-configuration (no masking) run over the message part of every line; each line counted once for every distinct
-block id it names (``blk_-?\\d+``, as loglizer's HDFS loader does); a raw event-count matrix per block (no
-tf-idf, no normalisation) whose columns are the Drain3 clusters seen in training (later clusters are dropped,
-loglizer's ``oov=False``); ``IsolationForest(max_samples=0.9999, contamination=0.03)`` fitted on the training
-stream's blocks without labels and predicting the test stream's blocks with its own threshold.
+This is what a user would build from the well-known parts (He et al., "Experience Report: System Log Analysis for
+Anomaly Detection", ISSRE 2016, and its loglizer toolkit; Drain3 from IBM): Drain3 (drain3-improved 0.10, the
+maintained fork of 0.9.11) with its default configuration (no masking) run over the message part of every line; each
+line counted once for every distinct block id it names (``blk_-?\\d+``, as loglizer's HDFS loader does); a raw
+event-count matrix per block (no tf-idf, no normalisation) whose columns are the Drain3 clusters seen in training
+(later clusters are dropped, loglizer's ``oov=False``); ``IsolationForest(max_samples=0.9999, contamination=0.03)``
+fitted on the training stream's blocks without labels and predicting the test stream's blocks with its own
+threshold.
 
 The miner parses the training stream and then the test stream in one process, the way loglizer parsed the whole
 HDFS log once before splitting it. PR-AUC ranks blocks by ``-score_samples`` (higher = more abnormal).

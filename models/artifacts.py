@@ -36,7 +36,11 @@ from models.features import FeatureSpace
 FORMAT_VERSION = 1
 TRUSTED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 DATA_FILES = ("miner.json", "features.json", "detector.json", "forest.skops", "settings.json")
-LIBRARIES = ("logwarden", "scikit-learn", "numpy", "drain3", "skops")
+LIBRARIES = ("logwarden", "scikit-learn", "numpy", "skops")
+# The template miner is imported as ``drain3`` but may be installed by more than one distribution
+# (``drain3-improved``, the maintained fork, or the original ``drain3``): the manifest names the one
+# that actually provided the module, since the state in ``miner.json`` depends on its code.
+MINER_MODULE = "drain3"
 
 
 @dataclass
@@ -60,13 +64,32 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def module_distribution(module: str = MINER_MODULE) -> tuple[str, str]:
+    """``(distribution name, version)`` of the installed distribution that provides ``module``.
+
+    Asking ``importlib.metadata`` for a distribution by the module's name is wrong whenever a fork keeps
+    the import name; the files each distribution installed are the ground truth. Gives ``(module,
+    "unknown")`` when no installed distribution claims it (a source checkout on ``sys.path``).
+    """
+    names = metadata.packages_distributions().get(module, [])
+    for name in sorted(set(names)):
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return module, "unknown"
+
+
 def library_versions() -> dict[str, str]:
+    """Python and the versions of the libraries a saved model depends on, keyed by distribution name."""
     found = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             found[name] = "unknown"
+    miner, version = module_distribution()
+    found[miner] = version
     return found
 
 

@@ -182,6 +182,7 @@ class WorkerOptions:
     liveness_timeout: float = 60.0
     session_timeout: float = 10.0
     es_timeout: float = 10.0
+    es_compat: str = "auto"
     es_setup: bool = True
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"

@@ -4,18 +4,28 @@ Registered on the main group by ``pipeline.cli.app`` (``cli.add_command(es_setup
 follow the worker's flags; secrets can come from the environment (``LOGWARDEN_ES_API_KEY``,
 ``LOGWARDEN_ES_USERNAME``, ``LOGWARDEN_ES_PASSWORD``) so they stay out of shell history and ``ps``.
 Every failure is a :class:`~pipeline.errors.LogwardenError` (one line, exit status 2 under the main group).
+
+The Elasticsearch client is imported when the command runs, not when the CLI is built: ``detect`` and the
+other embedded commands must work without the streaming clients loaded (or installed).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-from elastic_transport import TransportError
-from elasticsearch import ApiError
 
 from pipeline.config import DEFAULT_ES_URL, DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
-from pipeline.sinks.elasticsearch.client import describe_error, make_es_client
-from pipeline.sinks.elasticsearch.layout import setup_indices
+
+ES_COMPAT_CHOICES = ("auto", "8", "9")  # = pipeline.sinks.elasticsearch.client.ES_COMPAT_CHOICES
+
+
+def make_es_client(*args: Any, **kwargs: Any) -> Any:
+    """:func:`pipeline.sinks.elasticsearch.client.make_es_client`, imported on first use."""
+    from pipeline.sinks.elasticsearch.client import make_es_client as make  # noqa: PLC0415 - lazy on purpose
+
+    return make(*args, **kwargs)
 
 
 def _replicas(value: str) -> int | str:
@@ -49,18 +59,32 @@ def _replicas(value: str) -> int | str:
                    "replays after a rollover can duplicate documents).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds to wait for each Elasticsearch request.")
+@click.option("--es-compat", envvar="LOGWARDEN_ES_COMPAT", type=click.Choice(ES_COMPAT_CHOICES), default="auto",
+              show_default=True, show_envvar=True,
+              help="Server major (8 or 9) the requests' media types are pinned to; auto asks the server.")
 def es_setup(
     es_url: str, index_prefix: str, api_key: str | None, username: str | None, password: str | None,
     ca_certs: str | None, shards: int, replicas: str, ilm: bool, retention: str, data_stream: bool, timeout: float,
+    es_compat: str,
 ) -> None:
     """Create (idempotently) the index template, daily index and alias anomaly documents go to."""
-    client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1)
+    from elastic_transport import TransportError  # noqa: PLC0415 - see the module docstring
+    from elasticsearch import ApiError  # noqa: PLC0415
+
+    from pipeline.sinks.elasticsearch.client import describe_error, server_major  # noqa: PLC0415
+    from pipeline.sinks.elasticsearch.layout import setup_indices  # noqa: PLC0415
+
+    client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1,
+                            compat=es_compat)
     try:
+        major = server_major(client)
         done = setup_indices(client, index_prefix, shards=shards, replicas=_replicas(replicas), use_ilm=ilm,
                              use_data_stream=data_stream, retention=retention)
     except (TransportError, ApiError) as exc:
         raise LogwardenError(f"es-setup: {describe_error(exc, es_url)}") from None
     finally:
         client.close()
+    version = getattr(client.transport, "detected_version", None) or f"{major}.x (--es-compat)"
+    click.echo(f"Elasticsearch {version}: requests use compatible-with={major}")
     for resource, outcome in done.items():
         click.echo(f"{resource}: {outcome}")

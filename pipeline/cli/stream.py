@@ -86,6 +86,8 @@ def _default(name: str) -> str:
               help="/healthz fails when the loop completed no poll for this long." + _default("liveness_timeout"))
 @click.option("--session-timeout", type=DURATION, help="Kafka group session timeout." + _default("session_timeout"))
 @click.option("--es-timeout", type=DURATION, help="Elasticsearch request timeout." + _default("es_timeout"))
+@click.option("--es-compat", envvar="LOGWARDEN_ES_COMPAT",
+              help="Elasticsearch server major (8 or 9) for the media types, or auto." + _default("es_compat"))
 @click.option("--json-logs", is_flag=True, default=None, help="Log JSON lines to stderr.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="Log level.  [default: INFO]")

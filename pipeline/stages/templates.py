@@ -3,9 +3,9 @@
 How a message becomes a template
 --------------------------------
 1. :func:`pipeline.masking.mask_tokens` masks variables (numbers, addresses, paths, ids, ...).
-2. A drain3 ``Drain`` prefix tree (drain3 0.9.11) clusters the masked token lists. Positions masked in
-   both the template and the message count as equal in its similarity, since the masker already
-   decided they are the same parameter.
+2. A drain3 ``Drain`` prefix tree (from ``drain3-improved``, the maintained fork of drain3 0.9.11)
+   clusters the masked token lists. Positions masked in both the template and the message count as
+   equal in its similarity, since the masker already decided they are the same parameter.
 3. Drain generalises a word position at the first difference it sees. We keep a per-cluster count of
    the words seen at each position and, when the templates are read, give back a constant where the
    evidence says the position is a choice made by the code rather than a variable:
@@ -226,7 +226,7 @@ class TemplateMiner:
     def learn(self, message: str) -> TemplateMatch:
         """Learn one message (may create or generalise templates); return its template as of now."""
         cid, key = self._handles[self.learn_cluster(message)]
-        template = self._drain.id_to_cluster[cid].log_template_tokens
+        template = self._cluster(cid).log_template_tokens
         text = " ".join(
             key[p] if tok == MASK and self._is_constant(self._stats[cid].values[p]) else tok
             for p, tok in enumerate(template)
@@ -286,8 +286,16 @@ class TemplateMiner:
     def _final_of(self, cid: int) -> _Final:
         final = self._final.get(cid)
         if final is None:
-            final = self._final[cid] = self._finalize(self._drain.id_to_cluster[cid], self._stats[cid])
+            final = self._final[cid] = self._finalize(self._cluster(cid), self._stats[cid])
         return final
+
+    def _cluster(self, cid: int) -> LogCluster:
+        # drain3-improved types its map as Optional (an LRU cache evicts clusters when max_clusters is
+        # set); ours is never bounded, so a missing cluster is a bug, not an eviction.
+        cluster = self._drain.id_to_cluster[cid]
+        if cluster is None:
+            raise KeyError(f"template cluster {cid} is missing")
+        return cluster
 
     def _finalize(self, cluster: LogCluster, stats: _Stats) -> _Final:
         template = tuple(cluster.log_template_tokens)
@@ -334,7 +342,7 @@ class TemplateMiner:
                     "values": self._stats[c.cluster_id].values,
                     "joint": [[list(k), n] for k, n in self._stats[c.cluster_id].joint.items()],
                 }
-                for c in self._drain.id_to_cluster.values()
+                for c in self._drain.clusters
             ],
         }
 

@@ -48,7 +48,8 @@ class WorkerContext:
         self.tag: Callable[[str], TemplateMatch] = miner.match
         self.scorer = Scorer(bundle)
         auth: dict[str, Any] = dict(options.es_auth)
-        es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, **auth)
+        es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, compat=options.es_compat,
+                            **auth)
         self.sink = ElasticsearchSink(es, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
                                       owns_client=True)
         line_cap = int(options.settings.max_line_bytes)

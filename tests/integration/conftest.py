@@ -1,9 +1,13 @@
 """Fixtures for tests that talk to the real Kafka and Elasticsearch started by ``scripts/services up``.
 
-The servers are found through ``LOGWARDEN_KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``) and
-``LOGWARDEN_ES_URL`` (default ``http://127.0.0.1:9200``). A server that does not answer skips its tests on a
-developer's machine, but fails them when ``CI=true``: CI starts both servers, so a missing one is a broken
+The servers are found through ``LOGWARDEN_KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``),
+``LOGWARDEN_ES_URL`` (Elasticsearch 9.x, default ``http://127.0.0.1:9200``) and ``LOGWARDEN_ES8_URL``
+(Elasticsearch 8.x, default ``http://127.0.0.1:9201``). A server that does not answer skips its tests on a
+developer's machine, but fails them when ``CI=true``: CI starts every server, so a missing one is a broken
 run, not a reason to go green without testing anything.
+
+Tests use the 9.x server unless they are marked :data:`both_es_servers`, which runs them once against each
+major (``es_url`` is parametrized indirectly; ``es_client`` and everything built on it follow).
 
 Every test gets its own topic, consumer group and index names and the fixtures delete what they created,
 so tests can run in any order against long-lived servers.
@@ -25,9 +29,17 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
+from pipeline.errors import LogwardenError
+from pipeline.sinks.elasticsearch.client import make_es_client, server_major
+
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_ES_URL = "http://127.0.0.1:9200"
 HINT = "start the servers with: scripts/services up"
+# Elasticsearch servers by test id: (environment variable, default URL, the major it must be).
+ES_SERVERS = {
+    "es9": ("LOGWARDEN_ES_URL", "http://127.0.0.1:9200", 9),
+    "es8": ("LOGWARDEN_ES8_URL", "http://127.0.0.1:9201", 8),
+}
+both_es_servers = pytest.mark.parametrize("es_url", list(ES_SERVERS), indirect=True)
 
 
 def in_ci() -> bool:
@@ -125,22 +137,32 @@ def kafka_group_id(request: pytest.FixtureRequest, kafka_admin: KafkaAdminClient
 
 # ------------------------------------------------------------------------------------ Elasticsearch
 @pytest.fixture(scope="session")
-def es_url() -> str:
-    """URL of an Elasticsearch node whose cluster health is at least yellow."""
-    url = os.environ.get("LOGWARDEN_ES_URL", DEFAULT_ES_URL)
-    probe = Elasticsearch(url, request_timeout=15, max_retries=0)
+def es_url(request: pytest.FixtureRequest) -> str:
+    """URL of an Elasticsearch node of the expected major whose cluster health is at least yellow.
+
+    The 9.x server unless the test is parametrized with :data:`both_es_servers`. The major is checked so
+    that a mistyped URL cannot quietly test the same server twice.
+    """
+    name = getattr(request, "param", "es9")
+    var, default, want = ES_SERVERS[name]
+    url = os.environ.get(var, default)
+    probe = make_es_client(url, timeout=15, max_retries=0)
     try:
+        major = server_major(probe)
         probe.cluster.health(wait_for_status="yellow", timeout="10s")
-    except (TransportError, ApiError) as exc:
-        unavailable(f"Elasticsearch is not reachable at {url} ({type(exc).__name__}: {exc})")
+    except (TransportError, ApiError, LogwardenError) as exc:
+        unavailable(f"Elasticsearch {want}.x is not reachable at {url} ({type(exc).__name__}: {exc})")
     finally:
         probe.close()
+    if major != want:
+        pytest.fail(f"{var}={url} is Elasticsearch {major}.x, expected {want}.x", pytrace=False)
     return url
 
 
 @pytest.fixture(scope="session")
 def es_client(es_url: str) -> Iterator[Elasticsearch]:
-    client = Elasticsearch(es_url, request_timeout=60)
+    """A client as Logwarden builds it (media types pinned to the server's major)."""
+    client = make_es_client(es_url, timeout=60)
     yield client
     client.close()
 

@@ -1,5 +1,5 @@
-"""es-setup and the Elasticsearch sink against the real server from ``scripts/services`` (no ILM, no data
-streams, no ingest or analysis-common modules there: the default layout must work without them)."""
+"""es-setup and the Elasticsearch sink against the real 9.x and 8.x servers from ``scripts/services`` (no ILM,
+no data streams, no ingest or analysis-common modules there: the default layout must work without them)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink, SinkUnavailable
 from pipeline.sinks.elasticsearch.client import make_es_client
 from pipeline.sinks.elasticsearch.layout import alias_name, setup_indices
 from tests.fakes import anomaly_doc, as_document
+from tests.integration.conftest import both_es_servers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, both_es_servers]
 
 DAYS = ("2015-10-17T22:00:00.000Z", "2015-10-18T09:30:00.000Z", "2015-10-19T23:59:59.000Z")
 

@@ -1,4 +1,4 @@
-"""Smoke test: the real Elasticsearch from scripts/services bulk-indexes 10,000 documents.
+"""Smoke test: the real Elasticsearch 9.x and 8.x from scripts/services each bulk-index 10,000 documents.
 
 Uses elasticsearch-py's bulk helper (what the anomaly sink builds on) against an index with an explicit
 mapping and no ingest pipeline, ILM or data stream: the test server has none of those modules.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-pytestmark = pytest.mark.integration
+from tests.integration.conftest import both_es_servers
+
+pytestmark = [pytest.mark.integration, both_es_servers]
 
 N_DOCS = 10_000
 

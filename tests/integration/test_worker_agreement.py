@@ -13,6 +13,7 @@ import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaAdminClient
 
+from tests.integration.conftest import both_es_servers
 from tests.integration.worker_support import (
     SAMPLE,
     Cleanup,
@@ -31,6 +32,7 @@ from tests.integration.worker_support import (
 pytestmark = pytest.mark.integration
 
 
+@both_es_servers
 def test_one_worker_indexes_exactly_what_detect_finds(
     kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
     kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811

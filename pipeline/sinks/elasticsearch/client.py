@@ -5,18 +5,159 @@ Secrets (API key, password) come from the caller, which reads them from flags or
 a process listing or a config file. Connection errors and timeouts are retried by the client's transport
 with jittered exponential backoff (``retry_backoff_base``/``retry_backoff_cap``); status retries (429/5xx)
 are left to the bulk helper, which resends only the failed documents.
+
+Server majors
+-------------
+The 9.x Python client sends ``compatible-with=9`` media types (``Accept`` and ``Content-Type``), which
+every 8.x server refuses with "Invalid media-type value on headers". Many clusters still run 8.x, so
+every client built here uses :class:`CompatTransport`, which rewrites those headers on *every* request
+(bulk, sniffing and raw requests included) to the server's major: given explicitly (``--es-compat 8``,
+``LOGWARDEN_ES_COMPAT``) or detected once with a plain-JSON ``GET /`` before the first request. A 9.x
+server needs no rewrite; a 10.x one is sent ``compatible-with=9``, which it accepts. The 8.x request and
+response bodies of every API Logwarden uses (index templates, aliases, bulk, search, count) are the same.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 from elastic_transport import ConnectionError as EsConnectionError
-from elastic_transport import ConnectionTimeout, TransportError
+from elastic_transport import ConnectionTimeout, HttpHeaders, Transport, TransportError
+from elastic_transport.client_utils import DEFAULT
 from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import __versionstr__ as _client_version
 
 from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
+
+CLIENT_MAJOR = int(_client_version.partition(".")[0])
+SUPPORTED_MAJORS = (8, 9)
+ES_COMPAT_CHOICES = ("auto", *(str(m) for m in SUPPORTED_MAJORS))
+_COMPAT_RE = re.compile(r"compatible-with=\d+")
+
+
+class UnsupportedServer(LogwardenError):
+    """The server is not an Elasticsearch major this client can talk to (or its major is unknown)."""
+
+
+def parse_compat(value: str | int | None) -> int | None:
+    """``"auto"``/None -> None (detect); ``"8"``/``9`` -> that major; anything else is a user error."""
+    if value is None or str(value).strip().lower() in ("", "auto"):
+        return None
+    text = str(value).strip()
+    if text.isdigit() and int(text) in SUPPORTED_MAJORS:
+        return int(text)
+    raise LogwardenError(f"--es-compat must be one of {', '.join(ES_COMPAT_CHOICES)}, got {value!r}")
+
+
+def compat_for(version: Mapping[str, Any]) -> int:
+    """The ``compatible-with`` major to send to a server whose ``GET /`` ``version`` object is given."""
+    number = str(version.get("number", ""))
+    if version.get("distribution") == "opensearch":
+        raise UnsupportedServer(f"the server is OpenSearch {number}, not Elasticsearch: OpenSearch is not supported")
+    head = number.partition(".")[0]
+    if not head.isdigit():
+        raise UnsupportedServer(f"cannot read the Elasticsearch version {number!r}: give --es-compat 8 or 9")
+    major = int(head)
+    if major < SUPPORTED_MAJORS[0]:
+        raise UnsupportedServer(f"Elasticsearch {number} is not supported (8.x and 9.x are)")
+    return min(major, CLIENT_MAJOR)
+
+
+# Where the server's version is read: the root endpoint (every production node), else the local node's
+# info (nodes started without the rest-root module, such as the integ-test distributions, have no GET /).
+_VERSION_PROBES = ("/", "/_nodes/_local?filter_path=nodes.*.version")
+
+
+def _version_in(body: Any) -> dict[str, Any] | None:
+    """The ``version`` object of a ``GET /`` body, or ``{"number": ...}`` from a nodes-info body."""
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("version"), dict):
+        return body["version"]
+    nodes = body.get("nodes")
+    if isinstance(nodes, dict):
+        for node in nodes.values():
+            if isinstance(node, dict) and isinstance(node.get("version"), str):
+                return {"number": node["version"]}
+    return None
+
+
+class CompatTransport(Transport):
+    """A transport whose requests carry media types for the server's major, not the client's.
+
+    ``compat_major`` is set by :func:`make_es_client` (an explicit ``--es-compat``) or, when None, found
+    by :meth:`detect` before the first request. Clients made with ``client.options(...)`` share the
+    transport, so they share what was detected.
+    """
+
+    compat_major: int | None = None
+    detected_version: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._detect_lock = threading.Lock()
+
+    def detect(self, headers: Mapping[str, str] | None = None, **kwargs: Any) -> int:
+        """The major to send, asking the server with a plain-JSON ``GET /`` the first time.
+
+        ``headers`` are the triggering request's (they carry its authentication). A connection error
+        propagates and is not remembered, so the next request asks again.
+        """
+        with self._detect_lock:
+            if self.compat_major is not None:
+                return self.compat_major
+            probe = HttpHeaders({k: v for k, v in (headers or {}).items()
+                                 if k.lower() not in ("accept", "content-type")})
+            probe["accept"] = "application/json"
+            version: Any = None
+            for target in _VERSION_PROBES:
+                meta, body = super().perform_request("GET", target, headers=probe, **kwargs)
+                if meta.status in (404, 405):  # no root endpoint (a node without the rest-root module)
+                    continue
+                if meta.status in (401, 403):
+                    raise UnsupportedServer(
+                        f"cannot detect the Elasticsearch version: GET {target} answered {meta.status}; "
+                        "give --es-compat 8 or 9 (or grant the monitor cluster privilege)")
+                version = _version_in(body) if 200 <= meta.status < 300 else None
+                if version is None:
+                    raise UnsupportedServer(f"cannot detect the Elasticsearch version: GET {target} answered "
+                                            f"{meta.status} without one; give --es-compat 8 or 9")
+                break
+            if version is None:
+                raise UnsupportedServer("cannot detect the Elasticsearch version (no endpoint told it); "
+                                        "give --es-compat 8 or 9")
+            major = compat_for(version)
+            self.detected_version = str(version.get("number"))
+            self.compat_major = major
+            return major
+
+    def perform_request(self, method: str, target: str, *, headers: Any = DEFAULT, **kwargs: Any) -> Any:
+        request_headers = None if headers is DEFAULT else headers
+        major = self.compat_major
+        if major is None:
+            passed = {k: kwargs[k] for k in ("request_timeout", "max_retries", "retry_on_timeout") if k in kwargs}
+            major = self.detect(request_headers, **passed)
+        if major != CLIENT_MAJOR and request_headers:
+            request_headers = HttpHeaders(request_headers)
+            for name in ("accept", "content-type"):
+                value = request_headers.get(name)
+                if value:
+                    request_headers[name] = _COMPAT_RE.sub(f"compatible-with={major}", value)
+        return super().perform_request(
+            method, target, headers=DEFAULT if request_headers is None else request_headers, **kwargs
+        )
+
+
+def server_major(client: Elasticsearch) -> int:
+    """The major the client's requests are pinned to (detecting it now if it was not given)."""
+    transport = client.transport
+    if not isinstance(transport, CompatTransport):
+        return CLIENT_MAJOR
+    return transport.compat_major if transport.compat_major is not None else transport.detect()
 
 
 def make_es_client(
@@ -30,11 +171,14 @@ def make_es_client(
     max_retries: int = 3,
     retry_backoff: float = 0.5,
     retry_backoff_cap: float = 10.0,
+    compat: str | int | None = "auto",
 ) -> Elasticsearch:
     """A client for ``url`` (comma-separated for several nodes); bad settings raise LogwardenError.
 
-    Building the client does not contact the server; the first request does.
+    ``compat`` is the server major the media types are pinned to (``"auto"``: detected by the first
+    request). Building the client does not contact the server; the first request does.
     """
+    compat_major = parse_compat(compat)
     hosts = [part.strip() for part in url.split(",") if part.strip()]
     if not hosts:
         raise LogwardenError("no Elasticsearch URL given (--es-url or LOGWARDEN_ES_URL)")
@@ -50,6 +194,7 @@ def make_es_client(
         "retry_on_timeout": True,
         "retry_backoff_base": retry_backoff,
         "retry_backoff_cap": retry_backoff_cap,
+        "transport_class": CompatTransport,
     }
     if api_key:
         kwargs["api_key"] = api_key
@@ -58,9 +203,12 @@ def make_es_client(
     if ca_certs:
         kwargs["ca_certs"] = ca_certs
     try:
-        return Elasticsearch(hosts, **kwargs)
+        client = Elasticsearch(hosts, **kwargs)
     except ValueError as exc:
         raise LogwardenError(f"Elasticsearch URL {url!r}: {exc}") from None
+    if compat_major is not None:
+        client.transport.compat_major = compat_major  # type: ignore[attr-defined]
+    return client
 
 
 def describe_error(exc: Exception, url: str | None = None) -> str:

@@ -78,3 +78,17 @@ def test_real_client_against_a_closed_port_is_one_line() -> None:
     result = CliRunner().invoke(cli_es.es_setup, ["--es-url", "http://127.0.0.1:9", "--timeout", "2"])
     assert isinstance(result.exception, LogwardenError)
     assert str(result.exception).startswith("es-setup: cannot reach Elasticsearch at http://127.0.0.1:9 (")
+
+
+def test_es_compat_reaches_the_client(
+    fake: tuple[FakeElasticsearch, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, calls = fake
+    monkeypatch.delenv("LOGWARDEN_ES_COMPAT", raising=False)
+    assert CliRunner().invoke(cli_es.es_setup, []).exit_code == 0
+    assert CliRunner().invoke(cli_es.es_setup, ["--es-compat", "8"]).exit_code == 0
+    monkeypatch.setenv("LOGWARDEN_ES_COMPAT", "9")
+    assert CliRunner().invoke(cli_es.es_setup, []).exit_code == 0
+    assert [c["compat"] for c in calls] == ["auto", "8", "9"]
+    bad = CliRunner().invoke(cli_es.es_setup, ["--es-compat", "7"])
+    assert bad.exit_code == 2 and "'7' is not one of 'auto', '8', '9'" in bad.output

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,3 +184,34 @@ def test_learn_returns_what_final_template_would_say_at_that_moment() -> None:
     by_learn, by_handle = TemplateMiner(), TemplateMiner()
     for line in TRAIN * 2:
         assert by_learn.learn(line) == by_handle.final_template(by_handle.learn_cluster(line))
+
+
+def test_drain_still_asks_our_similarity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The masking layer works by overriding Drain.get_seq_distance: the miner must still call it."""
+    from pipeline.stages import templates
+
+    calls: list[tuple[int, int]] = []
+    original = templates._MaskedDrain.get_seq_distance
+
+    def spy(self: templates._MaskedDrain, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
+        calls.append((len(seq1), len(seq2)))
+        return original(self, seq1, seq2, include_params)
+
+    monkeypatch.setattr(templates._MaskedDrain, "get_seq_distance", spy)
+    miner = TemplateMiner()
+    miner.learn("Receiving block blk_1 src: /10.0.0.1:5000")
+    miner.learn("Receiving block blk_2 src: /10.0.0.2:5001")
+    assert miner.match("Receiving block blk_3 src: /10.0.0.3:5002").known
+    assert calls, "Drain no longer calls get_seq_distance: the masked similarity is bypassed"
+
+
+def test_masked_positions_count_as_equal_in_similarity() -> None:
+    from pipeline.stages.masking import MASK
+    from pipeline.stages.templates import _MaskedDrain
+
+    drain = _MaskedDrain(sim_th=0.6, depth=4, max_children=100, param_str=MASK)
+    # Both masked: equal even without include_params; a template mask against a word is not.
+    assert drain.get_seq_distance([MASK, "b", "c"], [MASK, "b", "c"], False) == (1.0, 1)
+    assert drain.get_seq_distance([MASK, "b", "c"], ["a", "b", "c"], False) == (2 / 3, 1)
+    assert drain.get_seq_distance([MASK, "b", "c"], ["a", "b", "c"], True) == (1.0, 1)
+    assert drain.get_seq_distance([], [], False) == (1.0, 0)
