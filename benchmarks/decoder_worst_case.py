@@ -34,21 +34,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.loghub import LOG_FORMATS, raw_log_path
+from benchmarks.loghub import LOG_FORMATS, LOGHUB_LAYOUTS, raw_log_path
 from pipeline.stages.layouts import LogFormat
 
-LAYOUTS: dict[str, str] = {
-    **LOG_FORMATS,
-    "HPC": "<LogId> <Node> <Component> <State> <Time> <Flag> <Content>",
-    "Thunderbird": r"<Label> <Timestamp> <Date> <User> <Month> <Day> <Time> <Location> <Component>(\[<PID>\])?: "
-                   "<Content>",
-    "Windows": "<Date> <Time>, <Level>                  <Component>    <Content>",
-    "Android": "<Date> <Time>  <Pid>  <Tid> <Level> <Component>: <Content>",
-    "HealthApp": r"<Time>\|<Component>\|<Pid>\|<Content>",
-    "Proxifier": r"\[<Time>\] <Program> - <Content>",
-    "OpenStack": r"<Logrecord> <Date> <Time> <Pid> <Level> <Component> \[<ADDR>\] <Content>",
-    "Mac": r"<Month>  <Date> <Time> <User> <Component>\[<PID>\]( \(<Address>\))?: <Content>",
-}
+LAYOUTS = LOGHUB_LAYOUTS
 
 
 def logparser_regex(fmt: str) -> re.Pattern[str]:

@@ -37,6 +37,22 @@ LOG_FORMATS: dict[str, str] = {
 }
 
 
+# The other eight of the sixteen layouts Loghub publishes (logparser's benchmark settings), as written there;
+# their logs are not in shared/data, but the layouts are the ones users copy.
+LOGHUB_LAYOUTS: dict[str, str] = {
+    **LOG_FORMATS,
+    "HPC": "<LogId> <Node> <Component> <State> <Time> <Flag> <Content>",
+    "Thunderbird": r"<Label> <Timestamp> <Date> <User> <Month> <Day> <Time> <Location> <Component>(\[<PID>\])?: "
+                   "<Content>",
+    "Windows": "<Date> <Time>, <Level>                  <Component>    <Content>",
+    "Android": "<Date> <Time>  <Pid>  <Tid> <Level> <Component>: <Content>",
+    "HealthApp": r"<Time>\|<Component>\|<Pid>\|<Content>",
+    "Proxifier": r"\[<Time>\] <Program> - <Content>",
+    "OpenStack": r"<Logrecord> <Date> <Time> <Pid> <Level> <Component> \[<ADDR>\] <Content>",
+    "Mac": r"<Month>  <Date> <Time> <User> <Component>\[<PID>\]( \(<Address>\))?: <Content>",
+}
+
+
 class DataMissing(FileNotFoundError):
     """The shared data folder (or one system's files) is not where it should be."""
 

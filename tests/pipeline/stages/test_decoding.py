@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.loghub import LOG_FORMATS
+from benchmarks.loghub import LOG_FORMATS, LOGHUB_LAYOUTS
 from pipeline.errors import FormatError, LogwardenError
 from pipeline.sources.files import read_lines
 from pipeline.stages.decoding import Decoder, DecodeStats, LogFormat, check_format_matches
@@ -398,19 +398,6 @@ def test_layout_pipe_without_escape_decodes_instead_of_crashing() -> None:
 
 # --- matching time: linear in the line, bounded per line at --max-line-bytes ----------------------------
 
-# The sixteen layouts Loghub publishes (logparser's benchmark settings), as written there.
-LOGHUB_LAYOUTS = {
-    **LOG_FORMATS,
-    "HPC": "<LogId> <Node> <Component> <State> <Time> <Flag> <Content>",
-    "Thunderbird": r"<Label> <Timestamp> <Date> <User> <Month> <Day> <Time> <Location> <Component>(\[<PID>\])?: "
-                   "<Content>",
-    "Windows": "<Date> <Time>, <Level>                  <Component>    <Content>",
-    "Android": "<Date> <Time>  <Pid>  <Tid> <Level> <Component>: <Content>",
-    "HealthApp": r"<Time>\|<Component>\|<Pid>\|<Content>",
-    "Proxifier": r"\[<Time>\] <Program> - <Content>",
-    "OpenStack": r"<Logrecord> <Date> <Time> <Pid> <Level> <Component> \[<ADDR>\] <Content>",
-    "Mac": r"<Month>  <Date> <Time> <User> <Component>\[<PID>\]( \(<Address>\))?: <Content>",
-}
 MAX_LINE = 64 * 1024
 # Generous for a loaded 2-core machine; the logparser-style compilation takes seconds to hours on these lines.
 LINE_BOUND_S = 0.05
