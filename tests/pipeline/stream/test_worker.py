@@ -13,6 +13,7 @@ others are not (:func:`test_the_model_flags_crash_windows_only` pins that down).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -341,3 +342,63 @@ def test_exit_when_idle_runs_to_the_end_of_input_and_leaves_the_group(scorer: Sc
     assert rig.indexed() == ["alice", "eve", "gina"]
     assert rig.events[-2:] == ["commit", "close"] and rig.consumer.async_commits == []
     assert rig.consumer.closed and rig.consumer.assignment() == set() and rig.worker.streams == {}
+
+
+# ------------------------------------------------------------------------- issue: real-world input
+def test_a_closed_window_holds_its_offsets_until_the_output_accepted_it(scorer: Scorer) -> None:
+    """Windows closed by a batch are pending until scored into the sink: a checkpoint taken in between (an
+    exception after closing, the revocation that closing the consumer triggers) cannot commit past them."""
+    rig = Rig(scorer, commit_interval=3600.0)
+    rig.consumer.append(TP0, *TP0_LINES)
+    rig.subscribe()
+    rig.worker.step()
+    stream = rig.worker.streams[TP0]
+    records = rig.consumer.poll(timeout_ms=0)[TP0]
+    windows, _ = stream.read(records, rig.worker.metrics, rig.worker.ctx.dead_letters)
+    assert {w.entity_id for w in windows} == {"alice", "bob", "carol"}  # closed by dave's record (offset 8)
+    offset, _ = stream.checkpoint()
+    assert offset == 0  # alice's closed-but-not-accepted window still holds offset 0
+    stream.accept()
+    offset, _ = stream.checkpoint()
+    assert offset == 2  # accepted: only eve's open window holds the commit back
+
+
+def test_revocation_bounds_every_blocking_step_by_the_budget(scorer: Scorer) -> None:
+    rig = two_partitions(scorer)
+    seen: list[float | None] = []
+    flush = rig.worker.output.flush
+
+    def recording_flush(timeout: float | None = None) -> bool:
+        seen.append(timeout)
+        return flush(timeout)
+
+    rig.worker.output.flush = recording_flush  # type: ignore[method-assign]
+    rig.consumer.rebalance(revoke=[TP1])
+    assert seen == [pytest.approx(10.0 / 3)]  # a third of the (default) session timeout
+    assert rig.events == ["bulk", "producer.flush", "commit_async"]
+
+
+def test_a_quiet_partition_closes_its_idle_windows_and_indexes_them(scorer: Scorer) -> None:
+    rig = Rig(scorer, commit_interval=0.0, idle_close=0.001)
+    rig.consumer.append(TP0, line(1000, "alice", "login"), line(1001, "alice", "crash"))
+    rig.subscribe()
+    rig.worker.step()
+    rig.worker.step()  # reads both records: alice's window stays open (no later record moves the watermark)
+    assert rig.indexed() == []
+    time.sleep(0.01)  # longer than --idle-close
+    rig.worker._next_idle_check = 0.0  # noqa: SLF001 - do not wait for the once-a-second check
+    rig.worker.step()
+    rig.worker.step()
+    assert rig.indexed() == ["alice"]
+    assert rig.gauge("windows_closed_idle_total") == 1
+    assert rig.consumer.committed_at(TP0) == 2
+
+
+def test_liveness_follows_completed_polls(scorer: Scorer) -> None:
+    rig = Rig(scorer, liveness_timeout=30.0)
+    rig.subscribe()
+    rig.worker.step()
+    assert rig.worker.alive() == (True, "ok")
+    rig.worker.last_poll -= 31
+    ok, reason = rig.worker.alive()
+    assert not ok and reason.startswith("no completed poll for 31")
