@@ -1,6 +1,6 @@
 """The per-record stages and the one chain that runs them (``chain.RecordChain``).
 
-decode (``decoding``, ``jsonlog``, ``timestamps``) -> mask and template (``masking``, ``templates``) ->
+decode (``decoding``, ``layouts``, ``jsonlog``, ``timestamps``) -> mask and template (``masking``, ``templates``) ->
 entity (``entities``) -> window (``windows``). ``chain`` strings them together for one stream; ``detect`` and
 every partition of the worker use it, so they find the same windows.
 
