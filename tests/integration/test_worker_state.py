@@ -28,7 +28,9 @@ ENTITIES = 50_000
 
 
 class SinkUp:
-    def flush(self) -> bool:
+    """An output (or dead letters) that always flushes; takes the timeout a revocation passes."""
+
+    def flush(self, timeout: float | None = None) -> bool:
         return True
 
 
