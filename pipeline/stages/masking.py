@@ -149,31 +149,71 @@ def collapse(tokens: Iterable[str]) -> list[str]:
     ``[<*>, <*>]`` -> ``[<*>]``, ``<*> <*>`` -> ``<*>``, ``<*> (<*>),`` -> ``<*>,``. Labelled values
     (``<*>: <*>``) stay separate tokens.
     """
+    return _collapse(list(tokens), None)[0]
+
+
+def _collapse(tokens: list[str], raw: list[str | None] | None) -> tuple[list[str], list[str | None]]:
+    """:func:`collapse`, carrying along the raw word of each token (None once tokens were joined)."""
     out: list[str] = []
-    for tok in tokens:
+    out_raw: list[str | None] = []
+    for i, tok in enumerate(tokens):
         prev = out[-1] if out else ""
         if not (MASK in tok and prev.rstrip(",").endswith(MASK) and is_variable(prev)):
             out.append(tok)
         elif tok.startswith(MASK) and is_variable(tok):
             out[-1] = prev[: prev.index(MASK)] + MASK + tok[tok.rindex(MASK) + len(MASK) :]
+            out_raw[-1] = None
+            continue
         elif (annotation := _ANNOTATION.fullmatch(tok)) is not None:
             out[-1] = prev.rstrip(",") + annotation.group(1)
+            out_raw[-1] = None
+            continue
         else:
             out.append(tok)
-    return out
+        out_raw.append(raw[i] if raw is not None else None)
+    return out, out_raw
 
 
 def _empty_value(m: re.Match[str]) -> str:
     return m.group(0)[0] + MASK + m.group(0)[-1]
 
 
+def scrub(message: str) -> str:
+    """``message`` with every lone surrogate replaced by U+FFFD.
+
+    A ``str`` can hold UTF-16 halves (from ``surrogateescape`` decoding or a JSON ``"\\ud800"``) that no
+    encoder accepts; template ids hash UTF-8, so such a word would break the miner for good (the cluster
+    is stored before its id is computed). Pure ASCII, the common case, costs one check.
+    """
+    if message.isascii():
+        return message
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return message
+
+
 def mask_tokens(message: str) -> list[str]:
     """The masked token list of a message: phrases masked, tokens masked, variable runs collapsed."""
+    return mask_tokens_raw(message)[0]
+
+
+def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
+    """:func:`mask_tokens` and, for each masked token, the one raw word it was made of.
+
+    The raw word is None where it is not one word of the message: a token that holds a masked phrase
+    (a date, URL, quantity: spans with spaces of their own) or a run of tokens joined by
+    :func:`collapse`. The template miner uses the raw words to keep a masked token that never varies.
+    """
+    message = scrub(message)
     for name, rx in _PHRASES:
         test = _PREFILTER.get(name)
         if test is None or test(message):
             message = rx.sub(_empty_value if name == "empty" else MASK, message)
-    return collapse(mask_token(tok) for tok in message.split())
+    words = message.split()
+    raw: list[str | None] = [None if MASK in w else w for w in words]
+    return _collapse([mask_token(w) for w in words], raw)
 
 
 def mask(message: str) -> str:
