@@ -20,7 +20,12 @@ system:
   the code is printed again and again.
 * **digits that never vary**: a masked token (it holds a digit) that was the very same word on at least
   ``fixed_digit_lines`` lines (``uid=0``, ``[1]``, ``jk2_init()``) is put back as it was written: the
-  masker guessed "variable" from its shape, the lines say it is part of the text.
+  masker guessed "variable" from its shape, the lines say it is part of the text. Only small numbers
+  (runs of at most three digits: codes, flags, counts, versions) are put back, never a word masked as
+  a whole by its shape (a path, a host name, an IPv6 or MAC address) or holding an IPv4 address:
+  longer numbers are ports, sizes, process and line numbers and ids, which change from one run or
+  deployment to the next even when a training set never shows it, and a word put back makes every
+  line with another value there an unseen template.
 
 The first-word rule (a first word with many values does not split a template) lives in the miner,
 :mod:`pipeline.stages.templates`, because it changes which cluster a line joins; its evidence is
@@ -33,10 +38,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.stages.masking import MASK
+from pipeline.stages.masking import MASK, shape
 
 _ENUM = re.compile(r"[^\w<]*[A-Z][A-Z_]*[A-Z][^\w<]*")
 _DIGIT = re.compile(r"\d")
+_ADDRESS_OR_ID = re.compile(r"\d{4}|\d+\.\d+\.\d+\.\d+")
+_WHOLE_TOKEN_SHAPES = ("path", "hexseq", "host")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,5 +239,14 @@ def fixed_words(template: tuple[str, ...], stats: ClusterStats, config: MinerCon
     return {
         p: raw
         for p, (tok, raw) in enumerate(zip(template, stats.raw, strict=True))
-        if raw is not None and MASK in tok and _DIGIT.search(raw) is not None
+        if raw is not None and MASK in tok and _restorable(raw)
     }
+
+
+def _restorable(word: str) -> bool:
+    """A word holding small numbers only, masked for its digits (not as an address or a path)."""
+    return (
+        _DIGIT.search(word) is not None
+        and _ADDRESS_OR_ID.search(word) is None
+        and shape(word) not in _WHOLE_TOKEN_SHAPES
+    )
