@@ -149,29 +149,36 @@ def collapse(tokens: Iterable[str]) -> list[str]:
     ``[<*>, <*>]`` -> ``[<*>]``, ``<*> <*>`` -> ``<*>``, ``<*> (<*>),`` -> ``<*>,``. Labelled values
     (``<*>: <*>``) stay separate tokens.
     """
-    return _collapse(list(tokens), None)[0]
-
-
-def _collapse(tokens: list[str], raw: list[str | None] | None) -> tuple[list[str], list[str | None]]:
-    """:func:`collapse`, carrying along the raw word of each token (None once tokens were joined)."""
     out: list[str] = []
-    out_raw: list[str | None] = []
-    for i, tok in enumerate(tokens):
+    for tok in tokens:
         prev = out[-1] if out else ""
         if not (MASK in tok and prev.rstrip(",").endswith(MASK) and is_variable(prev)):
             out.append(tok)
         elif tok.startswith(MASK) and is_variable(tok):
             out[-1] = prev[: prev.index(MASK)] + MASK + tok[tok.rindex(MASK) + len(MASK) :]
-            out_raw[-1] = None
-            continue
         elif (annotation := _ANNOTATION.fullmatch(tok)) is not None:
             out[-1] = prev.rstrip(",") + annotation.group(1)
-            out_raw[-1] = None
-            continue
         else:
             out.append(tok)
-        out_raw.append(raw[i] if raw is not None else None)
-    return out, out_raw
+    return out
+
+
+def _collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
+    """:func:`collapse`, carrying along the raw word of each token (None for tokens that were joined)."""
+    out = collapse(tokens)
+    if len(out) == len(tokens):  # nothing joined (the common case): the raw words line up
+        return out, raw
+    joined: list[str] = []
+    out_raw: list[str | None] = []
+    for tok, word in zip(tokens, raw, strict=True):
+        grown = collapse([*joined[-1:], tok])
+        if joined and len(grown) == 1:
+            joined[-1] = grown[0]
+            out_raw[-1] = None
+        else:
+            joined.append(tok)
+            out_raw.append(word)
+    return joined, out_raw
 
 
 def _empty_value(m: re.Match[str]) -> str:
@@ -194,9 +201,20 @@ def scrub(message: str) -> str:
     return message
 
 
+def _mask_phrases(message: str) -> tuple[str, bool]:
+    """The message with every phrase masked, and whether any was."""
+    hit = False
+    for name, rx in _PHRASES:
+        test = _PREFILTER.get(name)
+        if test is None or test(message):
+            message, n = rx.subn(_empty_value if name == "empty" else MASK, message)
+            hit = hit or n > 0
+    return message, hit
+
+
 def mask_tokens(message: str) -> list[str]:
     """The masked token list of a message: phrases masked, tokens masked, variable runs collapsed."""
-    return mask_tokens_raw(message)[0]
+    return collapse(mask_token(w) for w in _mask_phrases(scrub(message))[0].split())
 
 
 def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
@@ -207,13 +225,10 @@ def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
     :func:`collapse`. The template miner uses the raw words to keep a masked token that never varies.
     """
     message = scrub(message)
-    for name, rx in _PHRASES:
-        test = _PREFILTER.get(name)
-        if test is None or test(message):
-            message = rx.sub(_empty_value if name == "empty" else MASK, message)
-    words = message.split()
-    raw: list[str | None] = [None if MASK in w else w for w in words]
-    return _collapse([mask_token(w) for w in words], raw)
+    masked, hit = _mask_phrases(message)
+    words = masked.split()
+    raw: list[str | None] = [None if MASK in w else w for w in words] if hit or MASK in message else list(words)
+    return _collapse_raw([mask_token(w) for w in words], raw)
 
 
 def mask(message: str) -> str:
