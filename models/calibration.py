@@ -75,7 +75,7 @@ def estimate_contamination(scores: np.ndarray, level: float = ESTIMATE_LEVEL) ->
     return max(0.0, (past - level) / (1.0 - level))
 
 
-def auto_threshold(scores: np.ndarray, target_fpr: float) -> tuple[float, float]:
+def auto_threshold(scores: np.ndarray, target_fpr: float, estimate: float | None = None) -> tuple[float, float]:
     """``(threshold, estimated contamination)`` when the contamination is not given.
 
     The clean-training threshold ``-log10 target_fpr`` always applies (a window past it is flagged whatever
@@ -85,7 +85,8 @@ def auto_threshold(scores: np.ndarray, target_fpr: float) -> tuple[float, float]
     only mildly unusual are still flagged.
     """
     clean = -math.log10(target_fpr)
-    estimate = estimate_contamination(scores)
+    if estimate is None:
+        estimate = estimate_contamination(scores)
     if estimate * len(scores) < 1.0:
         return clean, estimate
     return min(clean, calibrate_threshold(scores, min(estimate, 0.45))), estimate

@@ -121,10 +121,14 @@ class WindowDetector:
             self.threshold_ = -math.log10(self.target_fpr)
             self.contamination_estimate_ = 0.0
         elif self.contamination == "auto":
-            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr)
+            rare = self.stats_.rare_state_share(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
+            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr, rare)
         else:
             self.threshold_ = calibrate_threshold(scores, float(self.contamination))
             self.contamination_estimate_ = float(self.contamination)
+        if self.contamination in ("auto", "clean") and self.n_train_ * self.target_fpr < 1.0:
+            # Too few windows for a tail probability to reach target_fpr: flag what is beyond all of them.
+            self.threshold_ = min(self.threshold_, float(scores.max()))
         return self
 
     def _forest_input(self, X: np.ndarray) -> np.ndarray:

@@ -122,6 +122,20 @@ class TemplateStats:
         smallest = np.where(np.asarray(unseen_templates) > 0, np.minimum(smallest, novel), smallest)
         return sidak(smallest, len(self.present) + 1)
 
+    def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> float:
+        """Share of rows in a state fewer than ``RARE_SHARE`` of the training windows were in, for some template.
+
+        On the training windows themselves this estimates their contamination: incidents write templates that
+        only incidents write (or skip ones every normal window writes), and they are rare.
+        """
+        if len(log_counts) == 0:
+            return 0.0
+        rare = np.asarray(unseen_templates) > 0
+        if log_counts.ndim == 2 and log_counts.shape[1]:
+            shares = state_share(self.present[None, :], log_counts > 0, self.n_windows)
+            rare = rare | (shares < RARE_SHARE).any(axis=1)
+        return float(np.mean(rare))
+
     def excess_p(self, log_counts: np.ndarray) -> np.ndarray:
         """Per row: tail probability of the window's most extreme count, corrected for the vocabulary.
 

@@ -141,7 +141,8 @@ def training_flags(windows: Sequence[Window]) -> tuple[list[str], list[str]]:
     n = len(windows)
     if n < SMALL_TRAINING_WINDOWS:
         flags.append("few_windows")
-        warnings.append(f"only {n} training windows (fewer than {SMALL_TRAINING_WINDOWS}): the tail probabilities "
+        warnings.append(f"only {n} training window{'s' * (n != 1)} (fewer than {SMALL_TRAINING_WINDOWS}): the tail "
+                        "probabilities "
                         "behind the scores are coarse and the threshold rests on few windows")
     lines = sorted(w.count for w in windows)
     median = lines[len(lines) // 2] if lines else 0
