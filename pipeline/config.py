@@ -99,7 +99,10 @@ class PipelineSettings:
     allowed_lateness: float = 60.0
     max_clock_skew: float = 86400.0
     max_line_bytes: int = 65536
-    contamination: float = 0.03
+    # "auto" (estimated from the training windows), "clean" (training is normal: cut at target_fpr) or the
+    # expected abnormal share of the training windows, a number in (0, 0.5). Plain data: models/ interprets it.
+    contamination: float | str = "auto"
+    target_fpr: float = 0.005
     # Timestamps without a zone are read in ``timezone`` (an IANA name); ``year`` fills timestamps without a
     # year (syslog's ``Jun 14 15:16:01``), None = the current year (the previous one for dates ahead of now).
     timezone: str = "UTC"
@@ -128,8 +131,9 @@ class PipelineSettings:
     def validated(self) -> PipelineSettings:
         if self.window not in WINDOW_KINDS:
             raise LogwardenError(f"--window must be one of {', '.join(WINDOW_KINDS)}, got {self.window!r}")
-        if not 0.0 < float(self.contamination) < 0.5:
-            raise LogwardenError(f"--contamination must be between 0 and 0.5, got {self.contamination}")
+        object.__setattr__(self, "contamination", parse_contamination(self.contamination))
+        if not 0.0 < float(self.target_fpr) < 1.0:
+            raise LogwardenError(f"--target-fpr must be between 0 and 1, got {self.target_fpr}")
         if int(self.max_line_bytes) < 256:
             raise LogwardenError("--max-line-bytes must be at least 256")
         zone(self.timezone)  # an unknown zone is an error here, before any input is read
@@ -149,6 +153,23 @@ class PipelineSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CONTAMINATION_MODES = ("auto", "clean")
+
+
+def parse_contamination(value: object) -> float | str:
+    """``auto``, ``clean`` or a share in (0, 0.5) (a number or its text); LogwardenError otherwise."""
+    if isinstance(value, str) and value.strip().lower() in CONTAMINATION_MODES:
+        return value.strip().lower()
+    try:
+        share = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise LogwardenError(f"--contamination must be auto, clean or a number between 0 and 0.5, got {value!r}"
+                             ) from None
+    if not 0.0 < share < 0.5:
+        raise LogwardenError(f"--contamination must be between 0 and 0.5, got {value}")
+    return share
 
 
 def zone(name: str) -> tzinfo:

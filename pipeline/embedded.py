@@ -20,7 +20,11 @@ the counts, not in the stages):
   ``--allow-untimed`` (stored with the model) windows such input anyway, on the event clock's fallback.
 * **Too few training windows.** A model fitted on fewer than :data:`MIN_TRAINING_WINDOWS` windows is refused
   unless forced (``--force``); one whose calibration rests on fewer than :data:`MIN_EXPECTED_ANOMALIES`
-  expected abnormal windows (``contamination`` x windows) is fitted with a warning, stored with its stats.
+  expected abnormal windows (a given ``contamination`` x windows) is fitted with a warning, stored with its stats.
+* **Small or odd training sets.** Fewer than :data:`SMALL_TRAINING_WINDOWS` windows, or a median window of at
+  most :data:`SHORT_WINDOW_LINES` lines: a warning, and a flag (``few_windows``, ``short_windows``) in the
+  manifest's stats and on every document (``model.warnings``). ``detect`` warns when more than
+  :data:`UNSEEN_WINDOW_SHARE` of the windows hold templates the model never saw.
 """
 
 from __future__ import annotations
@@ -49,6 +53,9 @@ FORMAT_CHECK_LINES = 100
 UNTIMED_CHECK_LINES = 1000
 MIN_TRAINING_WINDOWS = 50
 MIN_EXPECTED_ANOMALIES = 5
+SMALL_TRAINING_WINDOWS = 300  # below this a 1-in-n tail probability cannot reach the clean threshold's level
+SHORT_WINDOW_LINES = 2  # a median window of this many lines or fewer holds almost no combination to learn
+UNSEEN_WINDOW_SHARE = 0.2  # detect: more windows than this holding new templates means the model is stale
 
 
 @dataclass
@@ -65,6 +72,10 @@ class JobStats:
     untimed: int = 0
     decode: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Short codes of the warnings about the training set (``few_windows``, ``short_windows``): stored in the
+    # manifest and copied onto every document as ``model.warnings``.
+    flags: list[str] = field(default_factory=list)
+    unseen_windows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -123,6 +134,25 @@ def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -
     )
 
 
+def training_flags(windows: Sequence[Window]) -> tuple[list[str], list[str]]:
+    """``(flags, warnings)`` for a small or odd training set (see the module docstring)."""
+    flags: list[str] = []
+    warnings: list[str] = []
+    n = len(windows)
+    if n < SMALL_TRAINING_WINDOWS:
+        flags.append("few_windows")
+        warnings.append(f"only {n} training window{'s' * (n != 1)} (fewer than {SMALL_TRAINING_WINDOWS}): the tail "
+                        "probabilities "
+                        "behind the scores are coarse and the threshold rests on few windows")
+    lines = sorted(w.count for w in windows)
+    median = lines[len(lines) // 2] if lines else 0
+    if lines and median <= SHORT_WINDOW_LINES:
+        flags.append("short_windows")
+        warnings.append(f"the median training window holds {median} line{'s' * (median != 1)}: windows this short "
+                        "say little beyond which templates occur; use a coarser entity or longer windows")
+    return flags, warnings
+
+
 def check_training_windows(windows: Sequence[Window], settings: PipelineSettings, force: bool) -> list[str]:
     """Refuse too few training windows unless ``force``; return warnings about a poorly calibrated model."""
     n = len(windows)
@@ -137,8 +167,9 @@ def check_training_windows(windows: Sequence[Window], settings: PipelineSettings
     warnings = []
     if n < MIN_TRAINING_WINDOWS:
         warnings.append(f"fitted on only {n} window{'s' * (n != 1)} (--force): its scores say little")
-    expected = settings.contamination * n
-    if expected < MIN_EXPECTED_ANOMALIES:
+    share = settings.contamination if isinstance(settings.contamination, float) else None
+    expected = (share or 0.0) * n
+    if share is not None and expected < MIN_EXPECTED_ANOMALIES:
         warnings.append(
             f"the threshold is poorly calibrated: {n} window{'s' * (n != 1)} x --contamination "
             f"{settings.contamination} = {expected:.1f} expected abnormal windows "
@@ -200,7 +231,7 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
     for window in windows:
         templates.update(window.templates)
     space = FeatureSpace().fit([w.counts for w in windows], templates)
-    detector = WindowDetector(contamination=settings.contamination, random_state=seed)
+    detector = WindowDetector(contamination=settings.contamination, target_fpr=settings.target_fpr, random_state=seed)
     detector.fit(space.transform([w.counts for w in windows]))
     return ModelBundle(
         miner_state=miner.to_state(),
@@ -217,6 +248,8 @@ def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress |
     """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows."""
     miner, windows, stats = learn_windows(paths, settings, progress)
     stats.warnings = check_training_windows(windows, settings, force)
+    stats.flags, odd = training_flags(windows)
+    stats.warnings.extend(odd)
     return fit_bundle(miner, windows, settings, stats)
 
 
@@ -235,6 +268,8 @@ def detect(
     if bundle is None:
         miner, windows, stats = learn_windows(paths, settings, progress)
         stats.warnings = check_training_windows(windows, settings, force)
+        stats.flags, odd = training_flags(windows)
+        stats.warnings.extend(odd)
         bundle = fit_bundle(miner, windows, settings, stats)
         bundle.version = "adhoc"
         return _score_all(Scorer(bundle), windows, stats), stats
@@ -246,6 +281,7 @@ def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterat
     for i in range(0, len(windows), SCORE_BATCH):
         for doc in scorer.score(windows[i:i + SCORE_BATCH]):
             stats.anomalies += int(doc["anomaly"]["is_anomaly"])
+            stats.unseen_windows += int(any(entry["new"] for entry in doc["templates"]))
             yield doc
 
 
@@ -273,6 +309,10 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             pending = []
     yield from _score_all(scorer, pending, stats)
     stats.unseen_templates = len(unseen)
+    if stats.windows and stats.unseen_windows > UNSEEN_WINDOW_SHARE * stats.windows:
+        stats.warnings.append(
+            f"{stats.unseen_windows} of {stats.windows} windows hold templates the model never saw: the input "
+            "differs from the training data (retrain on recent logs, or check --log-format)")
     _finish_decode_stats(stats, chain.decoder)
 
 

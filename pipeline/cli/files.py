@@ -94,12 +94,17 @@ def report_warnings(stats: jobs.JobStats) -> None:
 @force_option
 @click.option("--model-dir", type=click.Path(file_okay=False),
               help="Model registry directory; the new version becomes current.  [required]")
-@click.option("--contamination", type=float,
-              help="Expected share of abnormal windows in training." + default_text(PipelineSettings, "contamination"))
+@click.option("--contamination",
+              help="Abnormal share of the training windows: auto (estimated), clean (training is normal) or a "
+                   "number in (0, 0.5)." + default_text(PipelineSettings, "contamination"))
+@click.option("--target-fpr", type=float,
+              help="False-positive rate the threshold allows when training is clean (and the floor of auto)."
+                   + default_text(PipelineSettings, "target_fpr"))
 def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
-    Training data need not be clean: the detector assumes about --contamination of it is abnormal.
+    Training data need not be clean: by default (--contamination auto) the detector estimates how much of it
+    is abnormal; give the share if you know it, or `clean` when the training windows are all normal.
     Refused, with a hint: input most of whose lines have no readable timestamp (--time-format, or
     --allow-untimed), and too few training windows (--force). --model-dir is checked for writing first.
 
@@ -131,7 +136,8 @@ def train(**flags: Any) -> None:
 @click.option("--model-dir", type=click.Path(file_okay=False),
               help="Use this registry's current model (and its settings). Without it, train on the input first.")
 @click.option("--model-version", help="Use this version instead of the current one.")
-@click.option("--contamination", type=float, help="When training on the input: expected abnormal share.")
+@click.option("--contamination", help="When training on the input: auto, clean or the expected abnormal share.")
+@click.option("--target-fpr", type=float, help="When training on the input: false-positive rate for clean training.")
 @untimed_option
 @force_option
 @click.option("--out", default="-", show_default=True,

@@ -41,7 +41,7 @@ from elasticsearch import ApiError, Elasticsearch
 from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
 
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3  # 3: anomaly.components / reason, model.warnings
 TEMPLATE_PRIORITY = 200
 _BAD_PREFIX = re.compile(r'[\\/*?"<>|,# :A-Z]')
 _ES_DURATION = re.compile(r"^\d+(d|h|m|s|ms)$")
@@ -63,9 +63,14 @@ ANOMALY_MAPPINGS: dict[str, Any] = {
                 "score": {"type": "float"},
                 "threshold": {"type": "float"},
                 "is_anomaly": {"type": "boolean"},
+                # Each component's -log10 tail probability (the score's scale): filter or chart by component.
+                "components": {"properties": {"iforest": {"type": "float"}, "rarity": {"type": "float"},
+                                              "excess": {"type": "float"}}},
+                "reason": KEYWORD,
+                "reason_text": {"type": "text"},
             },
         },
-        "model": {"properties": {"version": KEYWORD}},
+        "model": {"properties": {"version": KEYWORD, "warnings": KEYWORD}},
         "templates": {
             "type": "object",
             "properties": {
