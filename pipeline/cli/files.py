@@ -146,7 +146,8 @@ def detect(**flags: Any) -> None:
     Each line is the document the streaming worker indexes into Elasticsearch: @timestamp, entity.id,
     window.*, anomaly.score (higher = more abnormal), anomaly.threshold, anomaly.is_anomaly, model.version,
     templates (the explanation: observed vs expected counts, new templates) and log.samples.
-    A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz files are read directly.
+    A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz, .bz2, .xz and .zst files are read
+    directly; a directory or a quoted glob is read in logrotate's order (app.log.2.gz, app.log.1, app.log).
 
     \b
     Examples:
