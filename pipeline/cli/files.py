@@ -41,6 +41,8 @@ def stats_line(stats: jobs.JobStats) -> str:
     decode = stats.decode
     problems = {k: v for k, v in decode.items() if k not in ("lines", "matched", "json") and v}
     text = f"{stats.lines} lines"
+    if stats.preset:
+        text += f" read as preset {stats.preset} (picked by --log-format auto)"
     if stats.windows:
         text += f", {stats.windows} windows"
     if stats.templates:
