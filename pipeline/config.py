@@ -88,8 +88,9 @@ DURATION = Duration()
 class PipelineSettings:
     """Decoding, entity, window and model settings, stored with every model. Durations are seconds."""
 
-    log_format: str | None = None
+    log_format: str | None = None  # a layout, or "auto": pick a preset from the first lines
     time_format: str | None = None
+    preset: str | None = None  # a name of pipeline.stages.presets; its values are merged in by the CLI
     entity_regex: str | None = None
     entity_field: str | None = None
     window: str = "session"

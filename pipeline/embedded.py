@@ -29,9 +29,10 @@ the counts, not in the stages):
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,9 +44,12 @@ from pipeline.errors import LogwardenError
 from pipeline.records import RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
-from pipeline.stages.chain import NOT_WINDOWED, RecordChain
+from pipeline.stages import presets
+from pipeline.stages.assembly import ASSEMBLERS, assembled
+from pipeline.stages.chain import NOT_WINDOWED, RecordChain, make_decoder
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
-from pipeline.stages.templates import TemplateMiner
+from pipeline.stages.formats import TEMPLATE_FIELD
+from pipeline.stages.templates import TemplateMiner, template_id
 
 Progress = Callable[[int], object]
 SCORE_BATCH = 512
@@ -70,6 +74,7 @@ class JobStats:
     templates: int = 0
     unseen_templates: int = 0
     untimed: int = 0
+    preset: str | None = None  # the preset --log-format auto picked
     decode: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # Short codes of the warnings about the training set (``few_windows``, ``short_windows``): stored in the
@@ -81,13 +86,62 @@ class JobStats:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _raw_lines(paths: Sequence[str], settings: PipelineSettings, decoder: Decoder,
-               progress: Progress | None) -> Iterator[RawLine]:
-    """The input's lines, after checking on the first ones that the layout matches at all."""
-    source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
-    head, source = peek_lines(source, FORMAT_CHECK_LINES)
-    check_format_matches(decoder, head)
-    yield from source
+class Input:
+    """The input's lines, opened before the chain so ``--log-format auto`` can pick a preset from the first ones.
+
+    ``settings`` are the job's settings with the picked preset applied; :meth:`lines` checks on the first lines
+    that the layout matches at all, then yields every line.
+    """
+
+    def __init__(self, paths: Sequence[str], settings: PipelineSettings, progress: Progress | None,
+                 stats: JobStats) -> None:
+        source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
+        self.head, self.source = peek_lines(source, FORMAT_CHECK_LINES)
+        if settings.log_format == presets.AUTO:
+            settings = pick_preset(settings, [raw.data.decode("utf-8", "replace") for raw in self.head])
+            stats.preset = settings.preset
+        self.settings = settings
+
+    def lines(self, decoder: Decoder) -> Iterator[RawLine]:
+        check_format_matches(decoder, self.head)
+        preset = presets.get(self.settings.preset) if self.settings.preset else None
+        kind = preset.assembly if preset is not None else None
+        self.assembler = ASSEMBLERS[kind](self.settings.max_line_bytes) if kind else None
+        yield from assembled(self.source, self.assembler)
+
+
+def pick_preset(settings: PipelineSettings, head: list[str]) -> PipelineSettings:
+    """``settings`` with the preset that reads most of ``head`` applied (``--log-format auto``).
+
+    Options that differ from their defaults count as given, so they override the preset's parts as a flag would.
+    """
+    defaults = PipelineSettings()
+    given = {f.name: getattr(settings, f.name) for f in fields(settings)
+             if f.name not in ("log_format", "preset") and getattr(settings, f.name) != getattr(defaults, f.name)}
+    trial = replace(settings, log_format=presets.AUTO)
+    decoders: dict[str, Decoder] = {}
+
+    def fits(preset: presets.Preset, text: str) -> bool:
+        decoder = decoders.get(preset.name)
+        if decoder is None:
+            candidate = replace(trial, preset=preset.name, **presets.get(preset.name).settings)
+            decoder = decoders[preset.name] = make_decoder(candidate, "auto" if preset.json_keys else "off")
+        if preset.json_keys:
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                return False
+            if not isinstance(obj, dict) or not all(key in obj for key in preset.json_keys):
+                return False
+        elif decoder.log_format is None:
+            return False
+        record = decoder.decode_text(text)
+        return record.timestamp is not None and not {"unmatched", "bad_timestamp"}.intersection(record.flags)
+
+    chosen = presets.pick(head, fits)
+    preset = presets.get(chosen.name)
+    picked = settings.merged(presets.apply(chosen.name, given))
+    return replace(picked, log_format=preset.log_format, preset=chosen.name)
 
 
 def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats,
@@ -186,8 +240,10 @@ def _finish_decode_stats(stats: JobStats, decoder: Decoder) -> None:
 
 def learn_windows(
     paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None
-) -> tuple[TemplateMiner, list[Window], JobStats]:
-    """Pass 1 of training: learn templates and window the records with final template ids."""
+) -> tuple[TemplateMiner, list[Window], JobStats, PipelineSettings]:
+    """Pass 1 of training: learn templates and window the records with final template ids.
+
+    Returns the settings in force too: ``--log-format auto`` resolved to the preset it picked."""
     miner = TemplateMiner()
     stats = JobStats()
     windows: list[Window] = []
@@ -196,8 +252,10 @@ def learn_windows(
         handle = miner.learn_cluster(message)
         return TemplateMatch(template_id=str(handle), template="")
 
+    source = Input(paths, settings, progress, stats)
+    settings = source.settings
     chain = RecordChain(settings, tag)
-    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats, settings):
+    for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         windows.extend(batch)
     _finish_decode_stats(stats, chain.decoder)
     final: dict[str, TemplateMatch] = {}
@@ -207,7 +265,9 @@ def learn_windows(
         for handle, n in window.counts.items():
             match = final.get(handle)
             if match is None:
-                match = final[handle] = miner.final_template(int(handle))
+                # A preset-made template (access logs) has its final id already; a miner handle is a number.
+                match = final[handle] = (miner.final_template(int(handle)) if handle.isdigit()
+                                         else TemplateMatch(handle, window.templates[handle]))
             remapped[match.template_id] += n
             window.templates[match.template_id] = match.template
             if handle in window.samples:
@@ -221,7 +281,7 @@ def learn_windows(
             f"no windows: none of {stats.lines} lines had an entity"
             + (f" matching --entity-regex {settings.entity_regex!r}" if settings.entity_regex else "")
         )
-    return miner, windows, stats
+    return miner, windows, stats, settings
 
 
 def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSettings, stats: JobStats,
@@ -246,7 +306,7 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
 def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
           force: bool = False) -> ModelBundle:
     """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows."""
-    miner, windows, stats = learn_windows(paths, settings, progress)
+    miner, windows, stats, settings = learn_windows(paths, settings, progress)
     stats.warnings = check_training_windows(windows, settings, force)
     stats.flags, odd = training_flags(windows)
     stats.warnings.extend(odd)
@@ -266,7 +326,7 @@ def detect(
     for :func:`train`).
     """
     if bundle is None:
-        miner, windows, stats = learn_windows(paths, settings, progress)
+        miner, windows, stats, settings = learn_windows(paths, settings, progress)
         stats.warnings = check_training_windows(windows, settings, force)
         stats.flags, odd = training_flags(windows)
         stats.warnings.extend(odd)
@@ -301,8 +361,11 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             unseen.add(match.template_id)
         return match
 
-    chain = RecordChain(settings, tag)
-    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats, settings):
+    source = Input(paths, settings, progress, stats)
+    settings = source.settings
+    vocabulary = set(getattr(bundle.features, "vocabulary_", ()))
+    chain = RecordChain(settings, tag, known=vocabulary.__contains__)
+    for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         pending.extend(batch)
         if len(pending) >= SCORE_BATCH:
             yield from _score_all(scorer, pending, stats)
@@ -326,21 +389,29 @@ def parse(
     """
     miner = TemplateMiner()
     stats = JobStats()
-    handles = []
+    handles: list[int | TemplateMatch] = []
     # Only the chain's decoding step: parse templates every line, entities and windows play no part.
-    decoder = RecordChain(settings, miner.learn).decoder
-    for raw in _raw_lines(paths, settings, decoder, progress):
+    source = Input(paths, settings, progress, stats)
+    decoder = RecordChain(source.settings, miner.learn).decoder
+    for raw in source.lines(decoder):
         stats.lines += 1
-        handles.append(miner.learn_cluster(decoder.decode(raw).message))
+        record = decoder.decode(raw)
+        fixed = record.fields.get(TEMPLATE_FIELD)  # a preset-made template (access logs)
+        handles.append(TemplateMatch(template_id(fixed), fixed) if fixed else miner.learn_cluster(record.message))
     _finish_decode_stats(stats, decoder)
 
     def rows() -> Iterator[tuple[int, str, str]]:
         final: dict[int, TemplateMatch] = {}
+        fixed: set[str] = set()
         for number, handle in enumerate(handles, start=1):
+            if isinstance(handle, TemplateMatch):
+                fixed.add(handle.template_id)
+                yield number, handle.template_id, handle.template
+                continue
             match = final.get(handle)
             if match is None:
                 match = final[handle] = miner.final_template(handle)
             yield number, match.template_id, match.template
-        stats.templates = len({m.template_id for m in final.values()})
+        stats.templates = len({m.template_id for m in final.values()} | fixed)
 
     return rows(), stats

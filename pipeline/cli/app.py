@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli.common import CONTEXT, Group
+from pipeline.cli.common import CONTEXT, Command, Group
 from pipeline.cli.es import es_setup
 from pipeline.cli.files import detect, parse, train
 from pipeline.cli.stream import replay, worker
+from pipeline.stages.presets import describe
 
 
 @click.group(cls=Group, context_settings=CONTEXT)
@@ -34,7 +35,18 @@ def cli() -> None:
     """
 
 
-for _command in (train, detect, parse, worker, replay, es_setup):
+@click.command(cls=Command)
+def presets() -> None:
+    """List the presets (--preset NAME) with an example line each; --log-format auto picks among them."""
+    rows = describe()
+    width = max(len(name) for name, _, _ in rows)
+    for name, title, example in rows:
+        click.echo(f"{name:<{width}}  {title}")
+        if example:
+            click.echo(f"{'':<{width}}    {example}")
+
+
+for _command in (train, detect, parse, presets, worker, replay, es_setup):
     cli.add_command(_command)
 
 

@@ -41,6 +41,8 @@ def stats_line(stats: jobs.JobStats) -> str:
     decode = stats.decode
     problems = {k: v for k, v in decode.items() if k not in ("lines", "matched", "json") and v}
     text = f"{stats.lines} lines"
+    if stats.preset:
+        text += f" read as preset {stats.preset} (picked by --log-format auto)"
     if stats.windows:
         text += f", {stats.windows} windows"
     if stats.templates:
@@ -152,7 +154,8 @@ def detect(**flags: Any) -> None:
     Each line is the document the streaming worker indexes into Elasticsearch: @timestamp, entity.id,
     window.*, anomaly.score (higher = more abnormal), anomaly.threshold, anomaly.is_anomaly, model.version,
     templates (the explanation: observed vs expected counts, new templates) and log.samples.
-    A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz files are read directly.
+    A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz, .bz2, .xz and .zst files are read
+    directly; a directory or a quoted glob is read in logrotate's order (app.log.2.gz, app.log.1, app.log).
 
     \b
     Examples:
