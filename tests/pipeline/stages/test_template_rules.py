@@ -205,7 +205,7 @@ def test_ids_survive_a_save_and_load_and_learning_goes_on_alike() -> None:
 
 
 def test_a_state_written_before_the_rules_keeps_its_ids() -> None:
-    """tests/pipeline/stages/data/miner_state_v1.json was written by the miner before these rules."""
+    """data/miner_state_v1.json was written by the miner of commit f331b04, before these rules."""
     saved: dict[str, Any] = json.loads((DATA / "miner_state_v1.json").read_text(encoding="utf-8"))
     assert saved["state"]["version"] == 1
     old = TemplateMiner.from_state(saved["state"])
