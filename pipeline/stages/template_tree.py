@@ -13,7 +13,8 @@ These functions use drain3 internals (``Node.key_to_child_node``/``cluster_ids``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from drain3.drain import Drain, LogCluster, Node
@@ -33,8 +34,47 @@ def first_word_similarity(template: Sequence[str], other: Sequence[str]) -> floa
     return same / len(template)
 
 
+class RestIndex:
+    """Which clusters hold word w at position p (p >= 1) of a template of length n.
+
+    It lets :func:`first_word_siblings` look only at clusters that share words with a new one, instead
+    of every cluster of its length: a burst of unrelated lines would otherwise cost a scan per line on
+    top of Drain's own. Templates only ever generalise (a word becomes ``<*>``), so an entry can be
+    stale but never missing: candidates are checked against their current template. It is derived
+    from the clusters, so it is rebuilt (on first use) rather than saved.
+    """
+
+    __slots__ = ("postings",)
+
+    def __init__(self, clusters: Iterable[LogCluster]) -> None:
+        self.postings: dict[tuple[int, int, str], list[int]] = {}
+        for cluster in clusters:
+            self.add(cluster)
+
+    def add(self, cluster: LogCluster) -> None:
+        tokens = cluster.log_template_tokens
+        n = len(tokens)
+        for p in range(1, n):
+            if tokens[p] != MASK:
+                self.postings.setdefault((n, p, tokens[p]), []).append(cluster.cluster_id)
+
+    def candidates(self, tokens: Sequence[str], needed: int) -> list[int]:
+        """Clusters that may share ``needed`` or more rest words with ``tokens``, in id order."""
+        n = len(tokens)
+        shared: dict[int, int] = {}
+        for p in range(1, n):
+            if tokens[p] != MASK:
+                for cid in self.postings.get((n, p, tokens[p]), ()):
+                    shared[cid] = shared.get(cid, 0) + 1
+        return sorted(cid for cid, k in shared.items() if k >= needed)
+
+
 def first_word_siblings(
-    drain: Drain, cluster: LogCluster, stats: Mapping[int, ClusterStats], config: MinerConfig
+    drain: Drain,
+    cluster: LogCluster,
+    stats: Mapping[int, ClusterStats],
+    config: MinerConfig,
+    index: RestIndex | None = None,
 ) -> list[LogCluster]:
     """The clusters to merge with a new ``cluster`` on its first word, or [] to leave it alone.
 
@@ -53,7 +93,12 @@ def first_word_siblings(
     siblings: list[LogCluster] = []
     words = {template[0]}
     many = False
-    for cid in drain.get_clusters_ids_for_seq_len(len(template)):
+    needed = math.ceil(config.sim_th * len(template) - 1e-9) - 1
+    if index is None or needed <= 0:  # every cluster of the length
+        ids = sorted(drain.get_clusters_ids_for_seq_len(len(template)))
+    else:
+        ids = index.candidates(template, needed)
+    for cid in ids:
         other = drain.id_to_cluster.get(cid)
         if other is None or other is cluster:
             continue

@@ -160,6 +160,7 @@ class TemplateMiner:
         self._handles: list[tuple[int, tuple[str, ...]]] = []
         self._handle_of: dict[tuple[int, tuple[str, ...]], int] = {}
         self._merged_into: dict[int, int] = {}  # cluster folded by a first-word merge -> its new cluster
+        self._rest_index: template_tree.RestIndex | None = None  # built on first use
         self._cap = max(2, self.config.max_enum_values)
 
     # ----------------------------------------------------------------------------- training
@@ -216,7 +217,12 @@ class TemplateMiner:
 
         Returns the id of the cluster that now holds the line (``cluster``'s own id when nothing merged).
         """
-        siblings = template_tree.first_word_siblings(self._drain, cluster, self._stats, self.config)
+        if self._rest_index is None:
+            self._rest_index = template_tree.RestIndex(self._drain.clusters)
+        else:
+            self._rest_index.add(cluster)
+        index = self._rest_index
+        siblings = template_tree.first_word_siblings(self._drain, cluster, self._stats, self.config, index)
         if not siblings:
             return cluster.cluster_id
         parts = sorted([cluster, *siblings], key=lambda c: c.cluster_id)
@@ -224,6 +230,7 @@ class TemplateMiner:
         target = (generalised or parts)[0]
         stats = ClusterStats.merged([self._stats[c.cluster_id] for c in parts], self._cap)
         template_tree.merge_clusters(self._drain, target, parts)
+        index.add(target)
         for c in parts:
             self._final.pop(c.cluster_id, None)
             if c is not target:

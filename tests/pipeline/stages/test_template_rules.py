@@ -205,7 +205,7 @@ def test_ids_survive_a_save_and_load_and_learning_goes_on_alike() -> None:
 
 
 def test_a_state_written_before_the_rules_keeps_its_ids() -> None:
-    """tests/pipeline/stages/data/miner_state_v1.json was written by the miner before these rules."""
+    """data/miner_state_v1.json was written by the miner of commit f331b04, before these rules."""
     saved: dict[str, Any] = json.loads((DATA / "miner_state_v1.json").read_text(encoding="utf-8"))
     assert saved["state"]["version"] == 1
     old = TemplateMiner.from_state(saved["state"])
@@ -261,3 +261,24 @@ def test_lines_of_digits_share_one_template() -> None:
     miner, texts = learnt([str(10**9 + 7 * i) for i in range(30)])
     assert set(texts) == {MASK}
     assert miner.match("31415926535").known
+
+
+def test_the_rest_index_finds_what_a_full_scan_finds() -> None:
+    """The word index is a shortcut for a scan over all clusters of a length: it must never miss one."""
+    from pipeline.stages import template_tree
+
+    miner = TemplateMiner()
+    lines = [*sessions(NAMES[:12]), *accounts({"alpha": 5, "beta": 5}), *(f"{n} started" for n in NAMES[:12])]
+    lines += [f"{n} opened a session from the {w} on tty1" for n, w in zip(NAMES[12:20], NAMES[20:28], strict=True)]
+    for line in lines:
+        miner.learn_cluster(line)  # templates generalise and merge after their words were indexed
+    index = miner._rest_index
+    assert index is not None and miner._merged_into  # so the index holds stale entries
+    config = MinerConfig(max_enum_values=2)  # any three first words are "many": siblings get listed
+    listed = 0
+    for cluster in miner._drain.clusters:
+        full = template_tree.first_word_siblings(miner._drain, cluster, miner._stats, config)
+        fast = template_tree.first_word_siblings(miner._drain, cluster, miner._stats, config, index)
+        assert [c.cluster_id for c in fast] == [c.cluster_id for c in full]
+        listed += len(full)
+    assert listed > 0
