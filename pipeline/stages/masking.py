@@ -115,23 +115,34 @@ def shape(piece: str) -> str | None:
 
 @lru_cache(maxsize=1 << 16)
 def mask_token(token: str) -> str:
-    """Mask the variable pieces of one whitespace-free token; delimiters are kept as they are."""
+    """Mask the variable pieces of one whitespace-free token; delimiters are kept as they are.
+
+    A token that already holds masks (a masked text masked again, or a line that prints ``<*>``) is masked
+    piece by piece between them, and the whole-token shapes (path, host, hex sequence) are not applied to a
+    piece: a fragment such as ``/(`` in ``/(<*>,`` is what is left of a token, not a path. That keeps
+    masking idempotent.
+    """
     if MASK in token:
-        masked = MASK.join(mask_token(p) if p else p for p in token.split(MASK))
+        masked = MASK.join(_mask_pieces(p) if p else p for p in token.split(MASK))
     elif shape(token) in _TOKEN_SHAPES:
         return MASK
     else:
-        parts = _DELIMS.split(token)
-        out: list[str] = []
-        for i, part in enumerate(parts):
-            if i % 2 or not part:
-                out.append(part)
-            elif i + 1 < len(parts) and parts[i + 1] == "=" and _KEY.fullmatch(part):
-                out.append(part)  # the key of key=value is a name
-            else:
-                out.append(MASK if shape(part) else part)
-        masked = "".join(out)
+        masked = _mask_pieces(token)
     return _REPEATED_MASK.sub(MASK, masked)
+
+
+def _mask_pieces(token: str) -> str:
+    """Split ``token`` at delimiters and mask every piece a shape rule calls a variable."""
+    parts = _DELIMS.split(token)
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if i % 2 or not part:
+            out.append(part)
+        elif i + 1 < len(parts) and parts[i + 1] == "=" and _KEY.fullmatch(part):
+            out.append(part)  # the key of key=value is a name
+        else:
+            out.append(MASK if shape(part) else part)
+    return "".join(out)
 
 
 def is_variable(token: str) -> bool:
