@@ -42,6 +42,7 @@ DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_laten
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
 DEFAULT_INDEX_PREFIX = "logwarden"
+DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
 
 
 def parse_duration(text: str | float | int, name: str = "duration") -> float:

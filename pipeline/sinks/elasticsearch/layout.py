@@ -41,7 +41,7 @@ from elasticsearch import ApiError, Elasticsearch
 from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
 
-MAPPING_VERSION = 2
+MAPPING_VERSION = 3
 TEMPLATE_PRIORITY = 200
 _BAD_PREFIX = re.compile(r'[\\/*?"<>|,# :A-Z]')
 _ES_DURATION = re.compile(r"^\d+(d|h|m|s|ms)$")
@@ -51,6 +51,9 @@ DATE = {"type": "date"}
 
 ANOMALY_MAPPINGS: dict[str, Any] = {
     "dynamic": False,
+    "dynamic_templates": [
+        {"anomaly_components": {"path_match": "anomaly.components.*", "mapping": {"type": "float"}}},
+    ],
     "properties": {
         "@timestamp": DATE,
         "entity": {"properties": {"id": KEYWORD, "field": KEYWORD}},
@@ -63,6 +66,9 @@ ANOMALY_MAPPINGS: dict[str, Any] = {
                 "score": {"type": "float"},
                 "threshold": {"type": "float"},
                 "is_anomaly": {"type": "boolean"},
+                # Per-component scores ({iforest: ..., rarity: ...}), when the model gives them: the names may
+                # grow with the model, so the object is dynamic and the template below maps every one as float.
+                "components": {"type": "object", "dynamic": True},
             },
         },
         "model": {"properties": {"version": KEYWORD}},

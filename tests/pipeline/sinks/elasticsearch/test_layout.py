@@ -110,7 +110,11 @@ def test_mapping_covers_every_document_field() -> None:
     assert {k: v["type"] for k, v in props["window"]["properties"].items()} == {
         "start": "date", "end": "date", "kind": "keyword", "late": "boolean", "stream": "keyword", "offset": "long"}
     assert {k: v["type"] for k, v in props["anomaly"]["properties"].items()} == {
-        "score": "float", "threshold": "float", "is_anomaly": "boolean"}
+        "score": "float", "threshold": "float", "is_anomaly": "boolean", "components": "object"}
+    # Component scores (any names the model gives) are floats: the only dynamic part of the mapping.
+    assert props["anomaly"]["properties"]["components"]["dynamic"] is True
+    assert ANOMALY_MAPPINGS["dynamic_templates"] == [
+        {"anomaly_components": {"path_match": "anomaly.components.*", "mapping": {"type": "float"}}}]
     assert props["templates"]["properties"]["template"]["fields"]["keyword"]["type"] == "keyword"
     assert props["log"]["properties"]["count"]["type"] == "integer"
     assert alias_name("x") == "x-anomalies"
