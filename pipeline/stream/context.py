@@ -41,6 +41,7 @@ class WorkerContext:
         self.bundle = bundle
         self.metrics = metrics or WorkerMetrics()
         self.metrics.set_model(bundle.version, bundle.created)
+        self.metrics.expect_topics(self.options.topics)
         try:
             miner = TemplateMiner.from_state(bundle.miner_state)
         except ValueError as exc:
