@@ -70,9 +70,9 @@ def test_prometheus_scrapes_every_metric_the_rules_and_dashboards_use(
                                   "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}]}
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     log = (tmp_path / "prometheus.log").open("wb")
-    server = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    argv = [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}"]
+    server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for("the worker to read the stream",
                  lambda: worker.metric("logwarden_worker_records_total", topic=topic) >= 3000, 120)
