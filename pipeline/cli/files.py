@@ -34,7 +34,8 @@ from pipeline.cli.common import (
     window_options,
 )
 from pipeline.config import PipelineSettings, default_text
-from pipeline.sinks.report import atomic_path, open_output, render_report, summary_table, write_jsonl
+from pipeline.sinks.html_report import ReportData, render_html_report
+from pipeline.sinks.report import atomic_path, open_output, summary_table, write_jsonl
 
 
 def stats_line(stats: jobs.JobStats) -> str:
@@ -159,7 +160,7 @@ def detect(**flags: Any) -> None:
         bundle = ModelRegistry(flags["model_dir"]).load(flags.get("model_version"))
     settings = settings_from(flags, bundle.settings if bundle is not None else None)
     top: list[tuple[float, int, dict[str, Any]]] = []
-    anomalies: list[dict[str, Any]] = []
+    gathered = ReportData() if flags["report"] else None
     with ExitStack() as files:
         out = files.enter_context(open_output(flags["out"]))
         report = files.enter_context(atomic_path(flags["report"])) if flags["report"] else None
@@ -175,12 +176,12 @@ def detect(**flags: Any) -> None:
                     heapq.heappush(top, item)
                 elif flags["top"] > 0:
                     heapq.heappushpop(top, item)
-                if report is not None:
-                    anomalies.append(doc)
+            if gathered is not None:
+                gathered.add(doc)
         out.flush()
-        if report is not None:
-            anomalies.sort(key=lambda d: -d["anomaly"]["score"])
-            report.write_text(render_report(anomalies, stats.as_dict(), "Logwarden anomalies"), encoding="utf-8")
+        if report is not None and gathered is not None:
+            meta = {"inputs": list(flags["paths"]), "model_version": bundle.version if bundle is not None else None}
+            report.write_text(render_html_report(gathered, stats.as_dict(), meta), encoding="utf-8")
     report_warnings(stats)
     best = [doc for _, _, doc in sorted(top, key=lambda t: (-t[0], -t[1]))]
     click.echo(f"{stats.anomalies} anomalous windows ({stats_line(stats)})", err=True)
