@@ -9,8 +9,8 @@ lines, and the templates never seen in training.
 :class:`ReportData` sees every scored window (``add``) but keeps little: every anomaly (the report lists them),
 at most :data:`MAX_POINTS` normal scores (a systematic sample: the shape of the plot, bounded memory; SVG
 markers, not WebGL, so the page draws on machines without a GPU), and template counts per time bucket for the
-heatmap (buckets merge two by two beyond :data:`HEAT_KEYS`). plotly is imported only when a report is rendered, so ``detect`` without ``--report``
-does not pay for it.
+heatmap (buckets merge two by two beyond :data:`HEAT_KEYS`). plotly is imported only when a report is rendered,
+so ``detect`` without ``--report`` does not pay for it.
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def test_detect_without_model_trains_on_input_and_writes_report(tmp_path: Path) 
     assert 'id="plot-score-time"' in page and 'id="entities"' in page
     # Every anomalous entity of the run is in the report's table, and the header names the input.
     assert {d["entity"]["id"] for d in docs} <= set(re.findall(r'<tr><td data-sort="([^"]+)">', page))
-    assert str(SAMPLE) in page and '"anomalies": %d' % len(docs) in page
+    assert str(SAMPLE) in page and f'"anomalies": {len(docs)}' in page
 
 
 def test_config_file_supplies_flags(tmp_path: Path, trained: Path) -> None:
