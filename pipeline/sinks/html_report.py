@@ -59,10 +59,6 @@ details summary{cursor:pointer;color:#555}
 HEAT_KEYS = 4_000  # distinct time buckets kept before they are merged two by two
 
 
-def _minute(stamp: str) -> str:
-    return stamp[:16]  # "YYYY-MM-DDTHH:MM" of an ISO 8601 UTC time
-
-
 def _epoch(stamp: str) -> int:
     try:
         return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
@@ -132,6 +128,15 @@ class ReportData:
 
 
 # ------------------------------------------------------------------------------------------ figures
+def _time_buckets(data: ReportData) -> tuple[int, int, int]:
+    """(first bucket start, last bucket start, width) in epoch seconds, shared by the heatmap and new templates."""
+    if not data.heat:
+        return 0, 0, 60
+    first, last = min(data.heat), max(data.heat)
+    step = max(data.heat_step, _nice_step(last - first + data.heat_step, HEATMAP_COLUMNS))
+    return first // step * step, last // step * step, step
+
+
 def _duration(seconds: int) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0:
@@ -169,35 +174,35 @@ def _figures(data: ReportData, threshold: float | None) -> list[tuple[str, Any]]
         dist.add_vline(x=threshold, line={"color": "#d64545", "dash": "dash"}, annotation_text="threshold")
     figures.append(("plot-score-distribution", dist))
 
+    first, last, step = _time_buckets(data)
+    starts = list(range(first, last + 1, step))
+    stamps = [datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z") for start in starts]
     if data.heat:
-        first, last = min(data.heat), max(data.heat)
-        step = max(data.heat_step, _nice_step(last - first + data.heat_step, HEATMAP_COLUMNS))
         columns: dict[int, Counter[str]] = defaultdict(Counter)
         for bucket, counts in data.heat.items():
             columns[bucket // step * step].update(counts)
-        starts = list(range(first // step * step, last + 1, step))
         totals: Counter[str] = Counter()
         for counts in data.heat.values():
             totals.update(counts)
         top = [tid for tid, _ in totals.most_common(HEATMAP_TEMPLATES)]
         z = [[columns[start][tid] if start in columns else 0 for start in starts] for tid in top]
         labels = [f"{tid} {data.template_text.get(tid, '')[:60]}" for tid in top]
-        x = [datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z") for start in starts]
         heat = go.Figure(layout={**layout, "title": f"Explained templates by time (top {len(top)}, lines per "
                                  f"{_duration(step)})", "height": max(380, 22 * len(top) + 120),
                                  "yaxis": {"autorange": "reversed", "automargin": True}, "margin": {"l": 20}})
-        heat.add_trace(go.Heatmap(z=z, x=x, y=labels, colorscale="YlOrRd",
+        heat.add_trace(go.Heatmap(z=z, x=stamps, y=labels, colorscale="YlOrRd",
                                   hovertemplate="%{y}<br>%{x}<br>%{z} lines<extra></extra>"))
         figures.append(("plot-template-heatmap", heat))
 
-    per_minute: Counter[str] = Counter()
+    appeared: Counter[int] = Counter()
     for info in data.new_templates.values():
-        per_minute[_minute(info["first"])] += 1
-    new = go.Figure(layout={**layout, "title": "New templates (never seen in training), by first appearance",
-                            "xaxis": {"title": "window end (UTC)"}, "yaxis": {"title": "new templates"}})
-    new.add_trace(go.Bar(x=sorted(per_minute), y=[per_minute[m] for m in sorted(per_minute)],
-                         marker={"color": "#e08a2c"}, name="new templates"))
-    if not per_minute:
+        appeared[_epoch(info["first"]) // step * step] += 1
+    new = go.Figure(layout={**layout, "title": f"New templates (never seen in training), by first appearance "
+                            f"(per {_duration(step)})", "xaxis": {"title": "window end (UTC)"},
+                            "yaxis": {"title": "new templates", "rangemode": "tozero"}, "bargap": 0.1})
+    new.add_trace(go.Bar(x=stamps, y=[appeared[start] for start in starts], marker={"color": "#e08a2c"},
+                         name="new templates", hovertemplate="%{x}<br>%{y} new<extra></extra>"))
+    if not appeared:
         new.add_annotation(text="none: every template was seen in training", showarrow=False,
                            xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 16, "color": "#777"})
         new.update_xaxes(visible=False)
