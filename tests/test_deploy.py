@@ -154,3 +154,17 @@ def test_compose_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(config))
     done = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_worker_accepts_the_configmap_file(tmp_path: Path) -> None:
+    """The real option resolver reads the ConfigMap's worker.yaml: it gets as far as loading the model."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    path = tmp_path / "worker.yaml"
+    path.write_text(DOCS[("ConfigMap", "logwarden-worker")]["data"]["worker.yaml"])
+    result = CliRunner().invoke(cli, ["worker", "--config", str(path), "--model-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "config" not in result.output.lower() and "none" in result.output, result.output
+    path.write_text(path.read_text() + "metric_port: 1\n")
+    result = CliRunner().invoke(cli, ["worker", "--config", str(path)])
+    assert result.exit_code == 2 and "metric_port" in result.output
