@@ -185,6 +185,7 @@ class WorkerOptions:
     es_timeout: float = 10.0
     es_compat: str = "auto"
     es_setup: bool = True
+    template_catalog_interval: float = 30.0  # 0: do not write the <prefix>-templates catalog
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"
     es_auth: dict[str, str] = field(default_factory=dict)
@@ -196,7 +197,7 @@ class WorkerOptions:
         known = {f.name for f in fields(cls)} - {"settings", "es_auth"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
         for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
-                     "es_timeout"):
+                     "es_timeout", "template_catalog_interval"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())

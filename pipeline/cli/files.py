@@ -33,7 +33,9 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
-from pipeline.config import PipelineSettings, default_text
+from pipeline.cli.es import publish_templates
+from pipeline.config import PipelineSettings, WorkerOptions, default_of, default_text
+from pipeline.errors import LogwardenError
 from pipeline.sinks.html_report import ReportData, render_html_report
 from pipeline.sinks.report import atomic_path, open_output, summary_table, write_jsonl
 
@@ -97,6 +99,10 @@ def report_warnings(stats: jobs.JobStats) -> None:
               help="Model registry directory; the new version becomes current.  [required]")
 @click.option("--contamination", type=float,
               help="Expected share of abnormal windows in training." + default_text(PipelineSettings, "contamination"))
+@click.option("--es-url", help="Also record the model's templates in the <prefix>-templates catalog on this "
+              "Elasticsearch (credentials from LOGWARDEN_ES_API_KEY or LOGWARDEN_ES_USERNAME/PASSWORD).")
+@click.option("--index-prefix", help="Index prefix of the catalog (with --es-url)."
+              + default_text(WorkerOptions, "index_prefix"))
 def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
@@ -124,6 +130,15 @@ def train(**flags: Any) -> None:
     except OSError as exc:
         raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
     click.echo(f"model {version} written to {flags['model_dir']} and made current ({stats_line(stats)})", err=True)
+    if flags.get("es_url"):
+        prefix = flags.get("index_prefix") or default_of(WorkerOptions, "index_prefix")
+        try:
+            done = publish_templates(flags["es_url"], prefix, bundle.features.templates_, version)
+        except LogwardenError as exc:
+            warn(f"the model is published, but its templates are not in the catalog: {exc}")
+        else:
+            click.echo(f"template catalog {prefix}-templates: {done['known']} templates known by {version}, "
+                       f"{done['no_longer_known']} no longer known", err=True)
 
 
 @click.command(cls=Command)
