@@ -1,12 +1,13 @@
 """Kibana saved objects (``kibana/logwarden.ndjson``) and their import through Kibana's saved objects API.
 
-The NDJSON holds a data view over the anomaly alias, a saved search, Lens panels, a dashboard and an
+The NDJSON holds a data view over the anomaly alias, one over the template catalog ``<prefix>-templates`` (look up
+a ``templates.id`` of an anomaly: ``template_id: T...``), a saved search, Lens panels, a dashboard and an
 "Elasticsearch query" alert rule, all with ids that start with ``logwarden-``. Kibana's ``_import`` with
 ``overwrite=true`` replaces only objects whose type and id are in the file, so a re-import updates our objects
 and never touches anyone else's.
 
 The shipped file is written for the default index prefix (``logwarden``); :func:`for_prefix` rewrites the data
-view title and the rule's index for another prefix (ids stay, so one Kibana space holds one Logwarden
+view titles and the rule's index for another prefix (ids stay, so one Kibana space holds one Logwarden
 layout), and sets the rule's minimum score. Importing is one multipart ``POST`` (stdlib HTTP: no client to
 install); authentication is an API key or user/password, read from the environment by the command.
 """
@@ -28,6 +29,7 @@ from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
 
 OBJECT_PREFIX = "logwarden-"
+TEMPLATES_VIEW = "logwarden-templates"  # data view over the template catalog; every other one is the anomalies
 DEFAULT_OBJECTS = Path(__file__).resolve().parents[2] / "kibana" / "logwarden.ndjson"
 INSTALLED_OBJECTS = Path("/usr/share/logwarden/kibana/logwarden.ndjson")  # where the Docker image puts it
 _SPACE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -71,7 +73,7 @@ def for_prefix(objects: list[dict[str, Any]], prefix: str = DEFAULT_INDEX_PREFIX
     for obj in json.loads(json.dumps(objects)):  # deep copy
         attrs = obj.get("attributes", {})
         if obj["type"] == "index-pattern":
-            attrs["title"] = alias
+            attrs["title"] = f"{prefix}-templates" if obj["id"] == TEMPLATES_VIEW else alias
         elif obj["type"] == "alert":
             params = attrs["params"]
             params["index"] = [alias]

@@ -106,7 +106,7 @@ def test_import_posts_every_object_with_overwrite_xsrf_and_the_api_key(kibana: t
     assert request["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
     shipped = load_objects(DEFAULT_OBJECTS)
     assert [(o["type"], o["id"]) for o in request["objects"]] == [(o["type"], o["id"]) for o in shipped]
-    assert "Kibana imported 9 objects into space default" in result.output
+    assert "Kibana imported 10 objects into space default" in result.output
 
 
 def test_import_into_a_space_with_basic_auth_and_another_prefix(kibana: tuple[str, StandIn]) -> None:
@@ -117,7 +117,7 @@ def test_import_into_a_space_with_basic_auth_and_another_prefix(kibana: tuple[st
     (request,) = state.requests
     assert request["path"] == "/s/sre/api/saved_objects/_import?overwrite=true"
     assert request["headers"]["Authorization"] == "Basic ZWxhc3RpYzpzM2NyZXQ="
-    view = next(o for o in request["objects"] if o["type"] == "index-pattern")
+    view = next(o for o in request["objects"] if o["id"] == "logwarden-anomalies")
     rule = next(o for o in request["objects"] if o["type"] == "alert")
     assert view["attributes"]["title"] == "acme-anomalies"
     assert rule["attributes"]["params"]["index"] == ["acme-anomalies"]
@@ -132,12 +132,12 @@ def test_without_credentials_no_authorization_header(kibana: tuple[str, StandIn]
 
 def test_a_partial_import_is_one_error_line_naming_the_objects(kibana: tuple[str, StandIn]) -> None:
     url, state = kibana
-    state.answer = {"success": False, "successCount": 8, "errors": [
+    state.answer = {"success": False, "successCount": 9, "errors": [
         {"type": "alert", "id": "logwarden-anomaly-rule", "error": {"type": "unsupported_type"}}]}
     result = CliRunner().invoke(cli, ["kibana", "import", "--url", url])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "logwarden: error: Kibana imported 8 of 9 objects: alert/logwarden-anomaly-rule: unsupported_type"]
+        "logwarden: error: Kibana imported 9 of 10 objects: alert/logwarden-anomaly-rule: unsupported_type"]
 
 
 def test_http_errors_and_bad_input_are_one_line(kibana: tuple[str, StandIn], tmp_path: Path) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from pipeline.errors import LogwardenError
+from pipeline.sinks.elasticsearch.catalog import CATALOG_MAPPINGS
 from pipeline.sinks.elasticsearch.layout import ANOMALY_MAPPINGS
 from pipeline.sinks.kibana import (
     DEFAULT_OBJECTS,
+    TEMPLATES_VIEW,
     KibanaAuth,
     for_prefix,
     import_url,
@@ -73,7 +75,7 @@ def used_fields() -> list[tuple[str, str, str]]:
     uses: list[tuple[str, str, str]] = []
     for obj in OBJECTS:
         name, attrs = f"{obj['type']}/{obj['id']}", obj["attributes"]
-        if obj["type"] == "index-pattern":
+        if obj["type"] == "index-pattern" and obj["id"] != TEMPLATES_VIEW:
             uses.append((name, attrs["timeFieldName"], "time"))
         if obj["type"] == "search":
             uses += [(name, column, "column") for column in attrs["columns"]]
@@ -135,6 +137,13 @@ def test_data_view_is_the_alias_with_its_time_field() -> None:
     assert view["title"] == "logwarden-anomalies" and view["timeFieldName"] == "@timestamp"
 
 
+def test_templates_data_view_is_the_catalog_with_a_date_time_field() -> None:
+    view = BY_KEY[("index-pattern", TEMPLATES_VIEW)]["attributes"]
+    assert view["title"] == "logwarden-templates"
+    assert field_types(CATALOG_MAPPINGS)[view["timeFieldName"]] == "date"
+    assert field_types(CATALOG_MAPPINGS)["template_id"] == "keyword"  # `template_id: T...` finds one template
+
+
 def test_every_field_used_exists_with_a_type_that_supports_the_use() -> None:
     uses = used_fields()
     assert len(uses) > 20  # the walk really found the fields
@@ -150,14 +159,16 @@ def test_the_field_check_catches_a_wrong_field() -> None:
 
 def test_for_prefix_points_the_data_view_and_rule_at_the_prefix_and_sets_the_score() -> None:
     objects = for_prefix(OBJECTS, "acme-prod", 0.8)
-    view = next(o for o in objects if o["type"] == "index-pattern")
+    view = next(o for o in objects if o["id"] == "logwarden-anomalies")
+    templates_view = next(o for o in objects if o["id"] == TEMPLATES_VIEW)
+    assert templates_view["attributes"]["title"] == "acme-prod-templates"
     rule = next(o for o in objects if o["type"] == "alert")
     assert view["attributes"]["title"] == "acme-prod-anomalies"
     assert rule["attributes"]["params"]["index"] == ["acme-prod-anomalies"]
     query = json.loads(rule["attributes"]["params"]["esQuery"])
     assert {"range": {"anomaly.score": {"gte": 0.8}}} in query["query"]["bool"]["filter"]
     assert [o["id"] for o in objects] == [o["id"] for o in OBJECTS]
-    assert next(o for o in OBJECTS if o["type"] == "index-pattern")["attributes"]["title"] == "logwarden-anomalies"
+    assert BY_KEY[("index-pattern", "logwarden-anomalies")]["attributes"]["title"] == "logwarden-anomalies"
 
 
 def test_multipart_body_holds_the_ndjson_as_the_file_part() -> None:
