@@ -17,6 +17,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from pipeline.sinks.kibana import DEFAULT_OBJECTS, TEMPLATES_VIEW, for_prefix, load_objects
+from tests.integration.conftest import both_es_servers
 from tests.integration.worker_support import (
     SAMPLE,
     Cleanup,
@@ -41,6 +42,7 @@ def _hits(es: Elasticsearch, index: str, query: dict[str, Any], **extra: Any) ->
     return es.search(index=index, query=query, size=10_000, **extra)
 
 
+@both_es_servers  # Kibana 8.x runs on Elasticsearch 8.x, 9.x on 9.x
 def test_saved_search_and_rule_return_exactly_the_indexed_anomalies(
     kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
     kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
