@@ -42,6 +42,7 @@ DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_laten
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
 DEFAULT_INDEX_PREFIX = "logwarden"
+DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
 
 
 def parse_duration(text: str | float | int, name: str = "duration") -> float:
@@ -206,6 +207,7 @@ class WorkerOptions:
     es_timeout: float = 10.0
     es_compat: str = "auto"
     es_setup: bool = True
+    template_catalog_interval: float = 30.0  # 0: do not write the <prefix>-templates catalog
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"
     es_auth: dict[str, str] = field(default_factory=dict)
@@ -217,7 +219,7 @@ class WorkerOptions:
         known = {f.name for f in fields(cls)} - {"settings", "es_auth"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
         for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
-                     "es_timeout"):
+                     "es_timeout", "template_catalog_interval"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())

@@ -1,9 +1,10 @@
 """The ``logwarden`` command: the main group and its commands.
 
 Commands live by what they talk to: :mod:`pipeline.cli.files` (train, detect, parse: files in, no servers),
-:mod:`pipeline.cli.stream` (worker, replay: Kafka and Elasticsearch), :mod:`pipeline.cli.es` (es-setup). Every
-option can also come from a YAML file given with ``--config``; precedence and defaults are
-:mod:`pipeline.config`'s. User mistakes print one ``logwarden: error:`` line and exit with status 2.
+:mod:`pipeline.cli.stream` (worker, replay: Kafka and Elasticsearch), :mod:`pipeline.cli.es` (es-setup),
+:mod:`pipeline.cli.kibana` (kibana import). Every option can also come from a YAML file given with ``--config``;
+precedence and defaults are :mod:`pipeline.config`'s. User mistakes print one ``logwarden: error:`` line and exit
+with status 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 from pipeline.cli.common import CONTEXT, Command, Group
 from pipeline.cli.es import es_setup
 from pipeline.cli.files import detect, parse, train
+from pipeline.cli.kibana import kibana
 from pipeline.cli.stream import replay, worker
 from pipeline.stages.presets import describe
 
@@ -32,6 +34,7 @@ def cli() -> None:
     With Kafka and Elasticsearch:
       logwarden es-setup --es-url http://127.0.0.1:9200
       logwarden worker --config worker.yaml
+      logwarden kibana import --url http://127.0.0.1:5601
     """
 
 
@@ -46,7 +49,7 @@ def presets() -> None:
             click.echo(f"{'':<{width}}    {example}")
 
 
-for _command in (train, detect, parse, presets, worker, replay, es_setup):
+for _command in (train, detect, parse, presets, worker, replay, es_setup, kibana):
     cli.add_command(_command)
 
 

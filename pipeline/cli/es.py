@@ -88,3 +88,30 @@ def es_setup(
     click.echo(f"Elasticsearch {version}: requests use compatible-with={major}")
     for resource, outcome in done.items():
         click.echo(f"{resource}: {outcome}")
+
+
+def publish_templates(es_url: str, prefix: str, templates: dict[str, str], version: str) -> dict[str, int]:
+    """``train --es-url``: the new model's templates into ``<prefix>-templates`` (see the catalog module)."""
+    import os  # noqa: PLC0415
+
+    from elastic_transport import TransportError  # noqa: PLC0415 - see the module docstring
+    from elasticsearch import ApiError  # noqa: PLC0415
+
+    from pipeline.sinks.elasticsearch.catalog import TemplateCatalog, setup_catalog  # noqa: PLC0415
+    from pipeline.sinks.elasticsearch.client import describe_error  # noqa: PLC0415
+    from pipeline.sinks.elasticsearch.layout import check_prefix  # noqa: PLC0415
+
+    check_prefix(prefix)
+    client = make_es_client(es_url, os.environ.get("LOGWARDEN_ES_API_KEY"), os.environ.get("LOGWARDEN_ES_USERNAME"),
+                            os.environ.get("LOGWARDEN_ES_PASSWORD"), timeout=30, max_retries=1,
+                            ca_certs=os.environ.get("LOGWARDEN_ES_CA_CERTS"),
+                            compat=os.environ.get("LOGWARDEN_ES_COMPAT", "auto"))
+    try:
+        setup_catalog(client, prefix)
+        return TemplateCatalog(client, prefix, version).publish_model(templates, version)
+    except (TransportError, ApiError) as exc:
+        raise LogwardenError(describe_error(exc, es_url)) from None
+    except RuntimeError as exc:
+        raise LogwardenError(str(exc)) from None
+    finally:
+        client.close()

@@ -33,8 +33,11 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
-from pipeline.config import PipelineSettings, default_text
-from pipeline.sinks.report import atomic_path, open_output, render_report, summary_table, write_jsonl
+from pipeline.cli.es import publish_templates
+from pipeline.config import PipelineSettings, WorkerOptions, default_of, default_text
+from pipeline.errors import LogwardenError
+from pipeline.sinks.html_report import ReportData, render_html_report
+from pipeline.sinks.report import atomic_path, open_output, summary_table, write_jsonl
 
 
 def stats_line(stats: jobs.JobStats) -> str:
@@ -102,6 +105,10 @@ def report_warnings(stats: jobs.JobStats) -> None:
 @click.option("--target-fpr", type=float,
               help="False-positive rate the threshold allows when training is clean (and the floor of auto)."
                    + default_text(PipelineSettings, "target_fpr"))
+@click.option("--es-url", help="Also record the model's templates in the <prefix>-templates catalog on this "
+              "Elasticsearch (credentials from LOGWARDEN_ES_API_KEY or LOGWARDEN_ES_USERNAME/PASSWORD).")
+@click.option("--index-prefix", help="Index prefix of the catalog (with --es-url)."
+              + default_text(WorkerOptions, "index_prefix"))
 def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
@@ -130,6 +137,15 @@ def train(**flags: Any) -> None:
     except OSError as exc:
         raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
     click.echo(f"model {version} written to {flags['model_dir']} and made current ({stats_line(stats)})", err=True)
+    if flags.get("es_url"):
+        prefix = flags.get("index_prefix") or default_of(WorkerOptions, "index_prefix")
+        try:
+            done = publish_templates(flags["es_url"], prefix, bundle.features.templates_, version)
+        except LogwardenError as exc:
+            warn(f"the model is published, but its templates are not in the catalog: {exc}")
+        else:
+            click.echo(f"template catalog {prefix}-templates: {done['known']} templates known by {version}, "
+                       f"{done['no_longer_known']} no longer known", err=True)
 
 
 @click.command(cls=Command)
@@ -168,7 +184,7 @@ def detect(**flags: Any) -> None:
         bundle = ModelRegistry(flags["model_dir"]).load(flags.get("model_version"))
     settings = settings_from(flags, bundle.settings if bundle is not None else None)
     top: list[tuple[float, int, dict[str, Any]]] = []
-    anomalies: list[dict[str, Any]] = []
+    gathered = ReportData() if flags["report"] else None
     with ExitStack() as files:
         out = files.enter_context(open_output(flags["out"]))
         report = files.enter_context(atomic_path(flags["report"])) if flags["report"] else None
@@ -184,12 +200,12 @@ def detect(**flags: Any) -> None:
                     heapq.heappush(top, item)
                 elif flags["top"] > 0:
                     heapq.heappushpop(top, item)
-                if report is not None:
-                    anomalies.append(doc)
+            if gathered is not None:
+                gathered.add(doc)
         out.flush()
-        if report is not None:
-            anomalies.sort(key=lambda d: -d["anomaly"]["score"])
-            report.write_text(render_report(anomalies, stats.as_dict(), "Logwarden anomalies"), encoding="utf-8")
+        if report is not None and gathered is not None:
+            meta = {"inputs": list(flags["paths"]), "model_version": bundle.version if bundle is not None else None}
+            report.write_text(render_html_report(gathered, stats.as_dict(), meta), encoding="utf-8")
     report_warnings(stats)
     best = [doc for _, _, doc in sorted(top, key=lambda t: (-t[0], -t[1]))]
     click.echo(f"{stats.anomalies} anomalous windows ({stats_line(stats)})", err=True)

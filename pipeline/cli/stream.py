@@ -73,6 +73,9 @@ def _default(name: str) -> str:
 @click.option("--es-url", envvar="LOGWARDEN_ES_URL", help="Elasticsearch URL." + _default("es_url"))
 @click.option("--index-prefix", help="Index prefix: <prefix>-anomalies-YYYY.MM.DD." + _default("index_prefix"))
 @click.option("--no-es-setup", is_flag=True, default=None, help="Do not create the index template and alias.")
+@click.option("--template-catalog-interval", type=DURATION,
+              help="How often to upsert the templates seen into <prefix>-templates (at most 500 per flush); 0 turns "
+                   "the catalog off." + _default("template_catalog_interval"))
 @click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /readyz on this port (0: any free).")
 @click.option("--exit-when-idle", type=DURATION,
               help="Close all windows, index, commit and exit after this long without records.")

@@ -22,6 +22,7 @@ from pipeline.errors import LogwardenError
 from pipeline.records import TemplateMatch
 from pipeline.scoring import Scorer
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink
+from pipeline.sinks.elasticsearch.catalog import CatalogFlusher, TemplateCatalog, setup_catalog
 from pipeline.sinks.elasticsearch.client import describe_error, make_es_client
 from pipeline.sinks.elasticsearch.layout import setup_indices
 from pipeline.sources.kafka import client_config, ensure_topics, make_producer, partition_count
@@ -41,6 +42,7 @@ class WorkerContext:
         self.bundle = bundle
         self.metrics = metrics or WorkerMetrics()
         self.metrics.set_model(bundle.version, bundle.created)
+        self.metrics.expect_topics(self.options.topics)
         try:
             miner = TemplateMiner.from_state(bundle.miner_state)
         except ValueError as exc:
@@ -57,6 +59,12 @@ class WorkerContext:
         self.dead_letters = DeadLetters(self.producer, options.dlq_topic,
                                         on_sent=lambda reason: self.metrics.dead_letters.labels(reason).inc())
         self.output = AnomalyOutput(self.scorer, self.sink, self.dead_letters, self.metrics)
+        # Templates seen, for <prefix>-templates: recorded as records are tagged, written from a thread.
+        self.catalog: TemplateCatalog | None = None
+        self.catalog_flusher: CatalogFlusher | None = None
+        if options.template_catalog_interval > 0:
+            self.catalog = TemplateCatalog(es, options.index_prefix, bundle.version)
+            self.tag = self.catalog.observing(self.tag)
 
     def make_consumer(self) -> KafkaConsumer:
         opts = self.options
@@ -99,12 +107,16 @@ class WorkerContext:
     def prepare_elasticsearch(self, should_stop: Callable[[], bool], max_backoff: float = 30.0) -> bool:
         """Create the index template/alias (idempotent); waits for Elasticsearch. False if stopped first."""
         if not self.options.es_setup:
+            self.start_catalog()
             return True
         backoff = Backoff(1.0, max_backoff)
         while not should_stop():
             try:
                 done = setup_indices(self.sink.client, self.options.index_prefix)
+                if self.catalog is not None:
+                    done[f"index {self.catalog.index}"] = setup_catalog(self.sink.client, self.options.index_prefix)
                 log.info("Elasticsearch layout ready: %s", done)
+                self.start_catalog()
                 return True
             except ApiError as exc:
                 if exc.status_code in (400, 401, 403, 404):
@@ -117,7 +129,13 @@ class WorkerContext:
                 break
         return False
 
+    def start_catalog(self) -> None:
+        if self.catalog is not None and self.catalog_flusher is None:
+            self.catalog_flusher = CatalogFlusher(self.catalog, self.options.template_catalog_interval)
+
     def close(self) -> None:
+        if self.catalog_flusher is not None:
+            self.catalog_flusher.close(timeout=self.options.es_timeout)
         try:
             self.producer.close(timeout=10)
         except KafkaError as exc:

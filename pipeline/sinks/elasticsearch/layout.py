@@ -51,6 +51,9 @@ DATE = {"type": "date"}
 
 ANOMALY_MAPPINGS: dict[str, Any] = {
     "dynamic": False,
+    "dynamic_templates": [
+        {"anomaly_components": {"path_match": "anomaly.components.*", "mapping": {"type": "float"}}},
+    ],
     "properties": {
         "@timestamp": DATE,
         "entity": {"properties": {"id": KEYWORD, "field": KEYWORD}},
@@ -64,7 +67,10 @@ ANOMALY_MAPPINGS: dict[str, Any] = {
                 "threshold": {"type": "float"},
                 "is_anomaly": {"type": "boolean"},
                 # Each component's -log10 tail probability (the score's scale): filter or chart by component.
-                "components": {"properties": {"iforest": {"type": "float"}, "rarity": {"type": "float"},
+                # Names may grow with the model: the object stays dynamic and the template below maps any
+                # other component as float too.
+                "components": {"type": "object", "dynamic": True,
+                               "properties": {"iforest": {"type": "float"}, "rarity": {"type": "float"},
                                               "excess": {"type": "float"}}},
                 "reason": KEYWORD,
                 "reason_text": {"type": "text"},

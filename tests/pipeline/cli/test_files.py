@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,11 @@ def test_detect_without_model_trains_on_input_and_writes_report(tmp_path: Path) 
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert docs and all(d["anomaly"]["is_anomaly"] for d in docs)
     assert all(d["model"]["version"] == "adhoc" for d in docs)
-    assert "<table>" in report.read_text()
+    page = report.read_text()
+    assert 'id="plot-score-time"' in page and 'id="entities"' in page
+    # Every anomalous entity of the run is in the report's table, and the header names the input.
+    assert {d["entity"]["id"] for d in docs} <= set(re.findall(r'<tr><td data-sort="([^"]+)">', page))
+    assert str(SAMPLE) in page and f'"anomalies": {len(docs)}' in page
 
 
 def test_config_file_supplies_flags(tmp_path: Path, trained: Path) -> None:

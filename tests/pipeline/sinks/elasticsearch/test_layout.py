@@ -116,6 +116,9 @@ def test_mapping_covers_every_document_field() -> None:
     assert {k: v["type"] for k, v in components.items()} == {"iforest": "float", "rarity": "float", "excess": "float"}
     assert {k: v["type"] for k, v in props["model"]["properties"].items()} == {"version": "keyword",
                                                                             "warnings": "keyword"}
+    assert props["anomaly"]["properties"]["components"]["dynamic"] is True
+    assert ANOMALY_MAPPINGS["dynamic_templates"] == [
+        {"anomaly_components": {"path_match": "anomaly.components.*", "mapping": {"type": "float"}}}]
     assert props["templates"]["properties"]["template"]["fields"]["keyword"]["type"] == "keyword"
     assert props["log"]["properties"]["count"]["type"] == "integer"
     assert alias_name("x") == "x-anomalies"
