@@ -57,7 +57,7 @@ def compat_for(version: Mapping[str, Any]) -> int:
     """The ``compatible-with`` major to send to a server whose ``GET /`` ``version`` object is given."""
     number = str(version.get("number", ""))
     if version.get("distribution") == "opensearch":
-        raise UnsupportedServer(f"the server is OpenSearch {number}, not Elasticsearch: OpenSearch is not supported")
+        raise UnsupportedServer(f"the server is OpenSearch {number}, not Elasticsearch: use --sink opensearch")
     head = number.partition(".")[0]
     if not head.isdigit():
         raise UnsupportedServer(f"cannot read the Elasticsearch version {number!r}: give --es-compat 8 or 9")

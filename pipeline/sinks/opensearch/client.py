@@ -78,8 +78,18 @@ def make_os_client(
 
 
 def server_version(client: OpenSearch) -> str:
-    """The server's version from ``GET /``; a LogwardenError when it is not OpenSearch."""
-    info = client.info()
+    """The server's version from ``GET /``; a LogwardenError when it is not OpenSearch.
+
+    Every OpenSearch node answers ``GET /``; a server without that endpoint (Elasticsearch's bare
+    integ-test node) is not one.
+    """
+    try:
+        info = client.info()
+    except TransportError as exc:
+        if exc.status_code in (404, 405):
+            raise LogwardenError(f"the server does not answer GET / as OpenSearch does (HTTP {exc.status_code}): "
+                                 "it is not OpenSearch; for Elasticsearch use --sink elasticsearch") from None
+        raise
     version = info.get("version", {}) if isinstance(info, dict) else {}
     number = str(version.get("number", "?"))
     if version.get("distribution") != "opensearch":
