@@ -50,7 +50,8 @@ def test_lifecycle_is_an_ism_policy_attached_to_new_daily_indices() -> None:
 def test_an_unchanged_policy_is_left_alone_and_a_changed_one_updated_with_its_seq_no() -> None:
     fake = FakeOpenSearch(ism=True)
     setup_indices(fake.client(), "demo", use_ilm=True, retention="7d")
-    assert setup_indices(fake.client(), "demo", use_ilm=True, retention="7d")["ism policy demo-anomalies"] == "unchanged"
+    again = setup_indices(fake.client(), "demo", use_ilm=True, retention="7d")
+    assert again["ism policy demo-anomalies"] == "unchanged"
     assert fake.ism_policies["demo-anomalies"]["_seq_no"] == 0
     done = setup_indices(fake.client(), "demo", use_ilm=True, retention="14d")
     assert done["ism policy demo-anomalies"] == "updated"
