@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,8 +173,34 @@ def template_body(prefix: str, *, shards: int = 1, replicas: int | str = "auto",
     return body
 
 
-def alias_outcome(count: int) -> str:
-    return f"covers {count} daily ind{'ex' if count == 1 else 'ices'}"
+def ensure(create: Callable[[], Any], already_exists: Callable[[Exception], bool]) -> str:
+    """``"created"``, or ``"exists"`` when ``create`` raised what ``already_exists`` recognises."""
+    try:
+        create()
+    except Exception as exc:
+        if already_exists(exc):
+            return "exists"
+        raise
+    return "created"
+
+
+def create_targets(prefix: str, use_data_stream: bool, *, create_stream: Callable[[str], Any],
+                   create_index: Callable[[str], Any], join_alias: Callable[[str, str], int],
+                   already_exists: Callable[[Exception], bool]) -> dict[str, str]:
+    """Create what documents are written to, through one server's client: the data stream, or today's
+    daily index plus the alias over every daily index (``join_alias(pattern, alias)`` returns its size)."""
+    name = alias_name(prefix)
+    if use_data_stream:
+        return {f"data stream {name}": ensure(lambda: create_stream(name), already_exists)}
+    today = today_index(prefix)
+    done = {f"index {today}": ensure(lambda: create_index(today), already_exists)}
+    # Daily indices made before the template existed (auto-created by an early writer) join the alias too.
+    count = join_alias(f"{name}-*", name)
+    done[f"alias {name}"] = f"covers {count} daily ind{'ex' if count == 1 else 'ices'}"
+    return done
+
+
+ALREADY_EXISTS = ("resource_already_exists_exception", "index_already_exists_exception")
 
 
 def concrete_index_error(name: str) -> LogwardenError:

@@ -77,6 +77,17 @@ def item_reason(status: Any, info: dict[str, Any]) -> str:
     return " ".join(f"{status} {text}".split())
 
 
+def api_reason(body: Any, fallback: str) -> str:
+    """``type: reason`` from an API error body (both servers send ``{"error": {"type", "reason"}}``, older
+    handlers a plain string), else ``fallback``."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("reason"):
+        return f"{error.get('type', fallback)}: {error['reason']}"
+    if isinstance(error, str):
+        return error
+    return fallback
+
+
 class BulkSink:
     """Buffers anomaly documents and bulk-indexes them on ``flush()``; see the module docstring.
 

@@ -15,7 +15,7 @@ chunk's retry budget: ``(max_retries + 1) * request_timeout`` plus the backoff s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from elastic_transport import TransportError
@@ -52,33 +52,25 @@ class ElasticsearchSink(BulkSink):
         client: Elasticsearch,
         prefix: str = DEFAULT_INDEX_PREFIX,
         *,
-        data_stream: bool = False,
-        max_buffer: int = 10_000,
-        chunk_size: int = 500,
-        max_chunk_bytes: int = 10 * 1024 * 1024,
-        max_retries: int = 5,
-        initial_backoff: float = 0.5,
-        max_backoff: float = 10.0,
         request_timeout: float | None = None,
-        on_bulk: Callable[[FlushResult], None] | None = None,
         owns_client: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(prefix, data_stream=data_stream, max_buffer=max_buffer, chunk_size=chunk_size,
-                         max_chunk_bytes=max_chunk_bytes, max_retries=max_retries, initial_backoff=initial_backoff,
-                         max_backoff=max_backoff, on_bulk=on_bulk)
+        """``options``: the buffer and retry settings of :class:`~pipeline.sinks.bulk.BulkSink`."""
+        super().__init__(prefix, **options)
         self._owned = client if owns_client else None
         # Connection errors/timeouts: the transport retries with backoff. Status codes: not the transport
         # (it would retry at once, without backoff, and resend the whole request) but the bulk helper.
-        options: dict[str, Any] = {
-            "max_retries": max_retries,
+        transport: dict[str, Any] = {
+            "max_retries": self.max_retries,
             "retry_on_timeout": True,
             "retry_on_status": (),
-            "retry_backoff_base": initial_backoff,
-            "retry_backoff_cap": max_backoff,
+            "retry_backoff_base": self.initial_backoff,
+            "retry_backoff_cap": self.max_backoff,
         }
         if request_timeout is not None:
-            options["request_timeout"] = request_timeout
-        self.client = client.options(**options)
+            transport["request_timeout"] = request_timeout
+        self.client = client.options(**transport)
 
     def _stream(self, actions: list[dict[str, Any]], timeout: float | None) -> Iterable[tuple[bool, Any]]:
         client = self.client if timeout is None else self.client.options(request_timeout=timeout, max_retries=0)

@@ -32,6 +32,7 @@ from elasticsearch import __versionstr__ as _client_version
 
 from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
+from pipeline.sinks.bulk import api_reason
 
 CLIENT_MAJOR = int(_client_version.partition(".")[0])
 SUPPORTED_MAJORS = (8, 9)
@@ -219,14 +220,7 @@ def describe_error(exc: Exception, url: str | None = None) -> str:
     if isinstance(exc, EsConnectionError):
         return f"cannot reach Elasticsearch{where} ({exc.message})"
     if isinstance(exc, ApiError):
-        reason = exc.message
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("reason"):
-            reason = f"{error.get('type', exc.message)}: {error['reason']}"
-        elif isinstance(error, str):
-            reason = error
-        return f"Elasticsearch{where} refused the request ({exc.status_code} {reason})"
+        return f"Elasticsearch{where} refused the request ({exc.status_code} {api_reason(exc.body, exc.message)})"
     if isinstance(exc, TransportError):
         return f"Elasticsearch{where} transport error ({exc.message})"
     return f"Elasticsearch{where}: {exc}"

@@ -24,19 +24,19 @@ from pipeline.errors import LogwardenError
 
 # Re-exported: the names callers and tests have always imported from here.
 from pipeline.sinks.anomaly_index import (
+    ALREADY_EXISTS,
     ANOMALY_MAPPINGS,
     MAPPING_VERSION,
     TEMPLATE_PRIORITY,
     alias_name,
-    alias_outcome,
     check_prefix,
     check_setup,
     concrete_index_error,
+    create_targets,
     fingerprint,
     index_for,
     managed_meta,
     template_body,
-    today_index,
 )
 
 __all__ = ["ANOMALY_MAPPINGS", "MAPPING_VERSION", "TEMPLATE_PRIORITY", "alias_name", "check_prefix", "index_for",
@@ -123,15 +123,15 @@ def setup_indices(
     if not use_data_stream:
         _refuse_concrete_index(client, name)
     done[f"index template {name}"] = _put_if_changed(client, "template", name, body)
-    if use_data_stream:
-        done[f"data stream {name}"] = _ensure(lambda: client.indices.create_data_stream(name=name))
-    else:
-        today = today_index(prefix)
-        done[f"index {today}"] = _ensure(lambda: client.indices.create(index=today))
-        # Daily indices made before the template existed (auto-created by an early writer) join the alias too.
-        client.indices.put_alias(index=f"{name}-*", name=name)
-        done[f"alias {name}"] = alias_outcome(len(client.indices.get_alias(name=name).body))
-    return done
+
+    def join_alias(pattern: str, alias: str) -> int:
+        client.indices.put_alias(index=pattern, name=alias)
+        return len(client.indices.get_alias(name=alias).body)
+
+    return done | create_targets(
+        prefix, use_data_stream, create_stream=lambda n: client.indices.create_data_stream(name=n),
+        create_index=lambda n: client.indices.create(index=n), join_alias=join_alias,
+        already_exists=lambda exc: isinstance(exc, ApiError) and exc.error in ALREADY_EXISTS)
 
 
 def _refuse_concrete_index(client: Elasticsearch, name: str) -> None:
@@ -139,12 +139,3 @@ def _refuse_concrete_index(client: Elasticsearch, name: str) -> None:
     if found.meta.status == 200 and name in found.body:
         raise concrete_index_error(name)
 
-
-def _ensure(create: Any) -> str:
-    try:
-        create()
-    except ApiError as exc:
-        if exc.error in ("resource_already_exists_exception", "index_already_exists_exception"):
-            return "exists"
-        raise
-    return "created"

@@ -13,12 +13,12 @@ later are shared with Elasticsearch (:mod:`pipeline.sinks.bulk`). What is OpenSe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
-from pipeline.sinks.bulk import BulkSink, FlushResult, SinkUnavailable
+from pipeline.sinks.bulk import BulkSink, SinkUnavailable
 from pipeline.sinks.opensearch.client import OpenSearch, TransportError, describe_error, helpers, server_version
 from pipeline.sinks.opensearch.layout import setup_indices
 
@@ -34,20 +34,12 @@ class OpenSearchSink(BulkSink):
         client: OpenSearch,
         prefix: str = DEFAULT_INDEX_PREFIX,
         *,
-        data_stream: bool = False,
-        max_buffer: int = 10_000,
-        chunk_size: int = 500,
-        max_chunk_bytes: int = 10 * 1024 * 1024,
-        max_retries: int = 5,
-        initial_backoff: float = 0.5,
-        max_backoff: float = 10.0,
         request_timeout: float | None = None,
-        on_bulk: Callable[[FlushResult], None] | None = None,
         owns_client: bool = False,
+        **options: Any,
     ) -> None:
-        super().__init__(prefix, data_stream=data_stream, max_buffer=max_buffer, chunk_size=chunk_size,
-                         max_chunk_bytes=max_chunk_bytes, max_retries=max_retries, initial_backoff=initial_backoff,
-                         max_backoff=max_backoff, on_bulk=on_bulk)
+        """``options``: the buffer and retry settings of :class:`~pipeline.sinks.bulk.BulkSink`."""
+        super().__init__(prefix, **options)
         self.client = client
         self.request_timeout = request_timeout
         self._owned = client if owns_client else None

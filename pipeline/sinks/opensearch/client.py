@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
+from pipeline.sinks.bulk import api_reason
 
 INSTALL_HINT = "OpenSearch support needs opensearch-py: pip install 'logwarden[opensearch]'"
 
@@ -105,12 +106,5 @@ def describe_error(exc: Exception, url: str | None = None) -> str:
     if isinstance(exc, OsConnectionError):
         return f"cannot reach OpenSearch{where} ({exc.error})"
     if isinstance(exc, TransportError):
-        reason = str(exc.error)
-        info = exc.info if isinstance(exc.info, dict) else {}
-        error = info.get("error")
-        if isinstance(error, dict) and error.get("reason"):
-            reason = f"{error.get('type', exc.error)}: {error['reason']}"
-        elif isinstance(error, str):
-            reason = error
-        return f"OpenSearch{where} refused the request ({exc.status_code} {reason})"
+        return f"OpenSearch{where} refused the request ({exc.status_code} {api_reason(exc.info, str(exc.error))})"
     return f"OpenSearch{where}: {exc}"

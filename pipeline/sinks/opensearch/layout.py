@@ -23,14 +23,14 @@ from typing import Any
 from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
 from pipeline.sinks.anomaly_index import (
+    ALREADY_EXISTS,
     TEMPLATE_PRIORITY,
-    alias_outcome,
     check_setup,
     concrete_index_error,
+    create_targets,
     fingerprint,
     managed_meta,
     template_body,
-    today_index,
 )
 from pipeline.sinks.opensearch.client import OpenSearch, TransportError
 
@@ -127,22 +127,12 @@ def setup_indices(
         if isinstance(found, dict) and name in found:
             raise concrete_index_error(name)
     done[f"index template {name}"] = _put_template(client, name, body)
-    if use_data_stream:
-        done[f"data stream {name}"] = _ensure(lambda: client.indices.create_data_stream(name=name))
-    else:
-        today = today_index(prefix)
-        done[f"index {today}"] = _ensure(lambda: client.indices.create(index=today))
-        # Daily indices made before the template existed (auto-created by an early writer) join the alias too.
-        client.indices.put_alias(index=f"{name}-*", name=name)
-        done[f"alias {name}"] = alias_outcome(len(client.indices.get_alias(name=name)))
-    return done
 
+    def join_alias(pattern: str, alias: str) -> int:
+        client.indices.put_alias(index=pattern, name=alias)
+        return len(client.indices.get_alias(name=alias))
 
-def _ensure(create: Any) -> str:
-    try:
-        create()
-    except TransportError as exc:
-        if exc.error in ("resource_already_exists_exception", "index_already_exists_exception"):
-            return "exists"
-        raise
-    return "created"
+    return done | create_targets(
+        prefix, use_data_stream, create_stream=lambda n: client.indices.create_data_stream(name=n),
+        create_index=lambda n: client.indices.create(index=n), join_alias=join_alias,
+        already_exists=lambda exc: isinstance(exc, TransportError) and exc.error in ALREADY_EXISTS)
