@@ -2,8 +2,9 @@
 
 The servers are found through ``LOGWARDEN_KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``),
 ``LOGWARDEN_ES_URL`` (Elasticsearch 9.x, default ``http://127.0.0.1:9200``), ``LOGWARDEN_ES8_URL``
-(Elasticsearch 8.x, default ``http://127.0.0.1:9201``) and ``LOGWARDEN_OPENSEARCH_URL`` (OpenSearch 2.x,
-default ``http://127.0.0.1:9202``; its client is the ``opensearch`` extra, imported only by its fixtures).
+(Elasticsearch 8.x, default ``http://127.0.0.1:9201``), ``LOGWARDEN_OPENSEARCH_URL`` (OpenSearch 2.x, default
+``http://127.0.0.1:9202``) and ``LOGWARDEN_OPENSEARCH3_URL`` (OpenSearch 3.x, default ``http://127.0.0.1:9203``;
+their client is the ``opensearch`` extra, imported only by their fixtures).
 A server that does not answer skips its tests on a developer's machine, but fails them when ``CI=true``:
 CI starts every server, so a missing one is a broken run, not a reason to go green without testing anything.
 
@@ -42,9 +43,10 @@ ES_SERVERS = {
     "es8": ("LOGWARDEN_ES8_URL", "http://127.0.0.1:9201", 8),
 }
 both_es_servers = pytest.mark.parametrize("es_url", list(ES_SERVERS), indirect=True)
-# OpenSearch servers by test id, as above (one today: the 2.19 integ-test node of scripts/services).
+# OpenSearch servers by test id, as above; every test that uses ``opensearch_url`` runs against each.
 OPENSEARCH_SERVERS = {
     "os2": ("LOGWARDEN_OPENSEARCH_URL", "http://127.0.0.1:9202", 2),
+    "os3": ("LOGWARDEN_OPENSEARCH3_URL", "http://127.0.0.1:9203", 3),
 }
 
 
@@ -184,7 +186,8 @@ def es_index(request: pytest.FixtureRequest, es_client: Elasticsearch) -> Iterat
 # ---------------------------------------------------------------------------------------- OpenSearch
 @pytest.fixture(scope="session", params=list(OPENSEARCH_SERVERS))
 def opensearch_url(request: pytest.FixtureRequest) -> str:
-    """URL of an OpenSearch node of the expected major whose cluster health is at least yellow."""
+    """URL of an OpenSearch node of the expected major whose cluster health is at least yellow (each of
+    :data:`OPENSEARCH_SERVERS` in turn: tests using it run once per OpenSearch major)."""
     from pipeline.sinks.opensearch.client import TransportError, make_os_client, server_version  # noqa: PLC0415
 
     var, default, want = OPENSEARCH_SERVERS[request.param]
