@@ -141,3 +141,28 @@ def test_data_stream_layout_and_create_replays(opensearch_url: str, os_client: A
     assert sink.flush().indexed == 5
     sink.close()
     assert count(os_client, alias_name(os_prefix)) == 5
+
+
+def test_hostile_documents_index_or_are_handed_back(opensearch_url: str, os_client: Any, os_prefix: str) -> None:
+    """A lone surrogate, a 64 KiB sample, a window in 2099 and a document with no time: the real server
+    stores the first three as sent and the last is rejected before it is sent; the flush returns."""
+    sink = sink_for(opensearch_url, os_prefix)
+    sink.setup_layout()
+    surrogate, big, timeless = anomaly_doc("blk_s"), anomaly_doc("blk_big"), anomaly_doc("blk_none")
+    surrogate["log"]["samples"] = ["name \ud800 odd"]
+    big["log"]["samples"] = ["x" * 65536]
+    future = anomaly_doc("blk_2099", start="2099-01-01T00:00:00Z")
+    del timeless["window"], timeless["@timestamp"]
+    for doc in (surrogate, big, future):
+        sink.add(as_document(doc))
+    sink.add(as_document(timeless, "timeless-id"))
+    result = sink.flush()
+    sink.close()
+    assert result.indexed == 3
+    assert [doc.body for doc, _ in result.rejected] == [timeless]
+    name = alias_name(os_prefix)
+    assert count(os_client, name) == 3
+    stored = os_client.get(index=f"{name}-2015.10.18", id=document_id(surrogate))["_source"]
+    assert stored["log"]["samples"] == ["name \ud800 odd"]
+    assert len(os_client.get(index=f"{name}-2015.10.18", id=document_id(big))["_source"]["log"]["samples"][0]) == 65536
+    assert f"{name}-2099.01.01" in set(os_client.indices.get_alias(name=name))

@@ -9,10 +9,15 @@ later are shared with Elasticsearch (:mod:`pipeline.sinks.bulk`). What is OpenSe
 * connection refused, timeouts: retried by the client transport (``max_retries``, without backoff); then
   :class:`~pipeline.sinks.bulk.SinkUnavailable`, documents kept.
 * ``flush(timeout)`` bounds each request by ``timeout`` and turns both kinds of retries off.
+* Sources are serialized with ASCII escapes (:func:`_ascii_source`): opensearch-py's serializer writes
+  raw UTF-8 and its bulk helper raises ``UnicodeEncodeError`` on a lone surrogate, which would end the
+  flush without accounting for any document; escaped, the surrogate reaches the server as ``\ud800``, as
+  with the Elasticsearch client.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -61,6 +66,7 @@ class OpenSearchSink(BulkSink):
             initial_backoff=self.initial_backoff,  # type: ignore[arg-type]
             max_backoff=self.max_backoff,  # type: ignore[arg-type]
             yield_ok=True,
+            expand_action_callback=lambda action: _ascii_source(self.client, action),
             **kwargs,
         )
         if timeout is None:
@@ -83,6 +89,17 @@ class OpenSearchSink(BulkSink):
         if self._owned is not None:
             self._owned.close()
             self._owned = None
+
+
+def _ascii_source(client: OpenSearch, action: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The bulk helper's action expansion, with the source already JSON text (ASCII only; the helper
+    passes text through unchanged, including on its 429 retries)."""
+    header, source = helpers.expand_action(action)
+    if source is None or isinstance(source, str | bytes):
+        return header, source
+    # Datetimes, decimals, ... as opensearch-py writes them (its JSONSerializer.default).
+    default = getattr(client.transport.serializer, "default", None)
+    return header, json.dumps(source, ensure_ascii=True, separators=(",", ":"), default=default)
 
 
 def _without_transport_retries(transport: Any, stream: Iterable[tuple[bool, Any]]) -> Iterator[tuple[bool, Any]]:

@@ -6,8 +6,8 @@ opensearch-py is an optional extra: importing this module without it raises a
 
 The connection settings are the Elasticsearch ones (``--es-url``, ``--es-timeout``, the
 ``LOGWARDEN_ES_API_KEY``/``_USERNAME``/``_PASSWORD``/``_CA_CERTS`` secrets): one set of flags for "the search
-cluster", whichever product it is. OpenSearch has no API keys in its security plugin's basic setup, so an
-API key is sent as ``Authorization: ApiKey ...`` only for proxies that expect one.
+cluster", whichever product it is. OpenSearch's security plugin authenticates users (basic auth), not
+Elasticsearch API keys, so an API key is refused with a one-line error rather than sent and rejected later.
 
 Retries: connection errors and timeouts are retried by opensearch-py's transport (``max_retries``, without
 backoff); status retries are left to the bulk helper, which retries only 429 items (5xx items make the sink
@@ -53,8 +53,9 @@ def make_os_client(
         raise LogwardenError("no OpenSearch URL given (--es-url or LOGWARDEN_ES_URL)")
     if bool(username) != bool(password):
         raise LogwardenError("OpenSearch username and password go together (LOGWARDEN_ES_USERNAME/_PASSWORD)")
-    if api_key and username:
-        raise LogwardenError("give either an API key or a username and password, not both")
+    if api_key:
+        raise LogwardenError("OpenSearch takes a username and password (LOGWARDEN_ES_USERNAME/_PASSWORD), "
+                             "not an API key: unset LOGWARDEN_ES_API_KEY / --api-key")
     if timeout <= 0:
         raise LogwardenError(f"OpenSearch timeout must be positive, got {timeout}")
     for host in hosts:
@@ -68,8 +69,6 @@ def make_os_client(
     }
     if username and password:
         kwargs["http_auth"] = (username, password)
-    if api_key:
-        kwargs["headers"] = {"authorization": f"ApiKey {api_key}"}
     if ca_certs:
         kwargs["ca_certs"] = ca_certs
     try:

@@ -139,3 +139,26 @@ def test_buffer_is_bounded() -> None:
     add_all(sink, 2)
     with pytest.raises(SinkBufferFull, match="OpenSearch sink buffer is full"):
         sink.add(as_document(anomaly_doc("blk_extra")))
+
+
+def test_hostile_documents_index_or_are_rejected_never_crash_the_flush() -> None:
+    """A lone surrogate (opensearch-py's serializer cannot encode it to UTF-8), a 64 KiB sample, a 2099
+    window and a document with no time at all: each is indexed or handed back, and the flush returns."""
+    fake = FakeOpenSearch()
+    sink = make_sink(fake)
+    surrogate, big, future, timeless = (anomaly_doc(f"blk_{n}") for n in ("s", "big", "2099", "none"))
+    surrogate["log"]["samples"] = ["name \ud800 odd"]
+    big["log"]["samples"] = ["x" * 65536]
+    future = anomaly_doc("blk_2099", start="2099-01-01T00:00:00Z")
+    del timeless["window"], timeless["@timestamp"]
+    for doc in (surrogate, big, future):
+        sink.add(as_document(doc))
+    sink.add(as_document(timeless, "timeless-id"))
+    result = sink.flush()
+    assert result.indexed == 3
+    [(rejected, reason)] = result.rejected
+    assert rejected.body is timeless and reason.startswith("invalid document: KeyError")
+    stored = fake.all_docs()
+    assert stored[document_id(surrogate)]["log"]["samples"] == ["name \ud800 odd"]  # escaped, not mangled
+    assert len(stored[document_id(big)]["log"]["samples"][0]) == 65536
+    assert "lw-anomalies-2099.01.01" in fake.docs
