@@ -346,6 +346,16 @@ def anomaly_doc(entity: str = "blk_1", start: str = "2015-10-18T18:01:47.978Z", 
     }
 
 
+def hostile_anomaly_docs() -> tuple[dict[str, _Any], dict[str, _Any], dict[str, _Any], dict[str, _Any]]:
+    """Documents a sink must survive: a lone surrogate in a sample, a 64 KiB sample, a window in 2099,
+    and one with neither ``window`` nor ``@timestamp`` (no index can be chosen: rejected before sending)."""
+    surrogate, big, timeless = anomaly_doc("blk_s"), anomaly_doc("blk_big"), anomaly_doc("blk_none")
+    surrogate["log"]["samples"] = ["name \ud800 odd"]
+    big["log"]["samples"] = ["x" * 65536]
+    del timeless["window"], timeless["@timestamp"]
+    return surrogate, big, anomaly_doc("blk_2099", start="2099-01-01T00:00:00Z"), timeless
+
+
 def as_document(doc: dict[str, _Any], doc_id: str | None = None) -> _Document:
     """A document as the worker hands it to a sink: with its deterministic ``_id`` (or the one given)."""
     from pipeline.scoring import document_id

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from pipeline.cli.app import cli
 from pipeline.scoring import document_id
 from pipeline.sinks.anomaly_index import alias_name
-from tests.fakes import anomaly_doc, as_document
+from tests.fakes import anomaly_doc, as_document, hostile_anomaly_docs
 
 pytestmark = pytest.mark.integration
 
@@ -148,11 +148,7 @@ def test_hostile_documents_index_or_are_handed_back(opensearch_url: str, os_clie
     stores the first three as sent and the last is rejected before it is sent; the flush returns."""
     sink = sink_for(opensearch_url, os_prefix)
     sink.setup_layout()
-    surrogate, big, timeless = anomaly_doc("blk_s"), anomaly_doc("blk_big"), anomaly_doc("blk_none")
-    surrogate["log"]["samples"] = ["name \ud800 odd"]
-    big["log"]["samples"] = ["x" * 65536]
-    future = anomaly_doc("blk_2099", start="2099-01-01T00:00:00Z")
-    del timeless["window"], timeless["@timestamp"]
+    surrogate, big, future, timeless = hostile_anomaly_docs()
     for doc in (surrogate, big, future):
         sink.add(as_document(doc))
     sink.add(as_document(timeless, "timeless-id"))

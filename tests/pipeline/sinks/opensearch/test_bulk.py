@@ -10,7 +10,7 @@ from pipeline.errors import LogwardenError
 from pipeline.scoring import document_id
 from pipeline.sinks.bulk import SinkBufferFull, SinkError, SinkUnavailable
 from pipeline.sinks.opensearch.bulk import OpenSearchSink
-from tests.fakes import FakeOpenSearch, anomaly_doc, as_document
+from tests.fakes import FakeOpenSearch, anomaly_doc, as_document, hostile_anomaly_docs
 
 FAST = {"initial_backoff": 0.001, "max_backoff": 0.002}
 
@@ -146,11 +146,7 @@ def test_hostile_documents_index_or_are_rejected_never_crash_the_flush() -> None
     window and a document with no time at all: each is indexed or handed back, and the flush returns."""
     fake = FakeOpenSearch()
     sink = make_sink(fake)
-    surrogate, big, future, timeless = (anomaly_doc(f"blk_{n}") for n in ("s", "big", "2099", "none"))
-    surrogate["log"]["samples"] = ["name \ud800 odd"]
-    big["log"]["samples"] = ["x" * 65536]
-    future = anomaly_doc("blk_2099", start="2099-01-01T00:00:00Z")
-    del timeless["window"], timeless["@timestamp"]
+    surrogate, big, future, timeless = hostile_anomaly_docs()
     for doc in (surrogate, big, future):
         sink.add(as_document(doc))
     sink.add(as_document(timeless, "timeless-id"))
