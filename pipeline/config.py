@@ -1,8 +1,9 @@
 """Settings, worker options and the one rule that resolves them: flag > ``--config`` file > model > default.
 
 Every default is written once, here: :class:`PipelineSettings` (decoding, entities, windows, model) and
-:class:`WorkerOptions` (Kafka, Elasticsearch, loop timing) hold them as dataclass defaults, and the CLI's help
-texts read them from there (:func:`default_text`), so a help line can never disagree with the code.
+:class:`WorkerOptions` (Kafka, the Elasticsearch or OpenSearch sink, loop timing) hold them as dataclass
+defaults, and the CLI's help texts read them from there (:func:`default_text`), so a help line can never
+disagree with the code.
 
 Precedence, highest first:
 
@@ -43,6 +44,9 @@ DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
 DEFAULT_INDEX_PREFIX = "logwarden"
 DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
+# Where anomaly documents go: the search cluster's product. Both take the same --es-* connection flags.
+SINKS = ("elasticsearch", "opensearch")
+DEFAULT_SINK = "elasticsearch"
 
 
 def parse_duration(text: str | float | int, name: str = "duration") -> float:
@@ -194,6 +198,7 @@ class WorkerOptions:
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     group_id: str = "logwarden"
+    sink: str = DEFAULT_SINK
     es_url: str = DEFAULT_ES_URL
     index_prefix: str = DEFAULT_INDEX_PREFIX
     metrics_port: int | None = None
@@ -239,6 +244,8 @@ class WorkerOptions:
             raise LogwardenError("no topic to consume: give --topic (repeatable) or `topic:` in the config file")
         if not self.group_id:
             raise LogwardenError("--group-id must not be empty")
+        if self.sink not in SINKS:
+            raise LogwardenError(f"--sink must be one of {', '.join(SINKS)}, got {self.sink!r}")
         if self.input_format not in INPUT_FORMATS:
             raise LogwardenError(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
         if self.session_timeout < 6:
