@@ -34,6 +34,7 @@ def _context(fake: FakeOpenSearch) -> WorkerContext:
     ctx = object.__new__(WorkerContext)
     ctx.options = WorkerOptions(topics=("logs",), sink="opensearch", es_url="http://fake-os:9200")
     ctx.sink = OpenSearchSink(fake.client(), "lw")
+    ctx.catalog = ctx.catalog_flusher = None  # the template catalog is Elasticsearch's
     return ctx
 
 
