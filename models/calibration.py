@@ -35,22 +35,23 @@ BAND_HIGH = 2.0
 _EDGE = 1.0 + 1e-9  # keeps a tiny positive weight at the band's edges
 
 
-def calibrate_threshold(scores: np.ndarray, contamination: float) -> float:
+def calibrate_threshold(scores: np.ndarray, contamination: float, band_low: float = BAND_LOW,
+                        band_high: float = BAND_HIGH) -> float:
     """Threshold for ``score > threshold`` from training ``scores`` (see the module docstring)."""
     values = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     n = len(values)
     if n == 0:
         raise ValueError("cannot calibrate a threshold on zero scores")
     target = n * contamination
-    lo = max(1, math.ceil(target / BAND_LOW))
-    hi = min(n - 1, math.floor(target * BAND_HIGH))
+    lo = max(1, math.ceil(target / band_low))
+    hi = min(n - 1, math.floor(target * band_high))
     if hi < lo:
         return float(values[0])
     flagged = np.arange(lo, hi + 1)
     gaps = values[flagged - 1] - values[flagged]
     log_share = np.log(flagged / target)
-    weights = np.where(log_share < 0, 1.0 + log_share / math.log(BAND_LOW * _EDGE),
-                       1.0 - log_share / math.log(BAND_HIGH * _EDGE))
+    weights = np.where(log_share < 0, 1.0 + log_share / math.log(band_low * _EDGE),
+                       1.0 - log_share / math.log(band_high * _EDGE))
     weighted = gaps * np.clip(weights, 0.0, None)
     if not np.any(weighted > 0):
         return float(values[lo])
@@ -58,6 +59,8 @@ def calibrate_threshold(scores: np.ndarray, contamination: float) -> float:
     return float((values[j - 1] + values[j]) / 2.0)
 
 
+AUTO_BAND = (1.5, 2.0)
+MAX_ESTIMATE = 0.25  # more "incidents" than this is the system's normal variety, not contamination
 ESTIMATE_LEVEL = 0.05  # the combined tail probability below which a training window counts as a likely incident
 
 
@@ -87,6 +90,19 @@ def auto_threshold(scores: np.ndarray, target_fpr: float, estimate: float | None
     clean = -math.log10(target_fpr)
     if estimate is None:
         estimate = estimate_contamination(scores)
-    if estimate * len(scores) < 1.0:
+    if estimate * len(scores) < 1.0 or estimate > MAX_ESTIMATE:
         return clean, estimate
-    return min(clean, calibrate_threshold(scores, min(estimate, 0.45))), estimate
+    return min(clean, calibrate_threshold(scores, estimate, AUTO_BAND[0], AUTO_BAND[1])), estimate
+
+
+def share_threshold(scores: np.ndarray, share: float) -> float:
+    """The cut that flags the top ``share`` of ``scores``: midway between the last flagged and the next score.
+
+    Used with an *estimated* share: no gap search, because the estimate already says how many windows
+    look like incidents, and a gap search would move the cut by a factor of two either way.
+    """
+    values = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    k = min(max(1, round(share * len(values))), len(values) - 1)
+    if k <= 0:
+        return float(values[0])
+    return float((values[k - 1] + values[k]) / 2.0)

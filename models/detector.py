@@ -51,8 +51,8 @@ from models.novelty import TemplateStats
 
 N_EXTRA = len(EXTRA_COLUMNS)
 COMPONENTS = ("iforest", "rarity", "excess")
-WEIGHTS = {"iforest": 0.1, "rarity": 0.8, "excess": 0.1}
-TARGET_FPR = 0.005
+WEIGHTS = {"iforest": 0.2, "rarity": 0.6, "excess": 0.2}
+TARGET_FPR = 0.01
 MAX_SAMPLES = 4096
 SCORE_SAMPLE = 20000  # training forest scores kept for calibration (quantiles beyond that)
 CHUNK_ROWS = 4096  # rows scored at once: bounds the (rows x templates) temporaries on wide vocabularies

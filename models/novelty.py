@@ -52,7 +52,6 @@ import numpy as np
 
 RARE_SHARE = 0.05
 NOVEL_SHARE = 1e-4
-RARE_LEVEL = 0.5  # rarity_p below this counts a training window as a likely incident (contamination estimate)
 TAIL_MIN_WINDOWS = 10
 MIN_TAIL_SCALE = float(np.log(2.0)) / 4  # a quarter doubling
 _LN2 = float(np.log(2.0))
@@ -109,38 +108,51 @@ class TemplateStats:
     def rarity_p(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> np.ndarray:
         """Per row: tail probability of the window's rarest template state, corrected for the tests it takes.
 
-        ``V + 1`` elementary tests, one per vocabulary template and one for "some template never seen":
+        The statistic is the window's smallest *state share* ``m`` over ``V + 1`` questions, one per vocabulary
+        template and one for "some template never seen":
 
-        * known template: the state's smoothed share ``p = (k + 1/2) / (n + 1)`` is the chance that a
-          training window is in that state for that template;
-        * new template: how often a window brings one is the Good-Turing estimate of the missing mass,
+        * known template: the state's smoothed share ``(k + 1/2) / (n + 1)``, the chance that a training
+          window is in that state for that template;
+        * new template: how often a window brings one, the Good-Turing estimate of the missing mass
           ``(N1 + 1/2) / (n + 1)`` where ``N1`` counts the templates that only one training window held (each
           was new once, leave-one-out).
 
-        The window is scored for its smallest, corrected as the minimum of ``V + 1`` tests (Sidak):
-        ``1 - (1 - p)^(V + 1)``.
+        Its tail probability is computed exactly for templates taken as independent: a template contributes
+        the total share ``F_t(m)`` of its states (held, lacking) whose share is at most ``m``, and
+        ``p = 1 - prod_t (1 - F_t(m))``. This is the "maximum over templates" calibrated for the vocabulary,
+        but only templates that *have* a state that rare count (a Sidak correction over all ``V`` would
+        charge every template, even those held by half the windows, and make rarity far too timid beside
+        the other components).
         """
         rows = len(log_counts)
         n = self.n_windows
+        held = (self.present + 0.5) / (n + 1.0)
+        lacking = (n - self.present + 0.5) / (n + 1.0)
         smallest = np.ones(rows)
         if log_counts.ndim == 2 and log_counts.shape[1]:
             smallest = state_share(self.present[None, :], log_counts > 0, n).min(axis=1)
         novel = min(1.0, (int(np.sum(self.present == 1)) + 0.5) / (n + 1.0))
         smallest = np.where(np.asarray(unseen_templates) > 0, np.minimum(smallest, novel), smallest)
-        return sidak(smallest, len(self.present) + 1)
+        at_most = smallest[:, None] * (1.0 + 1e-12)
+        share = np.where(held[None, :] <= at_most, held[None, :], 0.0) + np.where(
+            lacking[None, :] <= at_most, lacking[None, :], 0.0)
+        log_none = np.log1p(-np.minimum(share, 1.0 - 1e-16)).sum(axis=1)
+        log_none += np.log1p(-np.where(novel <= at_most[:, 0], min(novel, 1.0 - 1e-16), 0.0))
+        return np.asarray(-np.expm1(log_none))
 
-    def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray,
-                         level: float = RARE_LEVEL) -> float:
-        """Share of rows whose rarest template state has a corrected tail probability below ``level``.
+    def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> float:
+        """Share of rows in a state fewer than ``RARE_SHARE`` of the training windows were in, for some template.
 
         On the training windows themselves this estimates their contamination: incidents write templates that
-        only incidents write (or skip ones every normal window writes), and such states are rare. The test is
-        on the tail probability corrected for the vocabulary (:meth:`rarity_p`), not on the raw share: a
-        system with hundreds of templates has many that are rare in normal operation.
+        only incidents write (or skip ones every normal window writes), and such states are rare.
         """
         if len(log_counts) == 0:
             return 0.0
-        return float(np.mean(self.rarity_p(log_counts, unseen_templates) < level))
+        rare = np.asarray(unseen_templates) > 0
+        if log_counts.ndim == 2 and log_counts.shape[1]:
+            shares = state_share(self.present[None, :], log_counts > 0, self.n_windows)
+            rare = rare | (shares < RARE_SHARE).any(axis=1)
+        return float(np.mean(rare))
 
     def excess_p(self, log_counts: np.ndarray) -> np.ndarray:
         """Per row: tail probability of the window's most extreme count, corrected for the vocabulary.

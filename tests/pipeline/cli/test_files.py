@@ -194,7 +194,7 @@ def test_help_shows_the_defaults_of_the_settings() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "Silence that ends a session window. [default: 5m]" in text
-    assert "[default: auto]" in text and "[default: 0.005]" in text and "DURATION" in text
+    assert "[default: auto]" in text and "[default: 0.01]" in text and "DURATION" in text
 
 
 # -- outputs are replaced only when the run completes (issue 9, item 10) ------------------------------------
