@@ -120,10 +120,13 @@ def render_report(docs: list[dict[str, Any]], stats: dict[str, Any], title: str)
             f"<li><code>{esc(e['id'])}</code> {esc(_reason(e))}: {esc(e['template'])}</li>" for e in doc["templates"]
         )
         samples = "".join(f"<li><code>{esc(s)}</code></li>" for s in doc["log"]["samples"])
+        reason = doc["anomaly"].get("reason_text")
+        decided = f"<p>decided by {esc(str(reason))}</p>" if reason else ""
         rows.append(
             f"<tr><td>{doc['anomaly']['score']:.3f}</td><td>{esc(str(doc['entity']['id']))}</td>"
             f"<td>{esc(doc['window']['start'])}<br>{esc(doc['window']['end'])}</td><td>{doc['log']['count']}</td>"
-            f"<td><ul>{expl}</ul><details><summary>sample lines</summary><ul>{samples}</ul></details></td></tr>"
+            f"<td>{decided}<ul>{expl}</ul>"
+            f"<details><summary>sample lines</summary><ul>{samples}</ul></details></td></tr>"
         )
     stat_items = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in stats.items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>

@@ -79,6 +79,7 @@ def test_detect_without_model_trains_on_input_and_writes_report(tmp_path: Path) 
     assert docs and all(d["anomaly"]["is_anomaly"] for d in docs)
     assert all(d["model"]["version"] == "adhoc" for d in docs)
     assert "<table>" in report.read_text()
+    assert "decided by " in report.read_text()  # the component that made each window anomalous
 
 
 def test_config_file_supplies_flags(tmp_path: Path, trained: Path) -> None:
