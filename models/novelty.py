@@ -13,25 +13,20 @@ that has two blind spots, both of which matter for logs:
   a count twice the largest ever seen lands in the same leaf as the largest: the forest cannot tell
   "beyond the training maximum" from "at the maximum". A burst of an existing message is a classic incident.
 
-So for every template ``t`` of the vocabulary and a window with count ``x_t``:
+The detector uses two window-level tail probabilities built here (each the chance that a window of the
+training distribution looks at least this unusual, corrected for the number of templates it looks at):
 
-* **rarity** ``r_t``: the share of training windows that were in the same *state* as this window for
-  ``t`` (holding it when ``x_t > 0``, lacking it when ``x_t = 0``), smoothed as ``p = (k + 1/2) / (n + 1)``
-  for ``k`` such windows out of ``n``, mapped to [0, 1] on a log scale::
+* :meth:`TemplateStats.rarity_p`: the window's rarest template *state* (holding ``t`` or lacking it, share
+  ``(k + 1/2) / (n + 1)`` of the training windows; a template never seen counts with the Good-Turing share),
+  calibrated exactly over the templates that have a state that rare;
+* :meth:`TemplateStats.excess_p`: the window's most extreme count against each template's fitted upper
+  tail (:func:`upper_tail`), or below the smallest count of a template every window holds, Sidak-corrected
+  over the vocabulary.
 
-      r_t = clip( ln(RARE_SHARE / p) / ln(RARE_SHARE / NOVEL_SHARE), 0, 1 )
-
-  0 for a state shared by at least ``RARE_SHARE`` (5%) of training windows, 1 for one seen in at most one
-  window in ten thousand. A template never seen in training has rarity 1 (handled by the detector, which
-  sees it through the unseen-template column).
-* **range excess** ``e_t``: how far a count the window holds (``x_t > 0``) lies outside ``[min_t, max_t]``
-  of training, in doublings of ``1 + count``:
-  ``e_t = clip(max(ln((1+x)/(1+max)), ln((1+min)/(1+x)), 0) / ln 2, 0, 1)``; 1 at twice the largest count
-  seen (or half the smallest), times the *range confidence* ``rarity(1 / (n + 1))``: a new window from
-  the training distribution exceeds the largest of ``n`` counts with probability ``1 / (n + 1)``, so being
-  outside the range of 10 windows means nothing, outside that of 10,000 nearly as much as a never-seen
-  state. A template the window lacks has ``e_t = 0``: absence is judged by rarity alone, so a missing
-  template is not counted twice.
+The per-template values ``rarity`` (``r_t`` in [0, 1], 0 for a state shared by at least ``RARE_SHARE`` of
+the windows, 1 for one seen in one window in ten thousand or fewer) and ``excess`` (``e_t``, doublings past
+the trained range, scaled by the range confidence ``rarity(1 / (n + 1))``) remain for explanations, which rank
+a window's templates by them (:mod:`models.explain`).
 
 Presence, not exact counts, is the unit of rarity on purpose: exact counts of busy templates vary from
 window to window, so "count 7 was seen in 0.5% of windows" is mostly noise, while "this template was
