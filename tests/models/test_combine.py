@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.artifacts import ModelBundle, load_bundle, save_bundle
-from models.calibration import auto_threshold, estimate_contamination
+from models.calibration import auto_threshold
 from models.combine import TIE_BREAK, combine, evidence, strongest
 from models.detector import WindowDetector
 from models.errors import ModelError
@@ -80,7 +80,8 @@ def test_auto_threshold_estimates_from_the_share_and_keeps_the_clean_level_as_a_
     assert 0.4 < threshold < 1.5 and estimate == 0.04
     assert auto_threshold(scores, 0.01, estimate=0.0) == (2.0, 0.0)
     assert auto_threshold(scores, 0.01, estimate=0.6)[0] == 2.0  # not credible as contamination
-    assert estimate_contamination(np.zeros(100)) == 0.0
+    tiny = auto_threshold(scores[:20], 0.01, estimate=0.04)  # 0.8 windows: no estimate to place a cut on
+    assert tiny == (2.0, 0.04)
 
 
 def test_models_of_the_previous_format_are_refused_in_one_line(tmp_path: Path) -> None:
