@@ -13,7 +13,9 @@ blocks each flags, and PR-AUC of its scores (threshold-free). Ours runs through 
         --entity-regex 'blk_-?\\d+' --window session
     logwarden detect TEST.log --model-dir D --all-windows --out scores.jsonl
 
-The reference is :mod:`benchmarks.reference`. Seeds are fixed, so a run is reproducible. Usage::
+The reference is :mod:`benchmarks.reference`. Seeds are fixed, so a run is reproducible. What each detector
+component is worth, and the contamination and training-size sweeps, are measured in one process on the same
+streams by :mod:`benchmarks.ablation`. Usage::
 
     python -m benchmarks.detection            # full size: 4,854 + 150 training, 6,000 + 186 test blocks
     python -m benchmarks.detection --quick    # small slice for CI

@@ -35,22 +35,23 @@ BAND_HIGH = 2.0
 _EDGE = 1.0 + 1e-9  # keeps a tiny positive weight at the band's edges
 
 
-def calibrate_threshold(scores: np.ndarray, contamination: float) -> float:
+def calibrate_threshold(scores: np.ndarray, contamination: float, band_low: float = BAND_LOW,
+                        band_high: float = BAND_HIGH) -> float:
     """Threshold for ``score > threshold`` from training ``scores`` (see the module docstring)."""
     values = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     n = len(values)
     if n == 0:
         raise ValueError("cannot calibrate a threshold on zero scores")
     target = n * contamination
-    lo = max(1, math.ceil(target / BAND_LOW))
-    hi = min(n - 1, math.floor(target * BAND_HIGH))
+    lo = max(1, math.ceil(target / band_low))
+    hi = min(n - 1, math.floor(target * band_high))
     if hi < lo:
         return float(values[0])
     flagged = np.arange(lo, hi + 1)
     gaps = values[flagged - 1] - values[flagged]
     log_share = np.log(flagged / target)
-    weights = np.where(log_share < 0, 1.0 + log_share / math.log(BAND_LOW * _EDGE),
-                       1.0 - log_share / math.log(BAND_HIGH * _EDGE))
+    weights = np.where(log_share < 0, 1.0 + log_share / math.log(band_low * _EDGE),
+                       1.0 - log_share / math.log(band_high * _EDGE))
     weighted = gaps * np.clip(weights, 0.0, None)
     if not np.any(weighted > 0):
         return float(values[lo])
@@ -58,35 +59,24 @@ def calibrate_threshold(scores: np.ndarray, contamination: float) -> float:
     return float((values[j - 1] + values[j]) / 2.0)
 
 
-ESTIMATE_LEVEL = 0.05  # the combined tail probability below which a training window counts as a likely incident
+# The auto cut goes into the widest gap that flags between estimate / 1.5 and 2 x estimate of the training
+# windows: the estimate is already a count of likely incidents, so the band is narrower than the one used
+# for a contamination the user guessed.
+AUTO_BAND = (1.5, 2.0)
+MAX_ESTIMATE = 0.25  # more "incidents" than this is the system's normal variety, not contamination
 
 
-def estimate_contamination(scores: np.ndarray, level: float = ESTIMATE_LEVEL) -> float:
-    """Share of training windows in excess of what normal windows would put past ``level``.
+def auto_threshold(scores: np.ndarray, target_fpr: float, estimate: float) -> tuple[float, float]:
+    """``(threshold, estimate)`` when the contamination is not given but estimated (``--contamination auto``).
 
-    Scores are ``-log10`` of a combined tail probability (:mod:`models.combine`) that a normal window falls
-    below ``level`` with probability at most ``level``; so of ``n`` windows about ``level * n`` pass it by
-    chance and the rest estimate the incidents: ``(share past - level) / (1 - level)``, at least 0.
-    """
-    values = np.asarray(scores, dtype=np.float64)
-    if len(values) == 0:
-        return 0.0
-    past = float(np.mean(values > -math.log10(level)))
-    return max(0.0, (past - level) / (1.0 - level))
-
-
-def auto_threshold(scores: np.ndarray, target_fpr: float, estimate: float | None = None) -> tuple[float, float]:
-    """``(threshold, estimated contamination)`` when the contamination is not given.
-
-    The clean-training threshold ``-log10 target_fpr`` always applies (a window past it is flagged whatever
-    the estimate); when the training windows hold more likely incidents than chance explains
-    (:func:`estimate_contamination`), the cut may move lower, into a gap of the training scores near the
-    estimated share (:func:`calibrate_threshold`), so that incidents common enough in training to look
-    only mildly unusual are still flagged.
+    ``estimate`` is the share of training windows that look like incidents (the detector passes the share
+    in a rare template state, :meth:`models.novelty.TemplateStats.rare_state_share`). The clean-training
+    threshold ``-log10 target_fpr`` always applies (a window past it is flagged whatever the estimate); when
+    the estimate counts at least one window and is credible as contamination (at most
+    :data:`MAX_ESTIMATE`), the cut may move lower, into a gap of the training scores near the estimated
+    share, so that incidents common enough in training to look only mildly unusual are still flagged.
     """
     clean = -math.log10(target_fpr)
-    if estimate is None:
-        estimate = estimate_contamination(scores)
-    if estimate * len(scores) < 1.0:
+    if estimate * len(scores) < 1.0 or estimate > MAX_ESTIMATE:
         return clean, estimate
-    return min(clean, calibrate_threshold(scores, min(estimate, 0.45))), estimate
+    return min(clean, calibrate_threshold(scores, estimate, AUTO_BAND[0], AUTO_BAND[1])), estimate

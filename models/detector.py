@@ -32,8 +32,11 @@ Threshold (``contamination``):
   a gap of the training scores near that share (:func:`models.calibration.calibrate_threshold`);
 * ``"clean"``: the training windows are taken as normal; the cut is the score whose combined tail
   probability is ``target_fpr`` (``-log10 target_fpr``), the false-positive rate it allows;
-* ``"auto"`` (default): the share is estimated from the training windows themselves
-  (:func:`models.calibration.estimate_contamination`); when it finds none, it falls back to ``"clean"``.
+* ``"auto"`` (default): the share is estimated from the training windows themselves, as the share in a
+  template state fewer than 5% of them were in (:meth:`models.novelty.TemplateStats.rare_state_share`), and
+  the cut goes near it (:func:`models.calibration.auto_threshold`), never above the ``"clean"`` cut; when the
+  estimate is nil or not credible (over 25%: the system's normal variety), it is the ``"clean"`` cut.
+  Measured weak spot: on clean time windows of systems with many rare templates the estimate is too high.
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ from models.novelty import TemplateStats
 
 N_EXTRA = len(EXTRA_COLUMNS)
 COMPONENTS = ("iforest", "rarity", "excess")
-WEIGHTS = {"iforest": 0.1, "rarity": 0.8, "excess": 0.1}
-TARGET_FPR = 0.005
+WEIGHTS = {"iforest": 0.2, "rarity": 0.6, "excess": 0.2}
+TARGET_FPR = 0.01
 MAX_SAMPLES = 4096
 SCORE_SAMPLE = 20000  # training forest scores kept for calibration (quantiles beyond that)
 CHUNK_ROWS = 4096  # rows scored at once: bounds the (rows x templates) temporaries on wide vocabularies

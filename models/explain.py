@@ -9,9 +9,13 @@ score is high:
    message has never been written before");
 2. templates whose **presence is rare**: written here but held by few training windows, or missing here
    while nearly every training window holds them (rarity, :mod:`models.novelty`); and counts **outside
-   the trained range** (range excess). Ranked by their weighted contribution to the score;
+   the trained range** (range excess). Ranked by rarity plus half the range excess (a rare state first);
 3. the remaining templates whose count deviates most from the mean, in units of the training standard
    deviation plus one (so that templates with no variance in training still rank by raw difference).
+
+Which *component* decided the window's score (``iforest``, ``rarity`` or ``excess``, see
+:mod:`models.detector`) travels beside the entries as ``anomaly.reason``; :func:`reason_text` says it in
+words. An ``iforest`` window may have no rare template at all: its entries are then the deviations of 3.
 """
 
 from __future__ import annotations

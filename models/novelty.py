@@ -13,25 +13,20 @@ that has two blind spots, both of which matter for logs:
   a count twice the largest ever seen lands in the same leaf as the largest: the forest cannot tell
   "beyond the training maximum" from "at the maximum". A burst of an existing message is a classic incident.
 
-So for every template ``t`` of the vocabulary and a window with count ``x_t``:
+The detector uses two window-level tail probabilities built here (each the chance that a window of the
+training distribution looks at least this unusual, corrected for the number of templates it looks at):
 
-* **rarity** ``r_t``: the share of training windows that were in the same *state* as this window for
-  ``t`` (holding it when ``x_t > 0``, lacking it when ``x_t = 0``), smoothed as ``p = (k + 1/2) / (n + 1)``
-  for ``k`` such windows out of ``n``, mapped to [0, 1] on a log scale::
+* :meth:`TemplateStats.rarity_p`: the window's rarest template *state* (holding ``t`` or lacking it, share
+  ``(k + 1/2) / (n + 1)`` of the training windows; a template never seen counts with the Good-Turing share),
+  calibrated exactly over the templates that have a state that rare;
+* :meth:`TemplateStats.excess_p`: the window's most extreme count against each template's fitted upper
+  tail (:func:`upper_tail`), or below the smallest count of a template every window holds, Sidak-corrected
+  over the vocabulary.
 
-      r_t = clip( ln(RARE_SHARE / p) / ln(RARE_SHARE / NOVEL_SHARE), 0, 1 )
-
-  0 for a state shared by at least ``RARE_SHARE`` (5%) of training windows, 1 for one seen in at most one
-  window in ten thousand. A template never seen in training has rarity 1 (handled by the detector, which
-  sees it through the unseen-template column).
-* **range excess** ``e_t``: how far a count the window holds (``x_t > 0``) lies outside ``[min_t, max_t]``
-  of training, in doublings of ``1 + count``:
-  ``e_t = clip(max(ln((1+x)/(1+max)), ln((1+min)/(1+x)), 0) / ln 2, 0, 1)``; 1 at twice the largest count
-  seen (or half the smallest), times the *range confidence* ``rarity(1 / (n + 1))``: a new window from
-  the training distribution exceeds the largest of ``n`` counts with probability ``1 / (n + 1)``, so being
-  outside the range of 10 windows means nothing, outside that of 10,000 nearly as much as a never-seen
-  state. A template the window lacks has ``e_t = 0``: absence is judged by rarity alone, so a missing
-  template is not counted twice.
+The per-template values ``rarity`` (``r_t`` in [0, 1], 0 for a state shared by at least ``RARE_SHARE`` of
+the windows, 1 for one seen in one window in ten thousand or fewer) and ``excess`` (``e_t``, doublings past
+the trained range, scaled by the range confidence ``rarity(1 / (n + 1))``) remain for explanations, which rank
+a window's templates by them (:mod:`models.explain`).
 
 Presence, not exact counts, is the unit of rarity on purpose: exact counts of busy templates vary from
 window to window, so "count 7 was seen in 0.5% of windows" is mostly noise, while "this template was
@@ -106,27 +101,45 @@ class TemplateStats:
         return min(max(TAIL_MIN_WINDOWS, math.ceil(math.sqrt(self.n_windows))), max(self.n_windows - 1, 0))
 
     def rarity_p(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> np.ndarray:
-        """Per row: tail probability of the window's rarest template state, corrected for the vocabulary.
+        """Per row: tail probability of the window's rarest template state, corrected for the tests it takes.
 
-        The rarest state's smoothed share ``p = (k + 1/2) / (n + 1)`` (a never-seen template counts as a state
-        no training window was in) is the chance that a training window is in that state for that one
-        template; the window is scored for its rarest of ``V + 1`` templates (the vocabulary plus "some new
-        one"), so the share is corrected as the minimum of ``V + 1`` tests (Sidak): ``1 - (1 - p)^(V + 1)``.
+        The statistic is the window's smallest *state share* ``m`` over ``V + 1`` questions, one per vocabulary
+        template and one for "some template never seen":
+
+        * known template: the state's smoothed share ``(k + 1/2) / (n + 1)``, the chance that a training
+          window is in that state for that template;
+        * new template: how often a window brings one, the Good-Turing estimate of the missing mass
+          ``(N1 + 1/2) / (n + 1)`` where ``N1`` counts the templates that only one training window held (each
+          was new once, leave-one-out).
+
+        Its tail probability is computed exactly for templates taken as independent: a template contributes
+        the total share ``F_t(m)`` of its states (held, lacking) whose share is at most ``m``, and
+        ``p = 1 - prod_t (1 - F_t(m))``. This is the "maximum over templates" calibrated for the vocabulary,
+        but only templates that *have* a state that rare count (a Sidak correction over all ``V`` would
+        charge every template, even those held by half the windows, and make rarity far too timid beside
+        the other components).
         """
         rows = len(log_counts)
         n = self.n_windows
+        held = (self.present + 0.5) / (n + 1.0)
+        lacking = (n - self.present + 0.5) / (n + 1.0)
         smallest = np.ones(rows)
         if log_counts.ndim == 2 and log_counts.shape[1]:
             smallest = state_share(self.present[None, :], log_counts > 0, n).min(axis=1)
-        novel = 0.5 / (n + 1.0)
+        novel = min(1.0, (int(np.sum(self.present == 1)) + 0.5) / (n + 1.0))
         smallest = np.where(np.asarray(unseen_templates) > 0, np.minimum(smallest, novel), smallest)
-        return sidak(smallest, len(self.present) + 1)
+        at_most = smallest[:, None] * (1.0 + 1e-12)
+        share = np.where(held[None, :] <= at_most, held[None, :], 0.0) + np.where(
+            lacking[None, :] <= at_most, lacking[None, :], 0.0)
+        log_none = np.log1p(-np.minimum(share, 1.0 - 1e-16)).sum(axis=1)
+        log_none += np.log1p(-np.where(novel <= at_most[:, 0], min(novel, 1.0 - 1e-16), 0.0))
+        return np.asarray(-np.expm1(log_none))
 
     def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> float:
         """Share of rows in a state fewer than ``RARE_SHARE`` of the training windows were in, for some template.
 
         On the training windows themselves this estimates their contamination: incidents write templates that
-        only incidents write (or skip ones every normal window writes), and they are rare.
+        only incidents write (or skip ones every normal window writes), and such states are rare.
         """
         if len(log_counts) == 0:
             return 0.0

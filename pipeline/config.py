@@ -108,7 +108,7 @@ class PipelineSettings:
     # "auto" (estimated from the training windows), "clean" (training is normal: cut at target_fpr) or the
     # expected abnormal share of the training windows, a number in (0, 0.5). Plain data: models/ interprets it.
     contamination: float | str = "auto"
-    target_fpr: float = 0.005
+    target_fpr: float = 0.01
     # Timestamps without a zone are read in ``timezone`` (an IANA name); ``year`` fills timestamps without a
     # year (syslog's ``Jun 14 15:16:01``), None = the current year (the previous one for dates ahead of now).
     timezone: str = "UTC"

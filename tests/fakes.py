@@ -332,14 +332,17 @@ def _fake_os_connection() -> type:
 
 
 def anomaly_doc(entity: str = "blk_1", start: str = "2015-10-18T18:01:47.978Z", *, end: str | None = None,
-                version: str = "v1", count: _Any = 3, template_ids: tuple[str, ...] = ("t-1",)) -> dict[str, _Any]:
+                version: str = "v1", count: _Any = 3, template_ids: tuple[str, ...] = ("t-1",),
+                rarity: float = 2.3, reason: str = "rarity") -> dict[str, _Any]:
     """An anomaly document shaped like ``pipeline.scoring.Scorer`` writes it."""
     return {
         "@timestamp": end or start,
         "entity": {"id": entity, "field": "block"},
         "window": {"start": start, "end": end or start, "kind": "session", "late": False},
-        "anomaly": {"score": 0.71, "threshold": 0.6, "is_anomaly": True},
-        "model": {"version": version},
+        "anomaly": {"score": 0.71, "threshold": 0.6, "is_anomaly": True,
+                    "components": {"iforest": 0.4, "rarity": rarity, "excess": 0.0},
+                    "reason": reason, "reason_text": f"decided by {reason}"},
+        "model": {"version": version, "warnings": []},
         "templates": [{"id": tid, "template": f"Receiving block <*> {tid}", "observed": 2, "expected": 0.5,
                        "new": i == 0} for i, tid in enumerate(template_ids)],
         "log": {"count": count, "samples": [f"081109 203615 148 INFO dfs.DataNode: {entity} received"]},

@@ -256,7 +256,10 @@ def _entities_table(anomalies: list[dict[str, Any]]) -> str:
                  f'<td class="num" data-sort="{lines}">{lines}</td>']
         if with_components:
             cells.append(f'<td data-sort="">{_components(best)}</td>')
-        cells.append(f'<td data-sort=""><ul class="why">{why or "<li>unusual mix of templates</li>"}</ul></td>')
+        reason = best["anomaly"].get("reason_text")
+        decided = f"<p>decided by {_esc(reason)}</p>" if reason else ""
+        why = why or "<li>unusual mix of templates</li>"
+        cells.append(f'<td data-sort="">{decided}<ul class="why">{why}</ul></td>')
         cells.append(f'<td data-sort=""><details><summary>{len(best.get("log", {}).get("samples", []))} lines'
                      f"</summary><ul>{samples}</ul></details></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")

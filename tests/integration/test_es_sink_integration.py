@@ -136,6 +136,25 @@ def test_template_id_filters_and_aggregates(es_client: Elasticsearch, es_url: st
     assert {b["key"]: b["doc_count"] for b in aggs["t"]["buckets"]} == {"t-a": 1, "t-b": 2, "t-c": 1}
 
 
+def test_components_and_reason_filter_and_aggregate(es_client: Elasticsearch, es_url: str, prefix: str) -> None:
+    setup_indices(es_client, prefix)
+    sink = sink_for(es_url, prefix)
+    sink.add(as_document(anomaly_doc("blk_1", rarity=3.5)))
+    sink.add(as_document(anomaly_doc("blk_2", rarity=0.2, reason="iforest")))
+    sink.add(as_document(anomaly_doc("blk_3", rarity=1.0, reason="excess")))
+    assert sink.flush().indexed == 3
+    sink.close()
+    name = alias_name(prefix)
+    assert count(es_client, name, {"range": {"anomaly.components.rarity": {"gte": 1.0}}}) == 2
+    assert count(es_client, name, {"query_string": {"query": "anomaly.reason:iforest"}}) == 1
+    aggs = es_client.search(index=name, size=0, aggs={"r": {"terms": {"field": "anomaly.reason"}}})["aggregations"]
+    assert {b["key"]: b["doc_count"] for b in aggs["r"]["buckets"]} == {"rarity": 1, "iforest": 1, "excess": 1}
+    mapping = es_client.indices.get_mapping(index=name)
+    props = next(iter(mapping.body.values()))["mappings"]["properties"]
+    assert props["anomaly"]["properties"]["components"]["properties"]["excess"]["type"] == "float"
+    assert props["model"]["properties"]["warnings"]["type"] == "keyword"
+
+
 def test_alias_covers_every_daily_index(es_client: Elasticsearch, es_url: str, prefix: str) -> None:
     setup_indices(es_client, prefix)
     sink = sink_for(es_url, prefix)

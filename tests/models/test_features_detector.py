@@ -57,8 +57,9 @@ def test_detector_flags_odd_windows_and_novelty() -> None:
     usual = det.score(space.transform([{"A": 3, "B": 1}]))[0]
     novel = det.score(space.transform([{"A": 3, "B": 1, "NEW": 1}]))[0]
     parts = det.components(space.transform([{"A": 3, "B": 1, "NEW": 1}]))
-    # a new template: 0.5 of 201 windows, for the rarest of V + 1 = 4 templates -> about 1e-2
-    assert parts["rarity"][0] == pytest.approx(-np.log10(1 - (1 - 0.5 / 201) ** 4), rel=1e-6)
+    # a new template: Good-Turing share 0.5 / 201 (no template held by one window only); as rare as lacking A
+    # or B (held by every window), so three states of that share count: p = 1 - (1 - q)^3
+    assert parts["rarity"][0] == pytest.approx(-np.log10(1 - (1 - 0.5 / 201) ** 3), rel=1e-6)
     assert novel - usual >= 1.5
     assert novel > det.threshold_
 
@@ -106,7 +107,8 @@ def test_missing_usual_template_and_count_beyond_range_score_above_threshold() -
                          {"open": 1, "write": 4, "close": 1}])  # ordinary
     assert det.predict(X).tolist() == [True, True, False]
     parts = det.components(X)
-    # never closed: 0.5 of 601 windows for the rarest of 4 templates; 40 writes: far past the fitted tail
+    # never closed: share 0.5 / 601, as rare as lacking open or write or a new template: p = 1 - (1 - q)^4;
+    # 40 writes: far past the fitted tail
     assert parts["rarity"][0] == pytest.approx(-np.log10(1 - (1 - 0.5 / 601) ** 4), rel=1e-6)
     assert parts["excess"][1] > 3 and parts["rarity"][1] < 0.1 and parts["excess"][0] < 0.1
     _, _, reasons = det.score_and_reasons(X)
@@ -137,7 +139,10 @@ def test_tiny_training_sets_work_and_flag_only_what_is_beyond_them() -> None:
         space, det = fitted(train)
         assert np.isfinite(det.threshold_)
         assert not det.predict(space.transform(train)).any()
-        assert det.predict(space.transform([{"A": 2, "B": 1, "NEW": 1}])).all()
+        new = space.transform([{"A": 2, "B": 1, "NEW": 1}])
+        # One window: every template it holds was new once (Good-Turing missing mass 1), so a new template
+        # is no evidence at all; from two windows on it is, and it is beyond every training window.
+        assert det.predict(new).all() == (n > 1)
     with pytest.raises(ValueError):
         WindowDetector().fit(np.zeros((0, 2 + len(EXTRA_COLUMNS))))
 

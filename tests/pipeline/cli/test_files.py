@@ -84,6 +84,7 @@ def test_detect_without_model_trains_on_input_and_writes_report(tmp_path: Path) 
     # Every anomalous entity of the run is in the report's table, and the header names the input.
     assert {d["entity"]["id"] for d in docs} <= set(re.findall(r'<tr><td data-sort="([^"]+)">', page))
     assert str(SAMPLE) in page and f'"anomalies": {len(docs)}' in page
+    assert "decided by " in page  # the component that made each window anomalous
 
 
 def test_config_file_supplies_flags(tmp_path: Path, trained: Path) -> None:
@@ -199,7 +200,7 @@ def test_help_shows_the_defaults_of_the_settings() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "Silence that ends a session window. [default: 5m]" in text
-    assert "[default: auto]" in text and "[default: 0.005]" in text and "DURATION" in text
+    assert "[default: auto]" in text and "[default: 0.01]" in text and "DURATION" in text
 
 
 # -- outputs are replaced only when the run completes (issue 9, item 10) ------------------------------------

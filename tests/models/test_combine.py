@@ -1,0 +1,100 @@
+"""Components on one scale: the weighted Bonferroni combination, its tie-break and the auto threshold."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.artifacts import ModelBundle, load_bundle, save_bundle
+from models.calibration import auto_threshold
+from models.combine import TIE_BREAK, combine, evidence, strongest
+from models.detector import WindowDetector
+from models.errors import ModelError
+from models.features import FeatureSpace
+from models.novelty import TemplateStats
+
+WEIGHTS = {"iforest": 0.2, "rarity": 0.6, "excess": 0.2}
+
+
+def test_combined_score_is_the_strongest_weighted_component() -> None:
+    p = {"iforest": np.array([0.5, 1e-3, 1.0]), "rarity": np.array([1e-4, 0.5, 1.0]),
+         "excess": np.array([1.0, 1.0, 1.0])}
+    score = combine(p, WEIGHTS)
+    assert score[0] == pytest.approx(-math.log10(1e-4 / 0.6), abs=0.01)
+    assert score[1] == pytest.approx(-math.log10(1e-3 / 0.2), abs=0.01)
+    assert score[2] == pytest.approx(0.0, abs=1e-9)  # nothing unusual: evidence 0, never negative
+    assert strongest(p, WEIGHTS)[:2] == ["rarity", "iforest"]
+
+
+def test_ties_are_broken_by_the_mean_evidence() -> None:
+    p = {"iforest": np.array([1e-2, 1.0]), "rarity": np.array([1e-3, 1e-3]), "excess": np.array([1.0, 1.0])}
+    score = combine(p, WEIGHTS)
+    assert score[0] > score[1]
+    assert score[0] - score[1] == pytest.approx(TIE_BREAK * 2 / 3, rel=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(1e-12, 1.0), st.floats(1e-12, 1.0), st.floats(1e-12, 1.0)),
+                min_size=1, max_size=30))
+def test_combined_tail_probability_is_a_valid_union_bound(rows: list[tuple[float, float, float]]) -> None:
+    arr = np.array(rows)
+    p = {"iforest": arr[:, 0], "rarity": arr[:, 1], "excess": arr[:, 2]}
+    score = combine(p, WEIGHTS)
+    bound = np.minimum(1.0, np.min(arr / np.array([0.2, 0.6, 0.2]), axis=1))
+    assert np.all(score >= evidence(bound) - 1e-9)
+    assert np.all(score <= evidence(bound) + TIE_BREAK * 12.5)
+
+
+def test_every_component_is_needed_for_its_own_kind_of_window() -> None:
+    train = [{"open": 1, "write": 2 + i % 3, "close": 1, **({"verify": 1} if i % 2 else {})} for i in range(400)]
+    space = FeatureSpace().fit(train, {})
+    det = WindowDetector(random_state=0).fit(space.transform(train))
+    probes = [{"open": 1, "write": 3, "close": 1, "NEW": 2},  # a new template: rarity
+              {"open": 1, "write": 60, "close": 1},            # twenty times the usual writes: excess
+              {"open": 1, "write": 3, "close": 1}]             # ordinary
+    scores, parts, reasons = det.score_and_reasons(space.transform(probes))
+    assert reasons[:2] == ["rarity", "excess"]
+    assert scores[0] > det.threshold_ and scores[1] > det.threshold_ and scores[2] <= det.threshold_
+
+
+def test_rarity_counts_only_templates_that_have_so_rare_a_state() -> None:
+    n = 1000
+    stats = TemplateStats.fit(np.log1p(np.array([[1, i % 2, 1 if i < 10 else 0] for i in range(n)], dtype=float)))
+    # Lacking template 0 (held by all): share 0.5/1001. Template 1 (held by half) has no state that rare, nor
+    # does template 2 (held by 10 windows: 10.5/1001); "some new template" does (no singletons: 0.5/1001).
+    # So two states count, not all V + 1 = 4 as a Sidak correction would charge.
+    p = stats.rarity_p(np.log1p(np.array([[0.0, 1.0, 0.0]])), np.array([0]))
+    q = 0.5 / (n + 1)
+    assert p[0] == pytest.approx(1 - (1 - q) ** 2, rel=1e-9)  # template 0's lacking state and a new template
+
+
+def test_auto_threshold_estimates_from_the_share_and_keeps_the_clean_level_as_a_ceiling() -> None:
+    scores = np.concatenate([np.linspace(0.0, 0.4, 960), np.linspace(1.5, 1.8, 40)])
+    threshold, estimate = auto_threshold(scores, 0.01, estimate=0.04)
+    assert 0.4 < threshold < 1.5 and estimate == 0.04
+    assert auto_threshold(scores, 0.01, estimate=0.0) == (2.0, 0.0)
+    assert auto_threshold(scores, 0.01, estimate=0.6)[0] == 2.0  # not credible as contamination
+    tiny = auto_threshold(scores[:20], 0.01, estimate=0.04)  # 0.8 windows: no estimate to place a cut on
+    assert tiny == (2.0, 0.04)
+
+
+def test_models_of_the_previous_format_are_refused_in_one_line(tmp_path: Path) -> None:
+    train = [{"A": 1 + i % 3, "B": 1} for i in range(60)]
+    space = FeatureSpace().fit(train, {})
+    det = WindowDetector(n_estimators=10).fit(space.transform(train))
+    bundle = ModelBundle(miner_state={}, features=space, detector=det, settings={}, version="v")
+    save_bundle(tmp_path / "v", bundle)
+    again = load_bundle(tmp_path / "v")
+    assert np.array_equal(again.detector.score(space.transform(train)), det.score(space.transform(train)))
+    manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    manifest["format"] = 1
+    (tmp_path / "v" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="model format 1 is not the format 2 this Logwarden reads; retrain") as err:
+        load_bundle(tmp_path / "v")
+    assert "\n" not in str(err.value)
