@@ -62,14 +62,16 @@ def test_saved_search_and_rule_return_exactly_the_indexed_anomalies(
     # A window that is not anomalous, in one of the alias's daily indices: the queries must leave it out.
     decoy = json.loads(json.dumps(sources[0]))
     decoy["entity"]["id"] = "blk_decoy"
-    decoy["anomaly"].update(score=0.01, is_anomaly=False, components={"iforest": 0, "rarity": 0.25})
+    decoy["anomaly"].update(score=0.01, is_anomaly=False, components={"iforest": 0, "rarity": 0.25,
+                                                                       "transition": 0})
     day_index = f"{topic}-anomalies-{decoy['window']['start'][:10].replace('-', '.')}"
     es_client.index(index=day_index, document=decoy, refresh=True)
-    # Component scores are mapped as floats (an integer 0 first must not make the field a long).
+    # Component scores are mapped as floats: the known ones explicitly, a component a newer model adds through
+    # the dynamic template (an integer 0 first must not make the field a long).
     mapping = es_client.indices.get_field_mapping(index=day_index, fields="anomaly.components.*")
     types = {name: spec["mapping"][name.rsplit(".", 1)[1]]["type"]
              for name, spec in mapping[day_index]["mappings"].items()}
-    assert types == {"anomaly.components.iforest": "float", "anomaly.components.rarity": "float"}
+    assert types == {f"anomaly.components.{name}": "float" for name in ("iforest", "rarity", "excess", "transition")}
 
     objects = {o["type"]: o for o in for_prefix(load_objects(DEFAULT_OBJECTS), topic) if o["id"] != TEMPLATES_VIEW}
     alias = objects["index-pattern"]["attributes"]["title"]
