@@ -143,7 +143,10 @@ class Joiner:
                          json=raw.data[:1] == b"{" and self.start is None)
         self._track(record, text)
         self._queue.append(record)
-        self._open[key] = record
+        if record.json:
+            record.complete = True  # takes no continuation: never held for one
+        else:
+            self._open[key] = record
         return self._release()
 
     def expire(self, now: float, timeout: float) -> list[RawLine]:

@@ -153,12 +153,17 @@ class Worker:
         last windows would otherwise wait for more data to move the watermark)."""
         closed: list[Window] = []
         sources: list[Source] = []
+        idle = 0
         for stream in self.streams.values():
+            windows, where = stream.expire(now, self.metrics, self.ctx.dead_letters)  # held multi-line records
+            closed.extend(windows)
+            sources.extend(where)
             windows, where = stream.close_idle(now, self.idle_timeout)
+            idle += len(windows)
             closed.extend(windows)
             sources.extend(where)
         if closed:
-            self.metrics.windows_closed_idle.inc(len(closed))
+            self.metrics.windows_closed_idle.inc(idle)
             self.output.score(closed, sources)
             for stream in self.streams.values():
                 stream.accept()
@@ -189,7 +194,7 @@ class Worker:
         closed: list[Window] = []
         sources: list[Source] = []
         for stream in self.streams.values():
-            for window in stream.flush():
+            for window in stream.flush(self.metrics, self.ctx.dead_letters):
                 closed.append(window)
                 sources.append(stream.source_of(window))
         self.output.score(closed, sources)
