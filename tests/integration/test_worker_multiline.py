@@ -43,8 +43,8 @@ def _write(path: Path) -> int:
         service = (second // 3) % 10
         n = second // 3
         records += 1
-        if n % 150 == 75 and n // 150 < TRACES:
-            trace = JAVA if (n // 150) % 2 == 0 else PYTHON
+        if n % 50 == 25 and n // 50 < TRACES:
+            trace = JAVA if (n // 50) % 2 == 0 else PYTHON
             lines.append(f"{stamp} svc-{service} ERROR request {n} failed")
             lines += trace[1:]
         else:
