@@ -41,11 +41,11 @@ from pipeline.records import RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
 from pipeline.stages import presets
-from pipeline.stages.assembly import ASSEMBLERS, assembled
+from pipeline.stages.assembly import ASSEMBLERS, Assembler, assembled
 from pipeline.stages.chain import NOT_WINDOWED, RecordChain, make_decoder
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
 from pipeline.stages.formats import TEMPLATE_FIELD
-from pipeline.stages.multiline import joined, joiner_for
+from pipeline.stages.multiline import Joiner, joined, joiner_for
 from pipeline.stages.templates import TemplateMiner, template_id
 
 Progress = Callable[[int], object]
@@ -91,6 +91,8 @@ class Input:
                  stats: JobStats) -> None:
         source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
         self.head, self.source = peek_lines(source, FORMAT_CHECK_LINES)
+        self.assembler: Assembler | None = None
+        self.joiner: Joiner | None = None
         if settings.log_format == presets.AUTO:
             settings = pick_preset(settings, [raw.data.decode("utf-8", "replace") for raw in self.head])
             stats.preset = settings.preset
@@ -106,12 +108,12 @@ class Input:
 
     def finish(self, stats: JobStats) -> None:
         """Copy what assembly and joining did into the job's stats."""
-        joiner = getattr(self, "joiner", None)
+        joiner = self.joiner
         if joiner is not None:
             stats.multiline_records = joiner.stats.records
             stats.multiline_lines = joiner.stats.lines
             stats.multiline_cut = joiner.stats.cut
-        assembler = getattr(self, "assembler", None)
+        assembler = self.assembler
         if assembler is not None:
             stats.partial_lines_joined = assembler.stats.pieces
 

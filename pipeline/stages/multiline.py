@@ -48,11 +48,12 @@ from pipeline.config import PipelineSettings
 from pipeline.errors import LogwardenError
 from pipeline.records import RawLine
 
-_PREFIXES = ("at ", "...", "Caused by:", "Suppressed:", "Exception in thread ", "Traceback (most recent call last):",
-             "During handling of the above exception", "The above exception was the direct cause")
-_TRACEBACK = "Traceback (most recent call last):"
-_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
-_JAVA_EXCEPTION = re.compile(r"(?:[a-zA-Z_$][\w$]*\.)+[A-Za-z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)")
+# Bytes, so that the common case (a line that starts a record) costs no decoding.
+_TRACEBACK = b"Traceback (most recent call last):"
+_CHAIN = (b"During handling of the above exception", b"The above exception was the direct cause")
+_PREFIXES = (b"at ", b"...", b"Caused by:", b"Suppressed:", b"Exception in thread ", _TRACEBACK, *_CHAIN)
+_JAVA_EXCEPTION = re.compile(rb"(?:[a-zA-Z_$][\w$]*\.)+[A-Za-z_$][\w$]*(?:Exception|Error|Throwable)(?::|$)")
+_INDENT = (b" ", b"\t")
 
 
 @dataclass
@@ -100,25 +101,25 @@ class Joiner:
         self._open: dict[bytes, _Record] = {}
 
     # ----------------------------------------------------------------------------------- rules
-    def _continues(self, record: _Record, text: str) -> bool:
+    def _continues(self, record: _Record, data: bytes) -> bool:
         if record.json:
             return False  # a JSON object is a whole record: structured logs carry their traces in a field
         if self.start is not None:
-            return self.start.search(text) is None
-        if not text.strip():
+            return self.start.search(data.decode("utf-8", "replace")) is None
+        if not data.strip():
             return record.in_traceback or record.after_exception
-        looks = (text[0] in " \t" or text.startswith(_PREFIXES) or record.in_traceback
-                 or _JAVA_EXCEPTION.match(text) is not None)
-        return looks and not self.starts(text)
+        looks = (data[:1] in _INDENT or data.startswith(_PREFIXES) or record.in_traceback
+                 or _JAVA_EXCEPTION.match(data) is not None)
+        return looks and not self.starts(data.decode("utf-8", "replace"))
 
     @staticmethod
-    def _track(record: _Record, text: str) -> None:
+    def _track(record: _Record, data: bytes) -> None:
         """Python traceback state: inside one, the exception line ends it; chained ones follow."""
-        if text.startswith(_TRACEBACK):
+        if data.startswith(_TRACEBACK):
             record.in_traceback, record.after_exception = True, False
-        elif record.in_traceback and text[:1] not in (" ", "\t") and text.strip():
+        elif record.in_traceback and data[:1] not in _INDENT and data.strip():
             record.in_traceback, record.after_exception = False, True
-        elif record.after_exception and text.strip() and not text.startswith(_CHAIN):
+        elif record.after_exception and data.strip() and not data.startswith(_CHAIN):
             record.after_exception = False
 
     # ----------------------------------------------------------------------------------- stream
@@ -126,22 +127,22 @@ class Joiner:
         """Add one line; returns the records this completed, in the order of their first lines."""
         key = raw.key or b""
         record = self._open.get(key)
-        text = raw.data.decode("utf-8", "replace")
-        if record is not None and self._continues(record, text):
+        data = raw.data
+        if record is not None and self._continues(record, data):
             if len(record.parts) < self.max_lines and record.size + 1 + len(raw.data) <= self.max_bytes:
                 record.parts.append(raw.data)
                 record.size += 1 + len(raw.data)
                 record.end = raw.offset
                 record.seen = now
                 record.truncated = record.truncated or raw.truncated
-                self._track(record, text)
+                self._track(record, data)
                 return self._release()
             self.stats.cut += 1
         if record is not None:
             record.complete = True
         record = _Record(raw, [raw.data], len(raw.data), raw.offset, now, raw.truncated,
                          json=raw.data[:1] == b"{" and self.start is None)
-        self._track(record, text)
+        self._track(record, data)
         self._queue.append(record)
         if record.json:
             record.complete = True  # takes no continuation: never held for one
