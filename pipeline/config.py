@@ -112,7 +112,9 @@ class PipelineSettings:
     multiline: bool = True
     multiline_start: str | None = None  # a regex: lines that match start a record, all others continue one
     multiline_max_lines: int = 500
-    multiline_timeout: float = 1.0  # worker: a record whose key sent nothing for this long is complete
+    # Worker: a record whose key sent nothing for this long (processing time) is complete. Short, because a
+    # held record holds back the records after it in its partition; a shipper sends a trace's lines together.
+    multiline_timeout: float = 0.25
 
     def merged(self, overrides: Mapping[str, Any] | None) -> PipelineSettings:
         """A copy with every known, non-None key of ``overrides`` applied (durations parsed).

@@ -70,7 +70,8 @@ class PartitionStream:
                                  track_offsets=True, origin=self.origin,
                                  watermark=state.watermark if state is not None else None,
                                  clock=state.clock if state is not None else None)
-        self.joiner = joiner_for(settings, self.chain.decoder.starts_record)
+        # A JSON topic (--format json) has one record per message: nothing to join, nothing to hold.
+        self.joiner = joiner_for(settings, self.chain.decoder.starts_record) if input_format != "json" else None
         self.multiline_timeout = float(settings.multiline_timeout)
         self._sizes: dict[int, int] = {}  # original bytes of truncated records still held by the joiner
 
@@ -113,6 +114,8 @@ class PartitionStream:
             if raw.truncated:
                 self._sizes[raw.offset] = len(record.value or b"")
             ready.extend((done, done.data) for done in joiner.push(raw, now))
+        if joiner is not None and joiner.holding:
+            ready.extend((done, done.data) for done in joiner.expire(now, self.multiline_timeout))
         return self._handle(ready, metrics, dead_letters)
 
     def expire(self, now: float, metrics: WorkerMetrics, dead_letters: DeadLetters) -> Closed:

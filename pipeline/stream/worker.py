@@ -121,6 +121,8 @@ class Worker:
         if not self.output.down and now >= self._next_idle_check:
             self._close_idle(now)
             self._next_idle_check = now + 1.0
+        elif not self.output.down:
+            self._expire(now)
         if self.output.down:
             if self.output.retry_due():
                 self.commit()
@@ -147,6 +149,19 @@ class Worker:
         for stream in self.streams.values():
             stream.accept()
         self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
+
+    def _expire(self, now: float) -> None:
+        """Hand on held multi-line records whose key went quiet (every step: they hold back their partition)."""
+        closed: list[Window] = []
+        sources: list[Source] = []
+        for stream in self.streams.values():
+            windows, where = stream.expire(now, self.metrics, self.ctx.dead_letters)
+            closed.extend(windows)
+            sources.extend(where)
+        if closed:
+            self.output.score(closed, sources)
+            for stream in self.streams.values():
+                stream.accept()
 
     def _close_idle(self, now: float) -> None:
         """Close windows whose entity sent nothing for ``idle_timeout`` of processing time (a quiet partition's
