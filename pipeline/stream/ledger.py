@@ -293,7 +293,10 @@ class PartitionLedger:
             if explicit:
                 extra[key] = frozenset(explicit)
         self._flushed.clear()
-        wm, clk = self._values_before(commit, watermark, clock)
+        if held is not None and commit == held:
+            wm, clk = _finite(watermark), _finite(clock)  # nothing at or above ``held`` was windowed yet
+        else:
+            wm, clk = self._values_before(commit, watermark, clock)
         saved = {k: tuple(sorted(v)) for k, v in extra.items()}
         state = SavedState(commit, wm, clk, skip, saved).bounded(MAX_STATE_BYTES)
         if state.dropped:

@@ -111,3 +111,17 @@ def test_without_multiline_every_line_is_a_record() -> None:
     # Every frame is a record of its own; none names the service, so they are counted without entity.
     assert windows_of(s, closed)["svc-a"].count == 1
     assert metrics.registry.get_sample_value("logwarden_worker_records_without_entity_total") == len(TRACE) - 1
+
+
+def test_a_commit_at_a_held_record_saves_the_watermark_in_force_now() -> None:
+    ledger = PartitionLedger(ORIGIN, None)
+    ledger.before(10, 100.0, 100.0)
+    ledger.done(14)  # a record of lines 10..14
+    ledger.before(11, 105.0, 105.0)  # a record of another key, after it in offset order
+    ledger.done(11)
+    point = ledger.checkpoint([], 110.0, 110.0, held=12)  # the record at 11 moved them to 110
+    assert point is not None
+    offset, state = point
+    # 12 is held: everything windowed so far came before it, so a replay from 12 starts from the values now.
+    assert offset == 12 and (state.watermark, state.clock) == (110.0, 110.0)
+    assert ledger.next_offset == 15  # the lines of the first record are read, whatever order done() came in
