@@ -160,3 +160,17 @@ def test_docker_split_lines_are_reassembled() -> None:
     records = [decoder.decode(r) for r in out]
     assert [r.message for r in records] == ["part one, part two\n", "part one, part two\n"][:1] + ["whole\n"]
     assert records[0].timestamp == pytest.approx(1546341071.1)
+
+
+@pytest.mark.parametrize("hostile", ["a " * 32000, '"' * 65000, "[" * 65000, '<1>1 - - - - - [x a="' + "\\" * 60000,
+                                     '1.2.3.4 - - [x] "' + '\\"' * 30000, 'k="' * 20000, "x=y " * 16000])
+def test_every_preset_reads_a_64k_hostile_line_in_linear_time(hostile: str) -> None:
+    import time
+
+    for preset in presets.PRESETS.values():
+        layout = preset.layout()
+        if layout is None:
+            continue
+        started = time.perf_counter()
+        layout.match(hostile)
+        assert time.perf_counter() - started < 0.5, preset.name  # a backtracking regex takes minutes here
