@@ -132,7 +132,7 @@ class Joiner:
             if len(record.parts) < self.max_lines and record.size + 1 + len(raw.data) <= self.max_bytes:
                 record.parts.append(raw.data)
                 record.size += 1 + len(raw.data)
-                record.end = raw.offset
+                record.end = raw.last_offset
                 record.seen = now
                 record.truncated = record.truncated or raw.truncated
                 self._track(record, data)
@@ -140,7 +140,7 @@ class Joiner:
             self.stats.cut += 1
         if record is not None:
             record.complete = True
-        record = _Record(raw, [raw.data], len(raw.data), raw.offset, now, raw.truncated,
+        record = _Record(raw, [raw.data], len(raw.data), raw.last_offset, now, raw.truncated,
                          json=raw.data[:1] == b"{" and self.start is None)
         self._track(record, data)
         self._queue.append(record)

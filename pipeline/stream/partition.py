@@ -38,6 +38,8 @@ from kafka import TopicPartition
 from pipeline.config import PipelineSettings
 from pipeline.records import RawLine, Source, Window
 from pipeline.sources.kafka import origin_of, raw_line
+from pipeline.stages import presets
+from pipeline.stages.assembly import ASSEMBLERS, Assembler
 from pipeline.stages.chain import RecordChain, Step, Tagger
 from pipeline.stages.multiline import joiner_for
 from pipeline.stages.windows import Windower
@@ -72,6 +74,9 @@ class PartitionStream:
                                  clock=state.clock if state is not None else None)
         # A JSON topic (--format json) has one record per message: nothing to join, nothing to hold.
         self.joiner = joiner_for(settings, self.chain.decoder.starts_record) if input_format != "json" else None
+        # A preset's split-line assembly (CRI P/F, Docker pieces), per Kafka key and stream, before joining.
+        kind = presets.get(settings.preset).assembly if settings.preset else None
+        self.assembler: Assembler | None = ASSEMBLERS[kind](int(settings.max_line_bytes)) if kind else None
         self.multiline_timeout = float(settings.multiline_timeout)
         self._sizes: dict[int, int] = {}  # original bytes of truncated records still held by the joiner
 
@@ -103,26 +108,47 @@ class PartitionStream:
         """
         metrics.records.labels(self.tp.topic).inc(len(records))
         max_bytes = int(self.max_line_bytes)
-        joiner = self.joiner
         now = time.monotonic()
         ready: list[tuple[RawLine, bytes]] = []
+        if self.joiner is None and self.assembler is None:
+            for record in records:
+                ready.append((raw_line(record, max_bytes), record.value or b""))
+            return self._handle(ready, metrics, dead_letters)
         for record in records:
             raw = raw_line(record, max_bytes)
-            if joiner is None:
-                ready.append((raw, record.value or b""))
-                continue
             if raw.truncated:
                 self._sizes[raw.offset] = len(record.value or b"")
-            ready.extend((done, done.data) for done in joiner.push(raw, now))
-        if joiner is not None and joiner.holding:
-            ready.extend((done, done.data) for done in joiner.expire(now, self.multiline_timeout))
+            ready.extend((done, done.data) for done in self._join(self._assemble(raw, now), now))
+        ready.extend((done, done.data) for done in self._expired(now))
         return self._handle(ready, metrics, dead_letters)
 
+    def _assemble(self, raw: RawLine, now: float) -> list[RawLine]:
+        return self.assembler.push(raw, now) if self.assembler is not None else [raw]
+
+    def _join(self, lines: list[RawLine], now: float) -> list[RawLine]:
+        joiner = self.joiner
+        if joiner is None:
+            return lines
+        out: list[RawLine] = []
+        for line in lines:
+            out.extend(joiner.push(line, now))
+        return out
+
+    def _expired(self, now: float) -> list[RawLine]:
+        """What the timeout hands on: pieces whose end never came, then records whose key went quiet."""
+        timeout = self.multiline_timeout
+        out: list[RawLine] = []
+        if self.assembler is not None and self.assembler.holding:
+            out.extend(self._join(self.assembler.expire(now, timeout), now))
+        if self.joiner is not None and self.joiner.holding:
+            out.extend(self.joiner.expire(now, timeout))
+        return out
+
     def expire(self, now: float, metrics: WorkerMetrics, dead_letters: DeadLetters) -> Closed:
-        """Hand on the multi-line records whose key sent nothing for ``--multiline-timeout``."""
-        if self.joiner is None or not self.joiner.holding:
+        """Hand on the multi-line records (and split lines) whose key sent nothing for ``--multiline-timeout``."""
+        done = self._expired(now)
+        if not done:
             return [], []
-        done = self.joiner.expire(now, self.multiline_timeout)
         return self._handle([(raw, raw.data) for raw in done], metrics, dead_letters)
 
     def _handle(self, ready: Sequence[tuple[RawLine, bytes]], metrics: WorkerMetrics,
@@ -179,8 +205,11 @@ class PartitionStream:
         """Hand on every held multi-line record, close every open window: end of input (``--exit-when-idle``);
         pending until :meth:`accept`. Without ``metrics``/``dead_letters`` held records are windowed uncounted."""
         closed: list[Window] = []
-        if self.joiner is not None and self.joiner.holding:
-            held = [(raw, raw.data) for raw in self.joiner.flush()]
+        rest = self._join(self.assembler.flush(), 0.0) if self.assembler is not None else []
+        if self.joiner is not None:
+            rest.extend(self.joiner.flush())
+        if rest:
+            held = [(raw, raw.data) for raw in rest]
             if metrics is not None and dead_letters is not None:
                 closed.extend(self._handle(held, metrics, dead_letters)[0])
             else:
@@ -201,5 +230,7 @@ class PartitionStream:
     def checkpoint(self) -> tuple[int, SavedState] | None:
         windower = self.chain.windower
         holding = [*windower.open_windows(), *self._pending]  # pending windows are not flushed yet
-        held = self.joiner.held_offset() if self.joiner is not None else None  # lines read, not yet windowed
+        # Lines read but not yet windowed: held by the assembler or the joiner (each keeps offsets in order).
+        floors = [stage.held_offset() for stage in (self.assembler, self.joiner) if stage is not None]
+        held = min((f for f in floors if f is not None), default=None)
         return self.ledger.checkpoint(holding, windower.watermark, self.chain.last_time, held=held)

@@ -8,6 +8,7 @@ from kafka import TopicPartition
 
 from pipeline.config import PipelineSettings
 from pipeline.records import TemplateMatch, Window
+from pipeline.stages import presets
 from pipeline.stream.ledger import PartitionLedger
 from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.partition import PartitionStream
@@ -125,3 +126,22 @@ def test_a_commit_at_a_held_record_saves_the_watermark_in_force_now() -> None:
     # 12 is held: everything windowed so far came before it, so a replay from 12 starts from the values now.
     assert offset == 12 and (state.watermark, state.clock) == (110.0, 110.0)
     assert ledger.next_offset == 15  # the lines of the first record are read, whatever order done() came in
+
+
+def test_cri_partial_lines_are_reassembled_per_pod_in_the_worker() -> None:
+    settings = PipelineSettings().merged(presets.apply("cri", {}))
+    s = PartitionStream(TP, settings, tag, PartitionLedger(ORIGIN, None))
+    feed = [record(0, "2026-11-30T10:00:00.1Z stdout P a very long line, pa", b"pod-a"),
+            record(1, "2026-11-30T10:00:00.2Z stdout F ping", b"pod-b"),
+            record(2, "2026-11-30T10:00:00.3Z stdout F rt two", b"pod-a")]
+    metrics = WorkerMetrics()
+    s.read(feed[:2], metrics, NoDeadLetters())  # type: ignore[arg-type]
+    s.accept()
+    point = s.checkpoint()
+    assert point is not None and point[0] == 0  # pod-a's first piece is held: nothing past it is committed
+    closed, _ = s.read(feed[2:], metrics, NoDeadLetters())  # type: ignore[arg-type]
+    windows = windows_of(s, closed)
+    [only] = windows.values()  # one stream entity: the container's output per minute
+    assert only.count == 2
+    assert sorted(line for line in only.samples.values()) == [
+        "2026-11-30T10:00:00.1Z stdout F a very long line, part two", "2026-11-30T10:00:00.2Z stdout F ping"]
