@@ -3,8 +3,7 @@
 Container runtimes split long lines: the CRI format marks each piece with the tag ``P`` (partial) and the last
 one ``F`` (full) (Kubernetes ``kubelet-cri-logging.md``); Docker's json-file driver writes pieces of 16 KiB whose
 ``log`` does not end with ``\\n``. An assembler joins them per record key (a Kafka key: a pod) and stream
-(stdout/stderr), so the decoder and the
-template miner see the line the program wrote.
+(stdout/stderr), so the decoder and the template miner see the line the program wrote.
 
 An assembler takes raw lines in input order and returns the lines that are complete: :meth:`Assembler.push`
 returns zero or more lines, :meth:`Assembler.flush` the rest at the end of a file or stream. A joined line
