@@ -38,7 +38,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 WINDOW_KINDS = ("session", "tumbling")
 INPUT_FORMATS = ("auto", "json", "text")
-DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_lateness", "max_clock_skew")
+DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_lateness", "max_clock_skew",
+                     "multiline_timeout")
 
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
@@ -115,6 +116,13 @@ class PipelineSettings:
     year: int | None = None
     # Window lines most of which carry no readable timestamp (``train``/``detect`` refuse them otherwise).
     allow_untimed: bool = False
+    # Multi-line records (pipeline.stages.multiline): continuation lines joined to the record before them.
+    multiline: bool = True
+    multiline_start: str | None = None  # a regex: lines that match start a record, all others continue one
+    multiline_max_lines: int = 500
+    # Worker: a record whose key sent nothing for this long (processing time) is complete. Short, because a
+    # held record holds back the records after it in its partition; a shipper sends a trace's lines together.
+    multiline_timeout: float = 0.25
 
     def merged(self, overrides: Mapping[str, Any] | None) -> PipelineSettings:
         """A copy with every known, non-None key of ``overrides`` applied (durations parsed).
@@ -143,6 +151,14 @@ class PipelineSettings:
         if int(self.max_line_bytes) < 256:
             raise LogwardenError("--max-line-bytes must be at least 256")
         zone(self.timezone)  # an unknown zone is an error here, before any input is read
+        if int(self.multiline_max_lines) < 1:
+            raise LogwardenError(f"--multiline-max-lines must be at least 1, got {self.multiline_max_lines}")
+        if self.multiline_start is not None:
+            try:
+                re.compile(self.multiline_start)
+            except re.error as exc:
+                raise LogwardenError(
+                    f"--multiline-start {self.multiline_start!r} is not a valid regex: {exc}") from None
         if self.year is not None and not 1 <= int(self.year) <= 9999:
             raise LogwardenError(f"--year must be between 1 and 9999, got {self.year}")
         if self.entity_regex is not None:

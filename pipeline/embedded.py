@@ -45,10 +45,11 @@ from pipeline.records import RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
 from pipeline.stages import presets
-from pipeline.stages.assembly import ASSEMBLERS, assembled
+from pipeline.stages.assembly import ASSEMBLERS, Assembler, assembled
 from pipeline.stages.chain import NOT_WINDOWED, RecordChain, make_decoder
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
 from pipeline.stages.formats import TEMPLATE_FIELD
+from pipeline.stages.multiline import Joiner, joined, joiner_for
 from pipeline.stages.templates import TemplateMiner, template_id
 
 Progress = Callable[[int], object]
@@ -75,6 +76,10 @@ class JobStats:
     unseen_templates: int = 0
     untimed: int = 0
     preset: str | None = None  # the preset --log-format auto picked
+    multiline_records: int = 0  # records joined from several lines (``lines`` counts records)
+    multiline_lines: int = 0  # the lines in them
+    multiline_cut: int = 0  # records a bound ended (--multiline-max-lines, --max-line-bytes)
+    partial_lines_joined: int = 0  # CRI / Docker pieces put back together
     decode: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # Short codes of the warnings about the training set (``few_windows``, ``short_windows``): stored in the
@@ -97,6 +102,8 @@ class Input:
                  stats: JobStats) -> None:
         source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
         self.head, self.source = peek_lines(source, FORMAT_CHECK_LINES)
+        self.assembler: Assembler | None = None
+        self.joiner: Joiner | None = None
         if settings.log_format == presets.AUTO:
             settings = pick_preset(settings, [raw.data.decode("utf-8", "replace") for raw in self.head])
             stats.preset = settings.preset
@@ -107,7 +114,19 @@ class Input:
         preset = presets.get(self.settings.preset) if self.settings.preset else None
         kind = preset.assembly if preset is not None else None
         self.assembler = ASSEMBLERS[kind](self.settings.max_line_bytes) if kind else None
-        yield from assembled(self.source, self.assembler)
+        self.joiner = joiner_for(self.settings, decoder.starts_record)
+        yield from joined(assembled(self.source, self.assembler), self.joiner)
+
+    def finish(self, stats: JobStats) -> None:
+        """Copy what assembly and joining did into the job's stats."""
+        joiner = self.joiner
+        if joiner is not None:
+            stats.multiline_records = joiner.stats.records
+            stats.multiline_lines = joiner.stats.lines
+            stats.multiline_cut = joiner.stats.cut
+        assembler = self.assembler
+        if assembler is not None:
+            stats.partial_lines_joined = assembler.stats.pieces
 
 
 def pick_preset(settings: PipelineSettings, head: list[str]) -> PipelineSettings:
@@ -257,6 +276,7 @@ def learn_windows(
     chain = RecordChain(settings, tag)
     for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         windows.extend(batch)
+    source.finish(stats)
     _finish_decode_stats(stats, chain.decoder)
     final: dict[str, TemplateMatch] = {}
     for window in windows:
@@ -371,6 +391,7 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             yield from _score_all(scorer, pending, stats)
             pending = []
     yield from _score_all(scorer, pending, stats)
+    source.finish(stats)
     stats.unseen_templates = len(unseen)
     if stats.windows and stats.unseen_windows > UNSEEN_WINDOW_SHARE * stats.windows:
         stats.warnings.append(
@@ -398,6 +419,7 @@ def parse(
         record = decoder.decode(raw)
         fixed = record.fields.get(TEMPLATE_FIELD)  # a preset-made template (access logs)
         handles.append(TemplateMatch(template_id(fixed), fixed) if fixed else miner.learn_cluster(record.message))
+    source.finish(stats)
     _finish_decode_stats(stats, decoder)
 
     def rows() -> Iterator[tuple[int, str, str]]:

@@ -27,6 +27,9 @@ class RawLine:
     ``origin`` names the source (a file path, ``-`` for stdin, ``topic/partition`` for Kafka) and
     ``offset`` is the 1-based line number in a file or the Kafka offset. ``truncated`` is True when the
     line was longer than the source's size cap and ``data`` holds only its first bytes.
+
+    A multi-line record (:mod:`pipeline.stages.multiline`) is one RawLine too: its ``lines`` joined by
+    ``\n``, the offset of its first line in ``offset`` and of its last in ``end``.
     """
 
     data: bytes
@@ -35,6 +38,12 @@ class RawLine:
     key: bytes | None = None
     arrival: float = 0.0
     truncated: bool = False
+    lines: int = 1
+    end: int = -1
+
+    @property
+    def last_offset(self) -> int:
+        return self.end if self.end >= 0 else self.offset
 
 
 @dataclass(slots=True)

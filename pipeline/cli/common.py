@@ -126,6 +126,20 @@ def decoding_options(from_model: bool = False) -> Decorator:
                          help="Truncate longer lines (counted)." + tail("max_line_bytes"))(f)
         f = click.option("--time-format", help="strptime format of the timestamp fields (auto-detected if "
                          "omitted)." + tail("time_format"))(f)
+        f = click.option("--multiline-timeout", type=DURATION,
+                         help="Worker: a multi-line record whose key sent nothing for this long is complete (files "
+                         "need none)." + tail("multiline_timeout"))(f)
+        f = click.option("--multiline-max-lines", type=click.IntRange(1), metavar="N",
+                         help="At most N lines in one record (bytes: --max-line-bytes); the next line starts a new "
+                         "record, counted." + tail("multiline_max_lines"))(f)
+        f = click.option("--multiline-start", metavar="REGEX",
+                         help="Lines matching REGEX start a record, all others continue the one before (Filebeat's "
+                         "multiline.pattern with negate). Default: a line that does not fit the layout or start "
+                         "with a timestamp continues when it starts with whitespace, 'at ', '...', 'Caused by:', "
+                         "is a Java exception class or part of a Python traceback." + tail("multiline_start"))(f)
+        f = click.option("--multiline/--no-multiline", default=None,
+                         help="Join stack traces and other continuation lines to the record before them."
+                         + tail("multiline"))(f)
         f = click.option("--preset", metavar="NAME",
                          help="A known log shape (cri, docker, kubectl, rfc3164, rfc5424, nginx, apache, logfmt, "
                          "loghub-hdfs, ...; `logwarden presets` lists them): sets the layout, time format, entity "

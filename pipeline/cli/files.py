@@ -61,6 +61,11 @@ def stats_line(stats: jobs.JobStats) -> str:
                      "check --year / --timezone if its timestamps lack them)")
     if stats.untimed:
         text += f", {stats.untimed} lines without timestamp"
+    if stats.multiline_records:
+        text += f", {stats.multiline_records} multi-line records ({stats.multiline_lines} lines joined"
+        text += f", {stats.multiline_cut} cut at a bound)" if stats.multiline_cut else ")"
+    if stats.partial_lines_joined:
+        text += f", {stats.partial_lines_joined} partial lines reassembled"
     if problems:
         text += ", " + ", ".join(f"{v} {_PROBLEM_NAMES.get(k, k.replace('_', ' '))}" for k, v in problems.items())
     return text

@@ -117,6 +117,9 @@ def worker(**flags: Any) -> None:
     bundle = ModelRegistry(model_dir).load(values.get("model_version"))
     setup_logging(bool(values.get("json_logs")), str(values.get("log_level") or "INFO"))
     settings = settings_from(values, bundle.settings)
+    if settings.log_format == "auto":
+        raise LogwardenError("--log-format auto picks a preset from the first lines of files; give the worker "
+                             "--preset NAME (a model trained with --log-format auto stores the preset it picked)")
     es_auth = {name: os.environ[var] for var, name in _ES_SECRETS.items() if os.environ.get(var)}
     if values.get("no_es_setup") is not None:
         values["es_setup"] = not values["no_es_setup"]

@@ -4,8 +4,11 @@ Keying is what makes a consumer group of workers agree with ``logwarden detect``
 partitioner sends every record with the same key to the same partition, in order, so all lines of one
 entity (a block, a request, a host) are read by one worker and its windows are built whole. The key is
 the first match of ``--key-regex`` in the line (the named group's text when the regex has one, as for
-``--entity-regex``); use the same regex as the model's entity regex. Lines without a match get no key
-and are spread over the partitions. Lines that name two entities follow their first one.
+``--entity-regex``); use the same regex as the model's entity regex. A line without a match takes the key of
+the line before it in the same file: the frames of a stack trace name no entity, and they must reach the
+worker in the same partition, under the same key and in order, for it to join them to their record
+(:mod:`pipeline.stages.multiline`). Lines without a match before any keyed line of a file get no key and are
+spread over the partitions. Lines that name two entities follow their first one.
 
 The producer is idempotent with ``acks=all``, so per-key order holds and an acknowledged line is stored.
 """
@@ -33,6 +36,7 @@ class ReplayStats:
     lines: int = 0
     bytes: int = 0
     keyed: int = 0
+    followed: int = 0  # lines without a key match sent under the key of the line before them
     truncated: int = 0
     seconds: float = 0.0
     partitions: int | None = None
@@ -41,7 +45,8 @@ class ReplayStats:
 
     def as_dict(self) -> dict[str, object]:
         rate = self.lines / self.seconds if self.seconds > 0 else None
-        return {"lines": self.lines, "bytes": self.bytes, "keyed": self.keyed, "truncated": self.truncated,
+        return {"lines": self.lines, "bytes": self.bytes, "keyed": self.keyed, "followed": self.followed,
+                "truncated": self.truncated,
                 "seconds": round(self.seconds, 3), "lines_per_second": round(rate, 1) if rate else None,
                 "partitions": self.partitions, "created_topic": self.created}
 
@@ -104,12 +109,17 @@ def replay(
     with tqdm(total=total, unit="B", unit_scale=True, desc=f"replay -> {topic}", file=sys.stderr,
               disable=None if progress is None else not progress, leave=False) as bar:
         try:
+            previous: tuple[str, bytes | None] = ("", None)
             for raw in read_lines(paths, max_line_bytes=max_line_bytes, stats=source_stats, progress=bar.update):
                 key = key_of(raw.data.decode(errors="replace")) if key_regex else None
+                stats.keyed += key is not None
+                if key is None and key_regex and previous[0] == raw.origin and previous[1] is not None:
+                    key = previous[1]
+                    stats.followed += 1
+                previous = (raw.origin, key)
                 producer.send(topic, key=key, value=raw.data).add_errback(failed)
                 stats.lines += 1
                 stats.bytes += len(raw.data)
-                stats.keyed += key is not None
                 stats.truncated += raw.truncated
                 if rate is not None:
                     ahead = stats.lines / rate - (time.monotonic() - started)

@@ -71,7 +71,7 @@ class Replay(Protocol):
         """True when this record's part for ``key`` is already in a flushed window."""
 
     def done(self, offset: int) -> None:
-        """Called after every record, windowed or not."""
+        """Called after every record, windowed or not, with the offset of its last line."""
 
 
 @dataclass(slots=True)
@@ -145,7 +145,7 @@ class RecordChain:
             return self._failed(raw, exc)
         finally:
             if replay is not None:
-                replay.done(raw.offset)
+                replay.done(raw.last_offset)
 
     def _add(self, raw: RawLine, now: float | None) -> Step:
         record = self.decoder.decode(raw)

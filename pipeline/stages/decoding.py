@@ -97,6 +97,40 @@ class Decoder:
         chosen = self._chosen[1] if self._chosen else self._lead
         return chosen.name if chosen else None
 
+    def starts_record(self, text: str) -> bool:
+        """Whether ``text`` starts a record of this stream: it fits the layout and its time fields (if the layout
+        has any) hold a readable time, or (without a layout) it is a JSON object or starts with a timestamp.
+        The multi-line joiner's test (a loose layout fits ``ValueError: bad value: x``, its time does not);
+        does not touch ``stats`` or what the decoder learned."""
+        if self.log_format is not None:
+            hit = self.log_format.match(text)
+            if hit is None:
+                return False
+            names = self._time_fields
+            if not names:
+                return True
+            fields = hit[1]
+            joined = " ".join(fields[name] for name in names if fields.get(name))
+            try:
+                if self._time_parser is not None:
+                    self._time_parser.parse(joined)
+                    return True
+                if self._chosen is not None:
+                    index, parser = self._chosen
+                    parser.parse(joined if index < 0 else fields.get(names[index], "").strip())
+                    return True
+            except ValueError:
+                return False
+            candidates = [joined] + [fields.get(name, "").strip() for name in names]
+            return any(c and detect_parser(c, self._auto) is not None for c in candidates)
+        if text[:1] == "{" and self.json_mode != "off":
+            return True
+        body = text[1:] if text.startswith("[") else text
+        lead = self._lead
+        if lead is not None:
+            return _starts_with_time(lead, body)
+        return any(_starts_with_time(p, body) for p in self._prefix_parsers)
+
     def decode(self, raw: RawLine) -> LogRecord:
         flags: list[str] = []
         data = raw.data
@@ -112,6 +146,11 @@ class Decoder:
         if raw.truncated:
             flags.append("truncated")
             self.stats.truncated += 1
+        if raw.lines > 1:  # a multi-line record: time, fields and message from its first line, all of it kept
+            first, _, _ = text.partition("\n")
+            record = self._decode(first, raw.origin, raw.offset, raw.arrival, flags)
+            record.raw = text
+            return record
         return self._decode(text, raw.origin, raw.offset, raw.arrival, flags)
 
     def decode_text(self, text: str, origin: str = "", offset: int = 0, arrival: float = 0.0) -> LogRecord:

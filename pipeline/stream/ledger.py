@@ -242,7 +242,8 @@ class PartitionLedger:
         return extra is not None and offset in extra
 
     def done(self, offset: int) -> None:
-        self.next_offset = offset + 1
+        """``offset``: the record's last line (a multi-line record's lines after its first are read too)."""
+        self.next_offset = max(offset + 1, self.next_offset or 0)
 
     def closed(self, window: Window, offsets: Offsets) -> None:
         """A window closed holding records at ``offsets``; it is flushed before the next commit."""
@@ -251,14 +252,20 @@ class PartitionLedger:
 
     # --------------------------------------------------------------------------------- checkpoints
     def checkpoint(
-        self, open_windows: Iterable[Window], watermark: float, clock: float | None
+        self, open_windows: Iterable[Window], watermark: float, clock: float | None, held: int | None = None
     ) -> tuple[int, SavedState] | None:
         """Offset to commit and the state that goes with it; None when nothing was read yet.
 
-        Call only after every closed window was flushed. Prunes what the new offset makes irrelevant.
+        ``held``: the smallest offset of a line read but not yet windowed (a multi-line record the joiner holds,
+        :mod:`pipeline.stages.multiline`); the commit never passes it. Records reach the chain in the order of
+        their first offsets, so nothing at or above ``held`` was windowed and the values in force now are
+        those before it. Call only after every closed window was flushed. Prunes what the new offset makes
+        irrelevant.
         """
         if self.next_offset is None:
-            return None
+            if held is None:
+                return None
+            self.next_offset = held
         open_lo: dict[EntityKey, int] = {}
         for window in open_windows:
             lo = window.positions.get(self.origin)
@@ -266,6 +273,8 @@ class PartitionLedger:
                 key = (window.entity_field, window.entity_id)
                 open_lo[key] = min(lo, open_lo.get(key, lo))
         commit = min(min(open_lo.values(), default=self.next_offset), self.next_offset)
+        if held is not None:
+            commit = min(commit, held)
         skip: dict[EntityKey, int] = {}
         extra: dict[EntityKey, frozenset[int]] = {}
         for key in self.skip.keys() | self.extra.keys() | self._flushed.keys():
@@ -284,7 +293,10 @@ class PartitionLedger:
             if explicit:
                 extra[key] = frozenset(explicit)
         self._flushed.clear()
-        wm, clk = self._values_before(commit, watermark, clock)
+        if held is not None and commit == held:
+            wm, clk = _finite(watermark), _finite(clock)  # nothing at or above ``held`` was windowed yet
+        else:
+            wm, clk = self._values_before(commit, watermark, clock)
         saved = {k: tuple(sorted(v)) for k, v in extra.items()}
         state = SavedState(commit, wm, clk, skip, saved).bounded(MAX_STATE_BYTES)
         if state.dropped:

@@ -56,6 +56,10 @@ class WorkerMetrics:
         self.replay_state_dropped = Counter(
             "logwarden_worker_replay_state_dropped",
             "Replay-state entries left out (oldest first) to keep a saved state within its byte bound.", registry=r)
+        self.multiline_records = Counter(
+            "logwarden_worker_multiline_records", "Records joined from several lines (stack traces).", registry=r)
+        self.multiline_lines = Counter("logwarden_worker_multiline_lines", "Lines joined into multi-line records.",
+                                       registry=r)
         self.dead_letters = Counter("logwarden_worker_dead_letters", "Dead letters sent, by reason.", ["reason"],
                                     registry=r)
         self.open_windows = Gauge("logwarden_worker_open_windows", "Windows open across assigned partitions.",
@@ -103,7 +107,8 @@ class WorkerMetrics:
         """Counter totals (summed over labels) for the worker's exit summary."""
         names = {"records": self.records, "replay_skipped": self.replay_skipped, "no_entity": self.no_entity,
                  "windows_scored": self.windows_scored, "anomalies_indexed": self.anomalies_indexed,
-                 "dead_letters": self.dead_letters, "decode_errors": self.decode_errors, "commits": self.commits}
+                 "dead_letters": self.dead_letters, "decode_errors": self.decode_errors, "commits": self.commits,
+                 "multiline_records": self.multiline_records}
         totals: dict[str, float] = {}
         for name, metric in names.items():
             totals[name] = sum(s.value for family in metric.collect() for s in family.samples

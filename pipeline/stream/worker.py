@@ -121,6 +121,8 @@ class Worker:
         if not self.output.down and now >= self._next_idle_check:
             self._close_idle(now)
             self._next_idle_check = now + 1.0
+        elif not self.output.down:
+            self._expire(now)
         if self.output.down:
             if self.output.retry_due():
                 self.commit()
@@ -148,17 +150,35 @@ class Worker:
             stream.accept()
         self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
 
+    def _expire(self, now: float) -> None:
+        """Hand on held multi-line records whose key went quiet (every step: they hold back their partition)."""
+        closed: list[Window] = []
+        sources: list[Source] = []
+        for stream in self.streams.values():
+            windows, where = stream.expire(now, self.metrics, self.ctx.dead_letters)
+            closed.extend(windows)
+            sources.extend(where)
+        if closed:
+            self.output.score(closed, sources)
+            for stream in self.streams.values():
+                stream.accept()
+
     def _close_idle(self, now: float) -> None:
         """Close windows whose entity sent nothing for ``idle_timeout`` of processing time (a quiet partition's
         last windows would otherwise wait for more data to move the watermark)."""
         closed: list[Window] = []
         sources: list[Source] = []
+        idle = 0
         for stream in self.streams.values():
+            windows, where = stream.expire(now, self.metrics, self.ctx.dead_letters)  # held multi-line records
+            closed.extend(windows)
+            sources.extend(where)
             windows, where = stream.close_idle(now, self.idle_timeout)
+            idle += len(windows)
             closed.extend(windows)
             sources.extend(where)
         if closed:
-            self.metrics.windows_closed_idle.inc(len(closed))
+            self.metrics.windows_closed_idle.inc(idle)
             self.output.score(closed, sources)
             for stream in self.streams.values():
                 stream.accept()
@@ -189,7 +209,7 @@ class Worker:
         closed: list[Window] = []
         sources: list[Source] = []
         for stream in self.streams.values():
-            for window in stream.flush():
+            for window in stream.flush(self.metrics, self.ctx.dead_letters):
                 closed.append(window)
                 sources.append(stream.source_of(window))
         self.output.score(closed, sources)

@@ -138,10 +138,11 @@ def test_cri_partial_lines_are_reassembled_per_stream() -> None:
              raw("garbage that is not CRI", 5)]
     assembler = CriAssembler()
     out = list(assembled(lines, assembler))
-    assert [(r.offset, r.data) for r in out] == [
-        (2, b"2016-10-06T00:17:09.669794203Z stderr F an error"),
-        (4 - 3, b"2016-10-06T00:17:09.669794202Z stdout F log content 1 and more and the end"),
-        (5, b"garbage that is not CRI")]
+    # In the order of first pieces (the stderr line waits for the stdout line begun before it).
+    assert [(r.offset, r.last_offset, r.data) for r in out] == [
+        (1, 4, b"2016-10-06T00:17:09.669794202Z stdout F log content 1 and more and the end"),
+        (2, 2, b"2016-10-06T00:17:09.669794203Z stderr F an error"),
+        (5, 5, b"garbage that is not CRI")]
     assert assembler.stats.joined == 1 and assembler.stats.pieces == 3
 
 
@@ -149,6 +150,18 @@ def test_cri_partial_without_end_is_kept_and_bounded() -> None:
     lines = [raw("2016-10-06T00:17:09Z stdout P " + "x" * 400, i) for i in range(1, 20)]
     out = list(assembled(lines, CriAssembler(max_bytes=1000)))
     assert len(out) == 1 and out[0].truncated and len(out[0].data) == 1000 and out[0].offset == 1
+
+
+def test_pieces_are_assembled_per_record_key_and_expire() -> None:
+    pod_a = RawLine(b"2016-10-06T00:17:09Z stdout P from a,", "t/0", 10, b"pod-a")
+    pod_b = RawLine(b"2016-10-06T00:17:09Z stdout F whole b", "t/0", 11, b"pod-b")
+    assembler = CriAssembler()
+    assert assembler.push(pod_a, now=0.0) == [] and assembler.push(pod_b, now=0.0) == []
+    assert assembler.held_offset() == 10  # b's whole line waits behind a's open one
+    out = assembler.expire(now=5.0, timeout=1.0)  # a's end never came: handed on as it is
+    assert [(r.offset, r.data) for r in out] == [(10, b"2016-10-06T00:17:09Z stdout F from a,"),
+                                                 (11, b"2016-10-06T00:17:09Z stdout F whole b")]
+    assert assembler.held_offset() is None
 
 
 def test_docker_split_lines_are_reassembled() -> None:
@@ -160,3 +173,17 @@ def test_docker_split_lines_are_reassembled() -> None:
     records = [decoder.decode(r) for r in out]
     assert [r.message for r in records] == ["part one, part two\n", "part one, part two\n"][:1] + ["whole\n"]
     assert records[0].timestamp == pytest.approx(1546341071.1)
+
+
+@pytest.mark.parametrize("hostile", ["a " * 32000, '"' * 65000, "[" * 65000, '<1>1 - - - - - [x a="' + "\\" * 60000,
+                                     '1.2.3.4 - - [x] "' + '\\"' * 30000, 'k="' * 20000, "x=y " * 16000])
+def test_every_preset_reads_a_64k_hostile_line_in_linear_time(hostile: str) -> None:
+    import time
+
+    for preset in presets.PRESETS.values():
+        layout = preset.layout()
+        if layout is None:
+            continue
+        started = time.perf_counter()
+        layout.match(hostile)
+        assert time.perf_counter() - started < 0.5, preset.name  # a backtracking regex takes minutes here
