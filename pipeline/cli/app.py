@@ -13,6 +13,7 @@ import click
 from pipeline.cli.common import CONTEXT, Group
 from pipeline.cli.es import es_setup
 from pipeline.cli.files import detect, parse, train
+from pipeline.cli.models import models
 from pipeline.cli.stream import replay, worker
 
 
@@ -27,6 +28,7 @@ def cli() -> None:
       logwarden train  history.log --model-dir models-out/ --entity-field host.name
       logwarden detect today.log.gz --model-dir models-out/ --out anomalies.jsonl
       logwarden parse  app.log --out templates.csv                     # what templates are there?
+      logwarden models list --model-dir models-out                     # versions; promote, rollback
     \b
     With Kafka and Elasticsearch:
       logwarden es-setup --es-url http://127.0.0.1:9200
@@ -34,7 +36,7 @@ def cli() -> None:
     """
 
 
-for _command in (train, detect, parse, worker, replay, es_setup):
+for _command in (train, detect, parse, models, worker, replay, es_setup):
     cli.add_command(_command)
 
 

@@ -93,7 +93,9 @@ def report_warnings(stats: jobs.JobStats) -> None:
 @untimed_option
 @force_option
 @click.option("--model-dir", type=click.Path(file_okay=False),
-              help="Model registry directory; the new version becomes current.  [required]")
+              help="Model registry directory; the new version becomes current (unless --no-promote).  [required]")
+@click.option("--no-promote", is_flag=True, default=None,
+              help="Publish the new version without making it current (`logwarden models promote V` later).")
 @click.option("--contamination", type=float,
               help="Expected share of abnormal windows in training." + default_text(PipelineSettings, "contamination"))
 def train(**flags: Any) -> None:
@@ -116,13 +118,16 @@ def train(**flags: Any) -> None:
     check_model_dir(flags["model_dir"])
     with progress_bar(flags["paths"], "training") as progress:
         bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]))
+    bundle.source = {"kind": "files", "name": ",".join(flags["paths"])}
     stats = jobs.JobStats(**bundle.stats)
     report_warnings(stats)
+    promote = not flags.get("no_promote")
     try:
-        version = ModelRegistry(flags["model_dir"]).publish(bundle)
+        version = ModelRegistry(flags["model_dir"]).publish(bundle, make_current=promote)
     except OSError as exc:
         raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
-    click.echo(f"model {version} written to {flags['model_dir']} and made current ({stats_line(stats)})", err=True)
+    how = "and made current" if promote else "(not current: --no-promote)"
+    click.echo(f"model {version} written to {flags['model_dir']} {how} ({stats_line(stats)})", err=True)
 
 
 @click.command(cls=Command)

@@ -276,7 +276,7 @@ def test_train_into_an_unwritable_model_dir_fails_before_the_work(
         assert_user_error(run("train", str(SAMPLE), "--model-dir", str(blocker / "models"), *HDFS_FLAGS),
                           "cannot write to --model-dir")
 
-    def fail_publish(self, bundle):  # type: ignore[no-untyped-def]
+    def fail_publish(self, bundle, make_current=True):  # type: ignore[no-untyped-def]
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(files.ModelRegistry, "publish", fail_publish)
