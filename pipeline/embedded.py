@@ -33,6 +33,7 @@ from typing import Any
 
 from models.artifacts import ModelBundle
 from models.detector import WindowDetector
+from models.evaluation import entity_metrics
 from models.features import FeatureSpace
 from pipeline.config import PipelineSettings
 from pipeline.errors import LogwardenError
@@ -274,6 +275,23 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
     yield from _score_all(scorer, pending, stats)
     stats.unseen_templates = len(unseen)
     _finish_decode_stats(stats, chain.decoder)
+
+
+def evaluate(paths: Sequence[str], settings: PipelineSettings, bundle: ModelBundle, labels: dict[str, bool],
+             progress: Progress | None = None) -> tuple[dict[str, Any], JobStats]:
+    """Score ``paths`` with ``bundle`` and compare per entity with ``labels`` (:mod:`models.evaluation`)."""
+    docs, stats = detect(paths, settings, bundle, progress)
+    scores: dict[str, float] = {}
+    flagged: dict[str, bool] = {}
+    for doc in docs:
+        entity = str(doc["entity"]["id"])
+        scores[entity] = max(scores.get(entity, float("-inf")), float(doc["anomaly"]["score"]))
+        flagged[entity] = flagged.get(entity, False) or bool(doc["anomaly"]["is_anomaly"])
+    if not set(scores) & set(labels):
+        raise LogwardenError(
+            f"none of the {len(labels)} labelled entities appears in the {len(scores)} entities found in the input "
+            "(check that --labels names entities the way --entity-regex / --entity-field find them)")
+    return entity_metrics(labels, scores, flagged, float(bundle.detector.threshold_)), stats
 
 
 def parse(

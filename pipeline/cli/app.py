@@ -12,6 +12,7 @@ import click
 
 from pipeline.cli.common import CONTEXT, Group
 from pipeline.cli.es import es_setup
+from pipeline.cli.evaluate import evaluate
 from pipeline.cli.files import detect, parse, train
 from pipeline.cli.models import models
 from pipeline.cli.stream import replay, worker
@@ -36,7 +37,7 @@ def cli() -> None:
     """
 
 
-for _command in (train, detect, parse, models, worker, replay, es_setup):
+for _command in (train, detect, parse, evaluate, models, worker, replay, es_setup):
     cli.add_command(_command)
 
 

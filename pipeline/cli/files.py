@@ -33,6 +33,7 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
+from pipeline.cli.evaluate import run_evaluation
 from pipeline.config import PipelineSettings, default_text
 from pipeline.sinks.report import atomic_path, open_output, render_report, summary_table, write_jsonl
 
@@ -98,6 +99,11 @@ def report_warnings(stats: jobs.JobStats) -> None:
               help="Publish the new version without making it current (`logwarden models promote V` later).")
 @click.option("--contamination", type=float,
               help="Expected share of abnormal windows in training." + default_text(PipelineSettings, "contamination"))
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False),
+              help="With --eval: labelled entities (BlockId,Label Normal/Anomaly, or entity,label 0/1); the new "
+              "model's precision, recall, F1 and PR-AUC on the --eval input are stored in its manifest.")
+@click.option("--eval", "eval_paths", multiple=True, metavar="PATH",
+              help="Input to evaluate the new model on, with --labels (repeatable).")
 def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
@@ -114,10 +120,14 @@ def train(**flags: Any) -> None:
     flags = resolve(flags)
     if not flags.get("model_dir"):
         raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
+    if bool(flags.get("labels_path")) != bool(flags.get("eval_paths")):
+        raise UserError("--labels and --eval go together: the labels of the entities in the --eval input")
     settings = settings_from(flags)
     check_model_dir(flags["model_dir"])
     with progress_bar(flags["paths"], "training") as progress:
         bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]))
+    if flags.get("labels_path"):
+        bundle.evaluation = run_evaluation(flags["eval_paths"], settings, bundle, flags["labels_path"])
     bundle.source = {"kind": "files", "name": ",".join(flags["paths"])}
     stats = jobs.JobStats(**bundle.stats)
     report_warnings(stats)
@@ -128,6 +138,10 @@ def train(**flags: Any) -> None:
         raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
     how = "and made current" if promote else "(not current: --no-promote)"
     click.echo(f"model {version} written to {flags['model_dir']} {how} ({stats_line(stats)})", err=True)
+    if bundle.evaluation:
+        e = bundle.evaluation
+        click.echo(f"evaluation: precision {e['precision']:.3f}, recall {e['recall']:.3f}, F1 {e['f1']:.3f}, "
+                   f"PR-AUC {'-' if e['pr_auc'] is None else format(e['pr_auc'], '.3f')}", err=True)
 
 
 @click.command(cls=Command)
