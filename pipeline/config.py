@@ -187,20 +187,27 @@ class WorkerOptions:
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"
     es_auth: dict[str, str] = field(default_factory=dict)
+    # Hot reload: the registry is polled this often for a new current version (not with --model-version).
+    model_dir: str | None = None
+    model_version: str | None = None
+    model_poll_interval: float = 10.0
+    # Pipeline settings given explicitly (flag or config file): they win over any model's, old or new.
+    explicit_settings: frozenset[str] = frozenset()
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], settings: PipelineSettings,
                     es_auth: Mapping[str, str] | None = None) -> WorkerOptions:
         """Options from resolved values (None: the default); durations may still be text."""
-        known = {f.name for f in fields(cls)} - {"settings", "es_auth"}
+        known = {f.name for f in fields(cls)} - {"settings", "es_auth", "explicit_settings"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
         for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
-                     "es_timeout"):
+                     "es_timeout", "model_poll_interval"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())
         chosen["topics"] = (topics,) if isinstance(topics, str) else tuple(topics)
-        return cls(settings=settings, es_auth=dict(es_auth or {}), **chosen).check()
+        explicit = frozenset(f.name for f in fields(PipelineSettings) if values.get(f.name) is not None)
+        return cls(settings=settings, es_auth=dict(es_auth or {}), explicit_settings=explicit, **chosen).check()
 
     @property
     def idle_timeout(self) -> float:

@@ -65,7 +65,11 @@ def _default(name: str) -> str:
 @click.option("--topic", "topics", multiple=True, help="Topic to consume (repeatable).")
 @click.option("--group-id", help="Consumer group; workers sharing it share the partitions." + _default("group_id"))
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model registry directory (its current model).")
-@click.option("--model-version", help="Use this version instead of the current one.")
+@click.option("--model-version", help="Use this version instead of the current one (and never reload).")
+@click.option("--model-poll-interval", type=DURATION,
+              help="How often to check --model-dir for a newly promoted (or rolled back) version, which is verified "
+              "and swapped in without a restart; one that fails verification is refused and the old model keeps "
+              "serving." + _default("model_poll_interval"))
 @click.option("--format", "input_format", type=click.Choice(INPUT_FORMATS),
               help="Record format: json dead-letters anything that is not a JSON object." + _default("input_format"))
 @decoding_options(from_model=True)
@@ -134,7 +138,7 @@ def worker(**flags: Any) -> None:
             run.consumer.close(autocommit=False)
             return
         code = run.run()
-        summary = {"event": "worker stopped", "exit_code": code, "model": bundle.version,
+        summary = {"event": "worker stopped", "exit_code": code, "model": ctx.bundle.version,
                    "partitions_owned": sorted(f"{tp.topic}/{tp.partition}" for tp in run.ever_assigned),
                    **ctx.metrics.totals()}
         log.info("%s", json.dumps(summary))

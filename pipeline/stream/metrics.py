@@ -20,7 +20,10 @@
 ``logwarden_worker_sink_up``                         1 while the last flush worked, 0 during an outage
 ``logwarden_worker_paused``                          1 while partitions are paused for back-pressure
 ``logwarden_worker_assigned_partitions``             partitions this worker owns
-``logwarden_model_info{version,created}``            the model version in use
+``logwarden_worker_model_info{version,created}``     the model version serving (changes on a hot reload)
+``logwarden_worker_model_reloads_total``             models swapped in without a restart
+``logwarden_worker_model_reloads_refused_total{reason}``  new current versions refused (verification,
+                                                     incompatible); the serving model stays
 ==================================================  ==========================================================
 """
 
@@ -69,11 +72,17 @@ class WorkerMetrics:
         self.paused = Gauge("logwarden_worker_paused", "1 while partitions are paused for back-pressure.",
                             registry=r)
         self.assigned = Gauge("logwarden_worker_assigned_partitions", "Partitions owned by this worker.", registry=r)
-        self.model = Info("logwarden_model", "Model version in use.", registry=r)
+        self.model_info = Info("logwarden_worker_model", "Model version serving.", registry=r)
+        self.model_reloads = Counter("logwarden_worker_model_reloads", "Models swapped in without a restart.",
+                                     registry=r)
+        self.model_reloads_refused = Counter(
+            "logwarden_worker_model_reloads_refused",
+            "New current model versions refused (failed verification or incompatible); the old model serves on.",
+            ["reason"], registry=r)
         self.sink_up.set(1)
 
     def set_model(self, version: str, created: str = "") -> None:
-        self.model.info({"version": version, "created": created})
+        self.model_info.info({"version": version, "created": created})
 
     def totals(self) -> dict[str, float]:
         """Counter totals (summed over labels) for the worker's exit summary."""
