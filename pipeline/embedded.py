@@ -155,10 +155,14 @@ def _finish_decode_stats(stats: JobStats, decoder: Decoder) -> None:
 
 
 def learn_windows(
-    paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None
+    paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
+    miner: TemplateMiner | None = None,
 ) -> tuple[TemplateMiner, list[Window], JobStats]:
-    """Pass 1 of training: learn templates and window the records with final template ids."""
-    miner = TemplateMiner()
+    """Pass 1 of training: learn templates and window the records with final template ids.
+
+    ``miner``: start from it (a warm start, :meth:`TemplateMiner.warm_start`) instead of an empty one.
+    """
+    miner = miner if miner is not None else TemplateMiner()
     stats = JobStats()
     windows: list[Window] = []
 
@@ -213,10 +217,22 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
     )
 
 
+def warm_miner(bundle: ModelBundle) -> TemplateMiner:
+    """The template miner of a retraining that keeps ``bundle``'s template ids (``train --warm-start``)."""
+    try:
+        return TemplateMiner.warm_start(bundle.miner_state)
+    except ValueError as exc:
+        raise LogwardenError(f"cannot warm-start from model {bundle.version}: {exc}") from None
+
+
 def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
-          force: bool = False) -> ModelBundle:
-    """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows."""
-    miner, windows, stats = learn_windows(paths, settings, progress)
+          force: bool = False, warm_start: ModelBundle | None = None) -> ModelBundle:
+    """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows.
+
+    ``warm_start``: the previous model, whose known templates keep their ids in the new one.
+    """
+    miner = warm_miner(warm_start) if warm_start is not None else None
+    miner, windows, stats = learn_windows(paths, settings, progress, miner)
     stats.warnings = check_training_windows(windows, settings, force)
     return fit_bundle(miner, windows, settings, stats)
 

@@ -104,6 +104,10 @@ def report_warnings(stats: jobs.JobStats) -> None:
               "model's precision, recall, F1 and PR-AUC on the --eval input are stored in its manifest.")
 @click.option("--eval", "eval_paths", multiple=True, metavar="PATH",
               help="Input to evaluate the new model on, with --labels (repeatable).")
+@click.option("--warm-start", is_flag=True, default=None,
+              help="Start from the current model of --model-dir: its templates keep their ids (dashboards and "
+              "alert rules on template ids keep working), new ones join the vocabulary, and its settings are the "
+              "defaults.")
 def train(**flags: Any) -> None:
     """Learn templates and normal window behaviour from PATH... and publish a model version.
 
@@ -122,13 +126,21 @@ def train(**flags: Any) -> None:
         raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
     if bool(flags.get("labels_path")) != bool(flags.get("eval_paths")):
         raise UserError("--labels and --eval go together: the labels of the entities in the --eval input")
-    settings = settings_from(flags)
+    previous = None
+    if flags.get("warm_start"):
+        registry = ModelRegistry(flags["model_dir"])
+        if registry.current_version() is None:
+            raise UserError(f"--warm-start: {flags['model_dir']} has no current model to start from")
+        previous = registry.load()
+    settings = settings_from(flags, previous.settings if previous is not None else None)
     check_model_dir(flags["model_dir"])
     with progress_bar(flags["paths"], "training") as progress:
-        bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]))
+        bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]), warm_start=previous)
     if flags.get("labels_path"):
         bundle.evaluation = run_evaluation(flags["eval_paths"], settings, bundle, flags["labels_path"])
     bundle.source = {"kind": "files", "name": ",".join(flags["paths"])}
+    if previous is not None:
+        bundle.source["warm_start"] = previous.version
     stats = jobs.JobStats(**bundle.stats)
     report_warnings(stats)
     promote = not flags.get("no_promote")

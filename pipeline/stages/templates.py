@@ -39,6 +39,17 @@ final template text. Consequences:
 * The ids depend on the masking rules, so the state records :data:`pipeline.masking.MASKING_VERSION`
   and refuses to load under other rules.
 
+Template ids across retraining
+------------------------------
+Ids of unchanged template texts are equal in every model. A retraining on shifted data may still change a
+text (a position that was a binary choice sees a third value and becomes ``<*>``), and with it the id that
+dashboards and alert rules filter on. :meth:`TemplateMiner.warm_start` therefore starts a retraining from the
+previous model's state with every cluster **frozen**: a message that is a known template of a frozen cluster is
+tagged with it and changes nothing; any other message is learnt into the non-frozen clusters only (Drain never
+picks a frozen cluster to generalise), so new templates join the vocabulary and known ones keep their text and
+id. :meth:`TemplateMiner.match` follows the same rule: known templates of frozen clusters first, then the
+clusters learnt since.
+
 Persistence is plain JSON (:meth:`TemplateMiner.to_state`): drain3's own snapshots use jsonpickle,
 which can instantiate arbitrary types on load, so we never use it.
 """
@@ -57,6 +68,7 @@ from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens
 
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 1
+_FROZEN_CACHE = 100_000
 _ENUM = re.compile(r"[^\w<]*[A-Z][A-Z_]*[A-Z][^\w<]*")
 
 
@@ -94,7 +106,17 @@ class MinerConfig:
 
 
 class _MaskedDrain(Drain):
-    """Drain whose similarity counts a position masked in both template and message as equal."""
+    """Drain whose similarity counts a position masked in both template and message as equal.
+
+    Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
+    """
+
+    exclude: frozenset[int] = frozenset()
+
+    def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
+        if self.exclude:
+            cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
+        return super().fast_match(cluster_ids, tokens, sim_th, include_params)
 
     def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
         if not seq1:
@@ -199,6 +221,9 @@ class TemplateMiner:
         self._handles: list[tuple[int, tuple[str, ...]]] = []
         self._handle_of: dict[tuple[int, tuple[str, ...]], int] = {}
         self._cap = max(2, self.config.max_enum_values)
+        self._frozen: frozenset[int] = frozenset()
+        self._frozen_by_len: dict[int, list[int]] | None = None
+        self._frozen_cache: dict[str, int | None] = {}
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -208,20 +233,62 @@ class TemplateMiner:
         as long as this object and are not persisted.
         """
         tokens = mask_tokens(message)
-        cluster, _ = self._drain.add_log_message(" ".join(tokens))
-        cid = cluster.cluster_id
-        stats = self._stats.get(cid)
-        if stats is None:
-            stats = self._stats[cid] = _Stats([{} for _ in tokens], {})
-        key = stats.add(tokens, self._cap)
-        self._final.pop(cid, None)
-        self._known = None
-        entry = (cid, key)
+        joined = " ".join(tokens)
+        entry = self._frozen_entry(tokens, joined) if self._frozen else None
+        if entry is None:
+            self._drain.exclude = self._frozen
+            try:
+                cluster, _ = self._drain.add_log_message(joined)
+            finally:
+                self._drain.exclude = frozenset()
+            cid = cluster.cluster_id
+            stats = self._stats.get(cid)
+            if stats is None:
+                stats = self._stats[cid] = _Stats([{} for _ in tokens], {})
+            key = stats.add(tokens, self._cap)
+            self._final.pop(cid, None)
+            self._known = None
+            entry = (cid, key)
         handle = self._handle_of.get(entry)
         if handle is None:
             handle = self._handle_of[entry] = len(self._handles)
             self._handles.append(entry)
         return handle
+
+    def _frozen_entry(self, tokens: list[str], joined: str) -> tuple[int, tuple[str, ...]] | None:
+        """``(cluster, key)`` when the message is a known template of a frozen cluster (nothing is learnt)."""
+        cid = self._known_frozen(tokens, joined)
+        return None if cid is None else (cid, self._stats[cid].project(tokens))
+
+    def _known_frozen(self, tokens: list[str], joined: str) -> int | None:
+        """The most specific frozen cluster that matches ``tokens`` exactly *and* knows their template.
+
+        Every frozen cluster of that length is a candidate, not only the first Drain finds: a message may fit
+        the template of two frozen clusters (``port <*>`` kept as ``ssh``/``http`` in one, ``ftp``/``smtp`` in
+        another) and only one knows its words. Memoised per masked message (bounded).
+        """
+        cache = self._frozen_cache
+        if joined in cache:
+            return cache[joined]
+        if self._frozen_by_len is None:
+            self._frozen_by_len = {}
+            for fid in sorted(self._frozen):
+                self._frozen_by_len.setdefault(len(self._cluster(fid).log_template_tokens), []).append(fid)
+        best: int | None = None
+        best_params = -1
+        for cid in self._frozen_by_len.get(len(tokens), ()):
+            sim, params = self._drain.get_seq_distance(self._cluster(cid).log_template_tokens, tokens, True)
+            if sim < 1.0:
+                continue
+            final = self._final_of(cid)
+            if tuple(tokens[p] for p in final.kept) not in final.by_combo:
+                continue
+            if best is None or params < best_params:
+                best, best_params = cid, params
+        if len(cache) >= _FROZEN_CACHE:
+            cache.clear()
+        cache[joined] = best
+        return best
 
     def learn(self, message: str) -> TemplateMatch:
         """Learn one message (may create or generalise templates); return its template as of now."""
@@ -246,7 +313,20 @@ class TemplateMiner:
         A message that fits no trained template gets ``known=False`` and the id of its own text.
         """
         tokens = mask_tokens(message)
-        cluster = self._drain.match(" ".join(tokens), full_search_strategy="fallback")
+        joined = " ".join(tokens)
+        cluster: LogCluster | None = None
+        if self._frozen:
+            cid = self._known_frozen(tokens, joined)
+            if cid is not None:
+                cluster = self._cluster(cid)
+            else:  # not a known template of a frozen cluster: the clusters learnt since may know it
+                self._drain.exclude = self._frozen
+                try:
+                    cluster = self._drain.match(joined, full_search_strategy="fallback")
+                finally:
+                    self._drain.exclude = frozenset()
+        if cluster is None:
+            cluster = self._drain.match(joined, full_search_strategy="fallback")
         if cluster is None:
             text = " ".join(tokens)
         else:
@@ -333,6 +413,7 @@ class TemplateMiner:
             "masking_version": MASKING_VERSION,
             "config": asdict(self.config),
             "clusters_counter": self._drain.clusters_counter,
+            "frozen": sorted(self._frozen),
             "tree": _node_to_json(self._drain.root_node),
             "clusters": [
                 {
@@ -374,8 +455,18 @@ class TemplateMiner:
                 if len(values) != len(tokens) or any(len(k) != len(tokens) for k in joint):
                     raise ValueError(f"cluster {cid}: token counts disagree")
                 miner._stats[cid] = _Stats(values, joint)
+            miner._frozen = frozenset(int(cid) for cid in state.get("frozen", ()))
+            if not miner._frozen <= set(miner._stats):
+                raise ValueError("frozen clusters that do not exist")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"invalid template miner state: {exc!r}") from exc
+        return miner
+
+    @classmethod
+    def warm_start(cls, state: dict[str, Any]) -> TemplateMiner:
+        """A miner to retrain from a previous model's state: its templates keep their ids (see the module doc)."""
+        miner = cls.from_state(state)
+        miner._frozen = frozenset(miner._stats)
         return miner
 
 

@@ -90,3 +90,43 @@ def test_promoting_a_corrupted_version_is_refused(tmp_path: Path, registry: tupl
     (model_dir / "versions" / v2 / "features.json").write_text("{}")
     assert_user_error(run("models", "promote", v2, "--model-dir", str(model_dir)), "checksum mismatch")
     assert (model_dir / "CURRENT").read_text().strip() == v1
+
+
+def test_train_warm_start_keeps_the_template_ids_of_the_previous_model(tmp_path: Path) -> None:
+    from models.registry import ModelRegistry  # noqa: PLC0415
+    from pipeline.stages.templates import TemplateMiner  # noqa: PLC0415
+
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    first.write_bytes(b"".join(lines[: len(lines) // 2]))
+    # The later half, with a word shifted in a third of the lines: their templates change, the others must not.
+    second.write_bytes(b"".join(line.replace(b"Receiving", b"Fetching") if i % 3 == 0 else line
+                                for i, line in enumerate(lines[len(lines) // 2:])))
+    model_dir = tmp_path / "m"
+    assert run("train", str(first), "--model-dir", str(model_dir), *HDFS_FLAGS, "--force").exit_code == 0
+    registry = ModelRegistry(model_dir)
+    v1 = registry.load()
+    result = run("train", str(second), "--model-dir", str(model_dir), "--warm-start", "--force")  # settings: v1's
+    assert result.exit_code == 0, result.output
+    v2 = registry.load()
+    assert v2.version != v1.version and v2.source["warm_start"] == v1.version
+    assert v2.settings == v1.settings
+    old, new = TemplateMiner.from_state(v1.miner_state), TemplateMiner.from_state(v2.miner_state)
+    from pipeline.stages.decoding import Decoder  # noqa: PLC0415
+    from tests.fakes import raw_line  # noqa: PLC0415
+
+    decoder = Decoder(log_format=HDFS_FLAGS[1])
+    known = 0
+    for line in lines:
+        message = decoder.decode(raw_line(line.rstrip(b"\n"))).message
+        before = old.match(message)
+        if before.known:
+            known += 1
+            assert new.match(message).template_id == before.template_id, message
+    assert known > len(lines) // 2
+    assert set(v1.features.vocabulary_) & set(v2.features.vocabulary_)
+
+
+def test_warm_start_needs_a_current_model(tmp_path: Path) -> None:
+    assert_user_error(run("train", str(SAMPLE), "--model-dir", str(tmp_path / "none"), *HDFS_FLAGS,
+                          "--warm-start"), "--warm-start", "no current model")
