@@ -58,6 +58,27 @@ def parse_duration(text: str | float | int, name: str = "duration") -> float:
     return value
 
 
+def parse_time_bound(text: str, name: str, now: float | None = None) -> float:
+    """Epoch seconds of ``--since``/``--until``: ISO 8601 (no zone = UTC), ``now``, or a duration ago (``7d``)."""
+    import time  # noqa: PLC0415 - only the time-range commands need it
+    from datetime import datetime  # noqa: PLC0415
+
+    now = time.time() if now is None else now
+    value = str(text).strip()
+    if value.lower() == "now":
+        return now
+    if _DURATION.match(value):
+        return now - parse_duration(value, name)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise LogwardenError(f"{name}: {text!r} is neither an ISO 8601 time (2026-11-30T00:00:00Z) nor a duration "
+                             "ago (7d, 12h, 30m) nor 'now'") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def format_duration(seconds: float) -> str:
     """``300.0 -> '5m'``: the shortest exact spelling, for help texts."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):

@@ -26,7 +26,7 @@ the counts, not in the stages):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -126,8 +126,11 @@ def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -
 
 def check_training_windows(windows: Sequence[Window], settings: PipelineSettings, force: bool) -> list[str]:
     """Refuse too few training windows unless ``force``; return warnings about a poorly calibrated model."""
-    n = len(windows)
-    entities = len({(w.entity_field, w.entity_id) for w in windows})
+    return training_warnings(len(windows), len({(w.entity_field, w.entity_id) for w in windows}), settings, force)
+
+
+def training_warnings(n: int, entities: int, settings: PipelineSettings, force: bool) -> list[str]:
+    """:func:`check_training_windows` from the counts alone (streaming training keeps no window list)."""
     advice = ("use more input, a finer entity (--entity-regex / --entity-field) or shorter windows "
               "(--window tumbling --window-size, --session-gap)")
     if n < MIN_TRAINING_WINDOWS and not force:
@@ -204,9 +207,15 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
     templates: dict[str, str] = {}
     for window in windows:
         templates.update(window.templates)
-    space = FeatureSpace().fit([w.counts for w in windows], templates)
+    return fit_counts(miner, [w.counts for w in windows], templates, settings, stats, seed)
+
+
+def fit_counts(miner: TemplateMiner, counts: Sequence[Mapping[str, int]], templates: dict[str, str],
+               settings: PipelineSettings, stats: JobStats, seed: int = 0) -> ModelBundle:
+    """Fit the feature space and detector on window count vectors (template id -> count)."""
+    space = FeatureSpace().fit(counts, templates)
     detector = WindowDetector(contamination=settings.contamination, random_state=seed)
-    detector.fit(space.transform([w.counts for w in windows]))
+    detector.fit(space.transform(counts))
     return ModelBundle(
         miner_state=miner.to_state(),
         features=space,
@@ -229,6 +238,8 @@ def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress |
           force: bool = False, warm_start: ModelBundle | None = None) -> ModelBundle:
     """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows.
 
+    Keeps every window in memory. ``logwarden train`` uses :func:`pipeline.training.train_stream` instead
+    (bounded memory), which fits the same model when the input has at most its sample size of windows.
     ``warm_start``: the previous model, whose known templates keep their ids in the new one.
     """
     miner = warm_miner(warm_start) if warm_start is not None else None

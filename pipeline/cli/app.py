@@ -13,9 +13,10 @@ import click
 from pipeline.cli.common import CONTEXT, Group
 from pipeline.cli.es import es_setup
 from pipeline.cli.evaluate import evaluate
-from pipeline.cli.files import detect, parse, train
+from pipeline.cli.files import detect, parse
 from pipeline.cli.models import models
 from pipeline.cli.stream import replay, worker
+from pipeline.cli.train import train
 
 
 @click.group(cls=Group, context_settings=CONTEXT)

@@ -1,11 +1,11 @@
-"""``logwarden train``, ``detect`` and ``parse``: the embedded jobs over files, no servers.
+"""``logwarden detect`` and ``parse``: the embedded jobs over files, no servers (``train``: :mod:`.train`).
 
 Thin: resolve options (:func:`pipeline.cli.common.resolve`), run :mod:`pipeline.embedded`, write results
 through :mod:`pipeline.sinks.report`.
 
 Every destination is checked before any input is read: ``--out`` and ``--report`` files are written as
 temporary files next to them and renamed at the end (an interrupted or failed run leaves an existing file as
-it was), and ``train`` probes ``--model-dir`` for writing first.
+it was).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
-from pipeline.cli.evaluate import run_evaluation
-from pipeline.config import PipelineSettings, default_text
 from pipeline.sinks.report import atomic_path, open_output, render_report, summary_table, write_jsonl
 
 
@@ -86,74 +84,6 @@ def check_model_dir(path: str) -> None:
 def report_warnings(stats: jobs.JobStats) -> None:
     for message in stats.warnings:
         warn(message)
-
-
-@click.command(cls=Command)
-@input_options
-@window_options()
-@untimed_option
-@force_option
-@click.option("--model-dir", type=click.Path(file_okay=False),
-              help="Model registry directory; the new version becomes current (unless --no-promote).  [required]")
-@click.option("--no-promote", is_flag=True, default=None,
-              help="Publish the new version without making it current (`logwarden models promote V` later).")
-@click.option("--contamination", type=float,
-              help="Expected share of abnormal windows in training." + default_text(PipelineSettings, "contamination"))
-@click.option("--labels", "labels_path", type=click.Path(dir_okay=False),
-              help="With --eval: labelled entities (BlockId,Label Normal/Anomaly, or entity,label 0/1); the new "
-              "model's precision, recall, F1 and PR-AUC on the --eval input are stored in its manifest.")
-@click.option("--eval", "eval_paths", multiple=True, metavar="PATH",
-              help="Input to evaluate the new model on, with --labels (repeatable).")
-@click.option("--warm-start", is_flag=True, default=None,
-              help="Start from the current model of --model-dir: its templates keep their ids (dashboards and "
-              "alert rules on template ids keep working), new ones join the vocabulary, and its settings are the "
-              "defaults.")
-def train(**flags: Any) -> None:
-    """Learn templates and normal window behaviour from PATH... and publish a model version.
-
-    Training data need not be clean: the detector assumes about --contamination of it is abnormal.
-    Refused, with a hint: input most of whose lines have no readable timestamp (--time-format, or
-    --allow-untimed), and too few training windows (--force). --model-dir is checked for writing first.
-
-    \b
-    Examples:
-      logwarden train hdfs.log --model-dir models-out --entity-regex 'blk_-?\\d+' \\
-          --log-format '<Date> <Time> <Pid> <Level> <Component>: <Content>'
-      logwarden train app-*.json.gz --model-dir models-out --entity-field host.name --window tumbling
-    """
-    flags = resolve(flags)
-    if not flags.get("model_dir"):
-        raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
-    if bool(flags.get("labels_path")) != bool(flags.get("eval_paths")):
-        raise UserError("--labels and --eval go together: the labels of the entities in the --eval input")
-    previous = None
-    if flags.get("warm_start"):
-        registry = ModelRegistry(flags["model_dir"])
-        if registry.current_version() is None:
-            raise UserError(f"--warm-start: {flags['model_dir']} has no current model to start from")
-        previous = registry.load()
-    settings = settings_from(flags, previous.settings if previous is not None else None)
-    check_model_dir(flags["model_dir"])
-    with progress_bar(flags["paths"], "training") as progress:
-        bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]), warm_start=previous)
-    if flags.get("labels_path"):
-        bundle.evaluation = run_evaluation(flags["eval_paths"], settings, bundle, flags["labels_path"])
-    bundle.source = {"kind": "files", "name": ",".join(flags["paths"])}
-    if previous is not None:
-        bundle.source["warm_start"] = previous.version
-    stats = jobs.JobStats(**bundle.stats)
-    report_warnings(stats)
-    promote = not flags.get("no_promote")
-    try:
-        version = ModelRegistry(flags["model_dir"]).publish(bundle, make_current=promote)
-    except OSError as exc:
-        raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
-    how = "and made current" if promote else "(not current: --no-promote)"
-    click.echo(f"model {version} written to {flags['model_dir']} {how} ({stats_line(stats)})", err=True)
-    if bundle.evaluation:
-        e = bundle.evaluation
-        click.echo(f"evaluation: precision {e['precision']:.3f}, recall {e['recall']:.3f}, F1 {e['f1']:.3f}, "
-                   f"PR-AUC {'-' if e['pr_auc'] is None else format(e['pr_auc'], '.3f')}", err=True)
 
 
 @click.command(cls=Command)
