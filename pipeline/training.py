@@ -77,6 +77,19 @@ class Reservoir:
         return [items[i] for i in keep]
 
 
+def counted(lines: Iterator[RawLine], progress: Callable[[int], object] | None,
+            every: int = 1000) -> Iterator[RawLine]:
+    """``lines``, calling ``progress(n)`` every ``every`` lines (a line-counting tqdm ``update``)."""
+    n = 0
+    for line in lines:
+        yield line
+        n += 1
+        if progress is not None and n % every == 0:
+            progress(every)
+    if progress is not None and n % every:
+        progress(n % every)
+
+
 def train_files(paths: Sequence[str], settings: PipelineSettings, progress: Callable[[int], object] | None = None,
                 **options: Any) -> ModelBundle:
     """:func:`train_stream` over files (``progress`` gets bytes read, as :func:`read_lines` gives them)."""

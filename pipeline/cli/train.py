@@ -36,6 +36,10 @@ from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_ES_URL, PipelineS
 from pipeline.embedded import JobStats
 from pipeline.records import RawLine
 
+# Elasticsearch secrets come from the environment only, as for the worker (pipeline.cli.stream).
+ES_SECRETS = {"LOGWARDEN_ES_API_KEY": "api_key", "LOGWARDEN_ES_USERNAME": "username",
+              "LOGWARDEN_ES_PASSWORD": "password", "LOGWARDEN_ES_CA_CERTS": "ca_certs"}
+
 
 @contextmanager
 def line_bar(total: int | None, label: str) -> Iterator[tqdm | None]:
@@ -65,12 +69,12 @@ def parse_source(spec: str | None) -> tuple[str, str]:
 
 def _train_kafka(topic: str, flags: dict[str, Any], settings: PipelineSettings, window: dict[str, Any],
                  options: dict[str, Any]) -> ModelBundle:
-    from pipeline.sources.kafka_range import KafkaRange, progress_reader  # noqa: PLC0415 - the client, only here
+    from pipeline.sources.kafka_range import KafkaRange  # noqa: PLC0415 - the client, only here
 
     source = KafkaRange(flags.get("bootstrap_servers") or DEFAULT_BOOTSTRAP_SERVERS, topic, window["since"],
                         window["until"], int(settings.max_line_bytes))
     with line_bar(source.stats.records, f"training from {topic}") as bar:
-        lines: Iterator[RawLine] = progress_reader(iter(source), bar.update if bar is not None else None)
+        lines: Iterator[RawLine] = training.counted(iter(source), bar.update if bar is not None else None)
         bundle = training.train_stream(lines, settings, on_progress=_windows_postfix(bar), **options)
     bundle.stats["kafka"] = {"records": source.stats.records, "read": source.stats.read,
                              "outside_range": source.stats.outside}
@@ -79,16 +83,22 @@ def _train_kafka(topic: str, flags: dict[str, Any], settings: PipelineSettings, 
 
 def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, window: dict[str, Any],
               options: dict[str, Any]) -> ModelBundle:
-    from pipeline.sources.es_range import EsRange, progress_reader  # noqa: PLC0415 - the client, only here
+    import os  # noqa: PLC0415
 
-    source = EsRange(flags.get("es_url") or DEFAULT_ES_URL, index, window["since"], window["until"],
-                     query=flags.get("query"), message_field=flags.get("message_field") or "message",
-                     time_field=flags.get("time_field") or "@timestamp",
-                     entity_field=settings.entity_field, max_line_bytes=int(settings.max_line_bytes))
+    from pipeline.sinks.elasticsearch.client import make_es_client  # noqa: PLC0415 - the client, only here
+    from pipeline.sources.es_range import EsRange  # noqa: PLC0415
+
+    auth: dict[str, Any] = {name: os.environ[var] for var, name in ES_SECRETS.items() if os.environ.get(var)}
+    client = make_es_client(flags.get("es_url") or DEFAULT_ES_URL, timeout=60.0, max_retries=3, **auth)
+    source = EsRange(client, index, window["since"], window["until"], query=flags.get("query"),
+                     message_field=flags.get("message_field") or "message",
+                     time_field=flags.get("time_field") or "@timestamp", entity_field=settings.entity_field,
+                     raw=settings.log_format is not None, max_line_bytes=int(settings.max_line_bytes))
     with line_bar(source.total, f"training from {index}") as bar:
-        lines: Iterator[RawLine] = progress_reader(iter(source), bar.update if bar is not None else None)
+        lines: Iterator[RawLine] = training.counted(iter(source), bar.update if bar is not None else None)
         bundle = training.train_stream(lines, settings, on_progress=_windows_postfix(bar), **options)
     bundle.stats["elasticsearch"] = {"hits": source.total, "read": source.read, "no_message": source.no_message}
+    client.close()
     return bundle
 
 
@@ -106,9 +116,12 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
               help=f"With --source kafka:TOPIC: Kafka brokers.  [default: {DEFAULT_BOOTSTRAP_SERVERS}]")
 @click.option("--es-url", envvar="LOGWARDEN_ES_URL",
               help=f"With --source es:INDEX: Elasticsearch URL.  [default: {DEFAULT_ES_URL}]")
-@click.option("--query", help="With --source es:INDEX: only these documents, as KQL-free Lucene query string "
-              "(host.name:web-1 AND log.level:error) or a JSON query DSL object.")
-@click.option("--message-field", help="With --source es:INDEX: the field holding the raw line.  [default: message]")
+@click.option("--query", help="With --source es:INDEX: only these documents: a query string "
+              "(host.name:web-1 AND log.level:error, Lucene syntax, which simple KQL filters share) or a JSON query "
+              "DSL object.")
+@click.option("--message-field", help="With --source es:INDEX: the field holding the line (with --log-format: the "
+              "raw line, parsed by the layout; without: the message, its time from --time-field).  "
+              "[default: message]")
 @click.option("--time-field", help="With --source es:INDEX: the event-time field (range and sort).  "
               "[default: @timestamp]")
 @window_options()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,16 +155,3 @@ class KafkaRange:
             return
         self.stats.read += 1
         yield raw_line(record, self.max_line_bytes)
-
-
-def progress_reader(source: Iterator[RawLine], progress: Callable[[int], object] | None,
-                    every: int = 1000) -> Iterator[RawLine]:
-    """``source`` calling ``progress(n)`` every ``every`` lines (a tqdm ``update``)."""
-    n = 0
-    for line in source:
-        yield line
-        n += 1
-        if progress is not None and n % every == 0:
-            progress(every)
-    if progress is not None and n % every:
-        progress(n % every)

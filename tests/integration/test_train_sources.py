@@ -69,3 +69,41 @@ def test_a_kafka_time_range_trains_the_model_its_lines_train_from_a_file(
     for group in kafka_admin.list_groups():
         offsets = kafka_admin.list_group_offsets({group["group_id"]: None}).get(group["group_id"], {})
         assert not [tp for tp in offsets if tp.topic == topic], group
+
+
+def _index_sample(es_client, index: str, lines: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    from elasticsearch.helpers import bulk  # noqa: PLC0415
+
+    es_client.indices.create(index=index, settings={"number_of_shards": 1, "number_of_replicas": 0},
+                             mappings={"properties": {"@timestamp": {"type": "date"}, "message": {"type": "text"},
+                                                      "line": {"type": "long"}}})
+    docs = ({"_index": index, "_source": {
+        "@timestamp": datetime.strptime(line[:13].decode(), "%y%m%d %H%M%S").replace(tzinfo=UTC).isoformat(),
+        "message": line.rstrip(b"\n").decode(), "line": n}} for n, line in enumerate(lines))
+    bulk(es_client, docs, chunk_size=2000, refresh="wait_for")
+
+
+@pytest.mark.parametrize("es_url", ["es9", "es8"], indirect=True)
+def test_an_elasticsearch_index_trains_the_model_its_lines_train_from_a_file(
+    es_url: str, es_client, es_index: str, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)
+    _index_sample(es_client, es_index, lines)
+    from_file = train(tmp_path / "file", str(SAMPLE))
+    from_es = train(tmp_path / "es", "--source", f"es:{es_index}", "--es-url", es_url,
+                    "--since", "2008-11-09T00:00:00Z", "--until", "2008-11-12T00:00:00Z")
+    assert from_es["lines"] == from_file["lines"] == len(lines)
+    assert from_es["windows"] == from_file["windows"] and from_es["templates"] == from_file["templates"]
+    assert from_es["vocabulary"] == from_file["vocabulary"]
+    assert from_es["source"]["kind"] == "elasticsearch" and from_es["stats"]["elasticsearch"]["hits"] == len(lines)
+
+    # A time range and a query cut the same lines a file would hold.
+    cut = datetime(2008, 11, 9, 20, 40, 0, tzinfo=UTC)
+    later = [line for line in lines if datetime.strptime(line[:13].decode(), "%y%m%d %H%M%S").replace(
+        tzinfo=UTC) >= cut and b"INFO" in line]
+    (tmp_path / "later.log").write_bytes(b"".join(later))
+    later_file = train(tmp_path / "later-file", str(tmp_path / "later.log"))
+    later_es = train(tmp_path / "later-es", "--source", f"es:{es_index}", "--es-url", es_url,
+                     "--since", cut.isoformat(), "--query", "message:INFO")
+    assert later_es["lines"] == later_file["lines"] == len(later)
+    assert later_es["windows"] == later_file["windows"] and later_es["vocabulary"] == later_file["vocabulary"]
