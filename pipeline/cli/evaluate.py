@@ -13,9 +13,17 @@ from typing import Any
 import click
 
 from models.artifacts import ModelBundle
-from models.registry import ModelRegistry
 from pipeline import embedded as jobs
-from pipeline.cli.common import Command, UserError, input_options, progress_bar, resolve, settings_from, window_options
+from pipeline.cli.common import (
+    Command,
+    UserError,
+    input_options,
+    open_registry,
+    progress_bar,
+    resolve,
+    settings_from,
+    window_options,
+)
 from pipeline.config import PipelineSettings
 from pipeline.sources.labels import read_labels
 
@@ -49,6 +57,7 @@ def table(result: dict[str, Any]) -> str:
 @window_options()
 @click.option("--model-dir", type=click.Path(file_okay=False), help="Model registry directory.  [required]")
 @click.option("--model-version", help="Evaluate this version instead of the current one.")
+@click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP", help="With --model-dir kafka:TOPIC.")
 @click.option("--labels", "labels_path", type=click.Path(dir_okay=False),
               help="CSV of entity,label: Loghub's BlockId,Label (Normal/Anomaly) or entity,label (0/1).  [required]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -68,7 +77,7 @@ def evaluate(**flags: Any) -> None:
         raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
     if not flags.get("labels_path"):
         raise UserError("--labels is required: a CSV of entity,label (BlockId,Label with Normal/Anomaly, or 0/1)")
-    bundle = ModelRegistry(flags["model_dir"]).load(flags.get("model_version"))
+    bundle = open_registry(flags["model_dir"], flags.get("bootstrap_servers")).load(flags.get("model_version"))
     settings = settings_from(flags, bundle.settings)
     result = run_evaluation(flags["paths"], settings, bundle, flags["labels_path"])
     result["model"] = bundle.version

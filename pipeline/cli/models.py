@@ -13,23 +13,25 @@ from typing import Any
 import click
 
 from models.registry import ModelRegistry
-from pipeline.cli.common import CONTEXT, Group, UserError
+from pipeline.cli.common import CONTEXT, Group, UserError, open_registry
 
 MODEL_DIR_HELP = "Model registry directory (what `logwarden train --model-dir` wrote)."
 
 
-def registry_of(model_dir: str | None) -> ModelRegistry:
+def registry_of(model_dir: str | None, bootstrap_servers: str | None = None) -> Any:
     if not model_dir:
         raise UserError("--model-dir is required (or LOGWARDEN_MODEL_DIR)")
-    registry = ModelRegistry(model_dir)
-    if not registry.root.is_dir():
+    registry = open_registry(model_dir, bootstrap_servers)
+    if isinstance(registry, ModelRegistry) and not registry.root.is_dir():
         raise UserError(f"model directory {model_dir} does not exist (train one with `logwarden train`)")
     return registry
 
 
 def model_dir_option(f: Any) -> Any:
+    f = click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP",
+                     help="With --model-dir kafka:TOPIC: Kafka brokers.  [default: 127.0.0.1:9092]")(f)
     return click.option("--model-dir", envvar="LOGWARDEN_MODEL_DIR", type=click.Path(file_okay=False),
-                        help=MODEL_DIR_HELP + "  [required]")(f)
+                        help=MODEL_DIR_HELP + " Or kafka:TOPIC, the registry in a compacted topic.  [required]")(f)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -77,13 +79,14 @@ def models() -> None:
 @models.command("list")
 @model_dir_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per version instead of text.")
-def list_(model_dir: str | None, as_json: bool) -> None:
+def list_(model_dir: str | None, bootstrap_servers: str | None, as_json: bool) -> None:
     """One line per version, oldest first; '*' marks the current one."""
-    registry = registry_of(model_dir)
+    registry = registry_of(model_dir, bootstrap_servers)
     current = registry.current_version()
-    for version in registry.versions():
+    known = registry.manifests() if hasattr(registry, "manifests") else None
+    for version in sorted(known) if known is not None else registry.versions():
         try:
-            manifest = registry.manifest(version)
+            manifest = known[version] if known is not None else registry.manifest(version)
         except Exception as exc:  # noqa: BLE001 - one broken version must not hide the others
             click.echo(f"{'*' if version == current else ' '} {version} unreadable: {exc}")
             continue
@@ -96,9 +99,9 @@ def list_(model_dir: str | None, as_json: bool) -> None:
 @models.command()
 @click.argument("version")
 @model_dir_option
-def show(version: str, model_dir: str | None) -> None:
+def show(version: str, model_dir: str | None, bootstrap_servers: str | None) -> None:
     """Print VERSION's manifest (source, counts, threshold, libraries, checksums, evaluation) as JSON."""
-    registry = registry_of(model_dir)
+    registry = registry_of(model_dir, bootstrap_servers)
     manifest = registry.manifest(version)
     click.echo(json.dumps({"current": version == registry.current_version(), **manifest}, indent=1, sort_keys=True))
 
@@ -106,25 +109,25 @@ def show(version: str, model_dir: str | None) -> None:
 @models.command()
 @click.argument("version")
 @model_dir_option
-def promote(version: str, model_dir: str | None) -> None:
+def promote(version: str, model_dir: str | None, bootstrap_servers: str | None) -> None:
     """Make VERSION current (it is loaded and verified first)."""
-    registry = registry_of(model_dir)
+    registry = registry_of(model_dir, bootstrap_servers)
     registry.promote(version)
     click.echo(f"model {version} is now current in {model_dir}", err=True)
 
 
 @models.command()
 @model_dir_option
-def rollback(model_dir: str | None) -> None:
+def rollback(model_dir: str | None, bootstrap_servers: str | None) -> None:
     """Make the version that was current before the present one current again."""
-    before, after = registry_of(model_dir).rollback()
+    before, after = registry_of(model_dir, bootstrap_servers).rollback()
     click.echo(f"rolled back from {before} to {after} in {model_dir}", err=True)
 
 
 @models.command()
 @click.argument("version")
 @model_dir_option
-def delete(version: str, model_dir: str | None) -> None:
+def delete(version: str, model_dir: str | None, bootstrap_servers: str | None) -> None:
     """Delete VERSION (never the current one)."""
-    registry_of(model_dir).delete(version)
+    registry_of(model_dir, bootstrap_servers).delete(version)
     click.echo(f"model {version} deleted from {model_dir}", err=True)

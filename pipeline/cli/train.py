@@ -24,6 +24,7 @@ from pipeline.cli.common import (
     UserError,
     config_option,
     decoding_options,
+    open_registry,
     progress_bar,
     resolve,
     settings_from,
@@ -113,7 +114,8 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
 @click.option("--until", help="With --source: end of the time range (exclusive), ISO 8601, a duration ago or "
               "'now'.  [default: now, when reading starts]")
 @click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP",
-              help=f"With --source kafka:TOPIC: Kafka brokers.  [default: {DEFAULT_BOOTSTRAP_SERVERS}]")
+              help="With --source kafka:TOPIC or --model-dir kafka:TOPIC: Kafka brokers.  "
+              f"[default: {DEFAULT_BOOTSTRAP_SERVERS}]")
 @click.option("--es-url", envvar="LOGWARDEN_ES_URL",
               help=f"With --source es:INDEX: Elasticsearch URL.  [default: {DEFAULT_ES_URL}]")
 @click.option("--query", help="With --source es:INDEX: only these documents: a query string "
@@ -128,7 +130,8 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
 @untimed_option
 @force_option
 @click.option("--model-dir", type=click.Path(file_okay=False),
-              help="Model registry directory; the new version becomes current (unless --no-promote).  [required]")
+              help="Model registry directory, or kafka:TOPIC (a compacted topic workers on any machine read; "
+              "--bootstrap-servers); the new version becomes current (unless --no-promote).  [required]")
 @click.option("--no-promote", is_flag=True, default=None,
               help="Publish the new version without making it current (`logwarden models promote V` later).")
 @click.option("--contamination", type=float,
@@ -182,13 +185,16 @@ def train(**flags: Any) -> None:
     if window["since"] is not None and window["until"] is not None and window["since"] >= window["until"]:
         raise UserError("--since must be before --until")
     previous = None
+    registry = open_registry(flags["model_dir"], flags.get("bootstrap_servers"))
     if flags.get("warm_start"):
-        registry = ModelRegistry(flags["model_dir"])
-        if registry.current_version() is None:
+        current = None if isinstance(registry, ModelRegistry) and not registry.root.exists() else \
+            registry.current_version()
+        if current is None:
             raise UserError(f"--warm-start: {flags['model_dir']} has no current model to start from")
-        previous = registry.load()
+        previous = registry.load(current)
     settings = settings_from(flags, previous.settings if previous is not None else None)
-    check_model_dir(flags["model_dir"])
+    if isinstance(registry, ModelRegistry):
+        check_model_dir(flags["model_dir"])
     options: dict[str, Any] = {"force": bool(flags["force"]), "warm_start": previous}
     if flags.get("sample_windows"):
         options["sample_windows"] = int(flags["sample_windows"])
@@ -206,7 +212,7 @@ def train(**flags: Any) -> None:
         bundle.source.update({k: _iso(v) for k, v in window.items()})
     if previous is not None:
         bundle.source["warm_start"] = previous.version
-    publish(bundle, flags)
+    publish(registry, bundle, flags)
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -215,12 +221,12 @@ def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
-def publish(bundle: ModelBundle, flags: dict[str, Any]) -> None:
+def publish(registry: Any, bundle: ModelBundle, flags: dict[str, Any]) -> None:
     stats = JobStats(**{k: v for k, v in bundle.stats.items() if k in JobStats.__dataclass_fields__})
     report_warnings(stats)
     promote = not flags.get("no_promote")
     try:
-        version = ModelRegistry(flags["model_dir"]).publish(bundle, make_current=promote)
+        version = registry.publish(bundle, make_current=promote)
     except OSError as exc:
         raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
     how = "and made current" if promote else "(not current: --no-promote)"

@@ -27,12 +27,12 @@ from typing import Any
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from models.registry import ModelRegistry
 from pipeline.records import Source, Window
 from pipeline.stream.checkpoint import Checkpoint
 from pipeline.stream.context import WorkerContext
 from pipeline.stream.dead_letters import DeadLetterError
 from pipeline.stream.ledger import PartitionLedger
+from pipeline.stream.model_topic import open_registry
 from pipeline.stream.partition import PartitionStream
 from pipeline.stream.reload import ModelSource, ModelWatcher
 from pipeline.stream.state_topic import StateTopic, load_start
@@ -80,7 +80,7 @@ class Worker:
         self._last_activity = time.monotonic()
         self._next_checkpoint = time.monotonic() + self.opts.commit_interval
         if models is None and self.opts.model_dir and not self.opts.model_version:
-            models = ModelRegistry(self.opts.model_dir)
+            models = open_registry(self.opts.model_dir, self.opts.bootstrap_servers)
         self.watcher = None if models is None else ModelWatcher(
             models, ctx.bundle, self.opts.settings, self.metrics, self.opts.model_poll_interval,
             self.opts.explicit_settings)
