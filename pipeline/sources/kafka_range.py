@@ -1,10 +1,13 @@
 """A time range of a Kafka topic as training input: ``logwarden train --source kafka:TOPIC --since T --until T``.
 
 The reader never joins a consumer group and never commits: it uses manual assignment of every partition
-(``group_id=None``), finds where the range starts and ends in each partition with ``offsets_for_times`` (the
-end is fixed when reading starts, so records produced meanwhile are not read and the read ends), and seeks.
-Records whose timestamp falls outside ``[since, until)`` are skipped (producers' timestamps need not grow with
-offsets), and counted.
+(``group_id=None``), finds where the range starts in each partition with ``offsets_for_times(since)`` and seeks
+there. Records whose timestamp falls outside ``[since, until)`` are skipped and counted: producers' timestamps
+need not grow with offsets, and one record stamped 2099 must not end the range early, so the end is *not*
+``offsets_for_times(until)`` (the earliest offset at or after ``until``, which such a record would be). A
+partition is read up to its end offset when reading starts (records produced meanwhile are not read, so the
+read ends) or until :data:`STOP_AFTER` consecutive records lie at or after ``until``. ``offsets_for_times(until)``
+only estimates the progress bar's total.
 
 Partitions are merged by record timestamp (then partition, offset), so the one training chain sees the lines
 in about the order they were produced, as the worker's per-partition chains do; with records keyed by entity
@@ -31,12 +34,13 @@ from pipeline.sources.kafka import client_config, raw_line
 log = logging.getLogger(__name__)
 BUFFER_RECORDS = 5_000
 POLL_MS = 500
+STOP_AFTER = 1_000  # consecutive records at or after --until that end a partition's read
 IDLE_POLLS = 240  # consecutive empty polls (x POLL_MS) before giving up on a partition that should have data
 
 
 @dataclass
 class RangeStats:
-    records: int = 0  # records in the offset ranges (the progress total)
+    records: int = 0  # estimated records in the range (offsets_for_times; the progress total)
     read: int = 0
     outside: int = 0  # in the offset range, timestamp outside [since, until)
 
@@ -64,10 +68,11 @@ class KafkaRange:
             except KafkaError as exc:
                 raise LogwardenError(f"cannot connect to Kafka at {bootstrap_servers}: {exc}") from None
         self.consumer = consumer
-        self.bounds = self._bounds()
-        self.stats.records = sum(end - start for start, end in self.bounds.values())
+        self.bounds, estimate = self._bounds()
+        self.stats.records = sum(max(0, estimate[tp] - start) for tp, (start, _) in self.bounds.items())
 
-    def _bounds(self) -> dict[TopicPartition, tuple[int, int]]:
+    def _bounds(self) -> tuple[dict[TopicPartition, tuple[int, int]], dict[TopicPartition, int]]:
+        """``(start, end offset now)`` per partition, and where the range probably ends (for progress)."""
         consumer = self.consumer
         partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
@@ -77,14 +82,14 @@ class KafkaRange:
         first = consumer.beginning_offsets(tps)
         last = consumer.end_offsets(tps)
         starts = dict(first)
-        ends = dict(last)
+        estimate = dict(last)
         if self.since_ms is not None:
             found = consumer.offsets_for_times({tp: self.since_ms for tp in tps})
             starts = {tp: (found[tp].offset if found.get(tp) is not None else last[tp]) for tp in tps}
         if self.until_ms is not None:
             found = consumer.offsets_for_times({tp: self.until_ms for tp in tps})
-            ends = {tp: (found[tp].offset if found.get(tp) is not None else last[tp]) for tp in tps}
-        return {tp: (starts[tp], max(starts[tp], ends[tp])) for tp in tps}
+            estimate = {tp: (found[tp].offset if found.get(tp) is not None else last[tp]) for tp in tps}
+        return {tp: (starts[tp], max(starts[tp], last[tp])) for tp in tps}, estimate
 
     def __iter__(self) -> Iterator[RawLine]:
         consumer = self.consumer
@@ -104,6 +109,7 @@ class KafkaRange:
         buffers: dict[TopicPartition, deque[Any]] = {tp: deque() for tp in active}
         fetched_all: set[TopicPartition] = set()
         paused: set[TopicPartition] = set()
+        beyond: dict[TopicPartition, int] = dict.fromkeys(active, 0)  # consecutive records at or after until
         idle = 0
         while buffers:
             # Emit while every partition still to be merged has a record buffered (or is done).
@@ -135,8 +141,15 @@ class KafkaRange:
             for tp, records in batch.items():
                 end = active[tp]
                 for record in records:
-                    if record.offset < end:
+                    if record.offset < end and tp not in fetched_all:
                         buffers[tp].append(record)
+                        late = self.until_ms is not None and record.timestamp >= self.until_ms
+                        beyond[tp] = beyond[tp] + 1 if late else 0
+                        if beyond[tp] >= STOP_AFTER:  # well past the range: the rest of it is too
+                            fetched_all.add(tp)
+                            consumer.pause(tp)
+                if tp in fetched_all:
+                    continue
                 if records and records[-1].offset >= end - 1:
                     fetched_all.add(tp)
                     consumer.pause(tp)

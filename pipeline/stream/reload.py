@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from models.artifacts import ModelBundle
 from models.errors import ModelError
 from pipeline.config import PipelineSettings
+from pipeline.errors import LogwardenError
 from pipeline.records import TemplateMatch
 from pipeline.scoring import Scorer
 from pipeline.stages.chain import Tagger
@@ -132,8 +133,8 @@ class ModelWatcher:
         """One poll: prepare the current version when it is new; returns what it prepared (None otherwise)."""
         try:
             version = self.source.current_version()
-        except (OSError, ModelError) as exc:
-            log.warning("cannot read the current model pointer: %s", exc)
+        except (OSError, ModelError, LogwardenError) as exc:
+            log.warning("cannot read the current model pointer (retrying at the next poll): %s", exc)
             return None
         with self._lock:
             pending = self._ready.bundle.version if self._ready is not None else None
@@ -146,6 +147,9 @@ class ModelWatcher:
             prepared = prepare(bundle)
         except (ModelError, OSError) as exc:
             self._refuse(version, "verification", str(exc))
+            return None
+        except LogwardenError as exc:  # the registry could not be read (Kafka away): not the model's fault
+            log.warning("cannot load model %s yet (retrying at the next poll): %s", version, exc)
             return None
         problem = incompatibility(bundle.settings, self._serving_settings, self.settings, self.explicit)
         if problem is not None:

@@ -130,3 +130,13 @@ def test_train_warm_start_keeps_the_template_ids_of_the_previous_model(tmp_path:
 def test_warm_start_needs_a_current_model(tmp_path: Path) -> None:
     assert_user_error(run("train", str(SAMPLE), "--model-dir", str(tmp_path / "none"), *HDFS_FLAGS,
                           "--warm-start"), "--warm-start", "no current model")
+
+
+@pytest.mark.parametrize("args", [
+    ["models", "list", "--model-dir", "kafka:"],
+    ["models", "list", "--model-dir", "kafka:models", "--bootstrap-servers", "127.0.0.1:1"],
+])
+def test_topic_registry_mistakes_are_one_line(args: list[str]) -> None:
+    result = run(*args)
+    assert_user_error(result)
+    assert "kafka" in result.stderr.lower() or "topic" in result.stderr.lower()

@@ -177,3 +177,37 @@ def test_the_watcher_thread_prepares_off_the_loop(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert prepared is not None and prepared.bundle.version == v2 and watcher.serving_version == v2
+
+
+class FlakySource:
+    """A registry that cannot be reached, then serves ``bundle`` as current."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+        self.down = True
+
+    def current_version(self) -> str | None:
+        from pipeline.errors import LogwardenError  # noqa: PLC0415
+
+        if self.down:
+            raise LogwardenError("cannot connect to Kafka (scripted)")
+        return self.bundle.version
+
+    def load(self, version: str | None = None) -> ModelBundle:
+        return self.bundle
+
+
+def test_an_unreachable_registry_is_retried_not_refused(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.publish(make_bundle(1))
+    serving = registry.load()
+    new = make_bundle(2)
+    new.version = "v-new"
+    source = FlakySource(new)
+    metrics = WorkerMetrics()
+    watcher = ModelWatcher(source, serving, SETTINGS, metrics)
+    assert watcher.check() is None
+    assert metrics.registry.get_sample_value("logwarden_worker_model_reloads_refused_total",
+                                             {"reason": "verification"}) == 0
+    source.down = False
+    assert watcher.check() is not None
