@@ -89,3 +89,19 @@ def test_query_building() -> None:
         build_query("t", None, None, "{nope")
     assert field_value({"a.b": 1}, "a.b") == 1 and field_value({"a": {"b": 2}}, "a.b") == 2
     assert field_value({"a": 1}, "a.b") is None
+
+
+def test_hostile_messages_reach_the_decoder_flagged_not_dropped() -> None:
+    docs = [{"@timestamp": "2026-11-30T00:00:00Z", "message": "lone \ud800 surrogate"},
+            {"@timestamp": "2026-11-30T00:00:01Z", "message": "x" * 70_000},
+            {"@timestamp": "2099-01-01T00:00:00Z", "message": 12345}]
+    lines = list(EsRange(ScriptedClient(docs), "logs", None, None, raw=True, max_line_bytes=65536))
+    assert lines[0].data == "lone \ud800 surrogate".encode("utf-8", "surrogatepass")  # invalid UTF-8: counted later
+    assert lines[1].truncated and len(lines[1].data) == 65536
+    assert lines[2].data == b"12345"
+
+    from pipeline.stages.decoding import Decoder  # noqa: PLC0415
+
+    decoder = Decoder()
+    record = decoder.decode(lines[0])
+    assert "invalid_utf8" in record.flags and "surrogate" in record.message
