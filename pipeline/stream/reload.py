@@ -118,9 +118,15 @@ class ModelWatcher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread, then release the source's connections (the topic registry's tail consumer)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                return  # still inside a read: leave the source to the daemon thread
+        close = getattr(self.source, "close", None)
+        if callable(close):
+            close()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
