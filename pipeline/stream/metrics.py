@@ -22,8 +22,8 @@
 ``logwarden_worker_assigned_partitions``             partitions this worker owns
 ``logwarden_worker_model_info{version,created}``     the model version serving (changes on a hot reload)
 ``logwarden_worker_model_reloads_total``             models swapped in without a restart
-``logwarden_worker_model_reloads_refused_total{reason}``  new current versions refused (verification,
-                                                     incompatible); the serving model stays
+``logwarden_worker_model_reloads_refused_total{reason}``  new current versions refused (checksum,
+                                                     untrusted_type, incompatible_settings, load_error)
 ==================================================  ==========================================================
 """
 

@@ -10,9 +10,10 @@ so a batch is always scored by one model, and every window scored after the swap
 ``model.version`` (windows open at the swap are scored by the new model when they close).
 
 A version that fails is **refused**: one error log line, ``logwarden_worker_model_reloads_refused_total``
-by reason (``verification``: checksum, malformed file, untrusted type, unreadable manifest;
-``incompatible``: other decoding, entity or window settings, or another masking-rules version), and the old
-model keeps serving. A refused version is not retried until the pointer moves (versions are immutable).
+by reason (``checksum``: a file differs from its manifest sha256 or is missing; ``untrusted_type``: the forest
+holds a type skops is not allowed to load; ``incompatible_settings``: other decoding, entity or window
+settings, or another masking-rules version; ``load_error``: anything else, e.g. a malformed file or manifest),
+and the old model keeps serving. A refused version is not retried until the pointer moves (versions are immutable).
 
 Settings that cut windows (layout, entity rule, window kind and timing...) cannot change under open windows:
 a new model whose stored value differs from the serving model's is incompatible, unless the worker runs with
@@ -39,7 +40,8 @@ from pipeline.stages.templates import TemplateMiner
 
 log = logging.getLogger(__name__)
 
-REFUSAL_REASONS = ("verification", "incompatible")
+# ``reason`` label values of ``logwarden_worker_model_reloads_refused_total`` (alert rules match on them).
+REFUSAL_REASONS = ("checksum", "untrusted_type", "incompatible_settings", "load_error")
 # Settings the record chain uses to decode, find entities and cut windows (everything but contamination).
 CHAIN_SETTINGS = tuple(name for name in PipelineSettings.__dataclass_fields__ if name != "contamination")
 
@@ -78,6 +80,18 @@ def prepare(bundle: ModelBundle) -> Prepared:
     except ValueError as exc:
         raise ModelError(f"model {bundle.version}: {exc}") from None
     return Prepared(bundle, miner.match, Scorer(bundle))
+
+
+def refusal_reason(exc: Exception) -> str:
+    """The metric's reason for a version that failed to load (see :data:`REFUSAL_REASONS`)."""
+    text = str(exc)
+    if "checksum mismatch" in text or "model file missing" in text or "does not list" in text:
+        return "checksum"
+    if "does not trust" in text:
+        return "untrusted_type"
+    if "masking rules" in text:
+        return "incompatible_settings"  # another masking-rules version: template ids would not match
+    return "load_error"
 
 
 def incompatibility(new: Mapping[str, Any], old: Mapping[str, Any], effective: PipelineSettings,
@@ -152,14 +166,14 @@ class ModelWatcher:
             bundle = self.source.load(version)
             prepared = prepare(bundle)
         except (ModelError, OSError) as exc:
-            self._refuse(version, "verification", str(exc))
+            self._refuse(version, refusal_reason(exc), str(exc))
             return None
         except LogwardenError as exc:  # the registry could not be read (Kafka away): not the model's fault
             log.warning("cannot load model %s yet (retrying at the next poll): %s", version, exc)
             return None
         problem = incompatibility(bundle.settings, self._serving_settings, self.settings, self.explicit)
         if problem is not None:
-            self._refuse(version, "incompatible", problem)
+            self._refuse(version, "incompatible_settings", problem)
             return None
         with self._lock:
             self._ready = prepared

@@ -143,7 +143,7 @@ def test_two_workers_follow_the_topic_registry(
         producer.flush()
         producer.close()
         wait_for("both workers to refuse v3", lambda: all(w.metric(
-            "logwarden_worker_model_reloads_refused_total", reason="verification") == 1 for w in workers), 60)
+            "logwarden_worker_model_reloads_refused_total", reason="checksum") == 1 for w in workers), 60)
         assert everyone(v2)
 
         cli("models", "rollback", *spec)  # v3 -> v2 (serving)

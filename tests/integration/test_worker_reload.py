@@ -100,7 +100,7 @@ def test_promotion_corruption_and_rollback_reach_a_running_worker(
         forest.write_bytes(forest.read_bytes()[:-64])  # a truncated copy: its sha256 no longer matches
         (model_dir / "CURRENT").write_text(v3 + "\n")
         wait_for("v3 to be refused", lambda: worker.metric("logwarden_worker_model_reloads_refused_total",
-                                                            reason="verification") == 1, 60)
+                                                            reason="checksum") == 1, 60)
         assert serving(worker) == v2
         assert any(f"refusing model {v3}" in e.get("message", "") and e.get("level") == "error"
                    for e in worker.events())
@@ -111,7 +111,7 @@ def test_promotion_corruption_and_rollback_reach_a_running_worker(
         wait_for("the rollback to v1", lambda: serving(worker) == v1, 60)
         assert worker.metric("logwarden_worker_model_reloads_total") == 2
         chunk(3, v1)
-        assert worker.metric("logwarden_worker_model_reloads_refused_total", reason="verification") == 1
+        assert worker.metric("logwarden_worker_model_reloads_refused_total", reason="checksum") == 1
         assert worker.proc.poll() is None  # never restarted
     finally:
         worker.kill(15)

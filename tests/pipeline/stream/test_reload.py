@@ -100,8 +100,8 @@ def test_a_promoted_model_is_swapped_in_between_batches(tmp_path: Path) -> None:
 def test_a_corrupted_version_is_refused_and_the_old_model_keeps_serving(tmp_path: Path,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig(tmp_path)
-    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="verification") == 0  # pre-created
-    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="incompatible") == 0
+    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="checksum") == 0  # pre-created
+    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="incompatible_settings") == 0
     bad = rig.registry.publish(make_bundle(3), make_current=False)
     forest = rig.registry.path_of(bad) / "forest.skops"
     forest.write_bytes(forest.read_bytes()[:-10])
@@ -109,10 +109,10 @@ def test_a_corrupted_version_is_refused_and_the_old_model_keeps_serving(tmp_path
     with caplog.at_level(logging.ERROR, logger="pipeline.stream.reload"):
         assert rig.worker.watcher.check() is None
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert f"refusing model {bad} (verification)" in record.getMessage() and "checksum mismatch" in record.getMessage()
-    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="verification") == 1
+    assert f"refusing model {bad} (checksum)" in record.getMessage() and "checksum mismatch" in record.getMessage()
+    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="checksum") == 1
     assert rig.worker.watcher.check() is None  # not retried while the pointer stays
-    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="verification") == 1
+    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="checksum") == 1
     rig.session("carol")
     assert rig.versions_of() == {"carol": rig.v1}
 
@@ -137,7 +137,7 @@ def test_a_model_with_other_window_settings_is_incompatible(tmp_path: Path) -> N
     other = make_bundle(4, PipelineSettings(**{**SETTINGS.to_dict(), "session_gap": 99.0}))
     rig.registry.publish(other)
     assert rig.worker.watcher.check() is None
-    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="incompatible") == 1
+    assert rig.sample("logwarden_worker_model_reloads_refused_total", reason="incompatible_settings") == 1
     rig.session("dan")
     assert rig.versions_of() == {"dan": rig.v1}
 
@@ -208,6 +208,34 @@ def test_an_unreachable_registry_is_retried_not_refused(tmp_path: Path) -> None:
     watcher = ModelWatcher(source, serving, SETTINGS, metrics)
     assert watcher.check() is None
     assert metrics.registry.get_sample_value("logwarden_worker_model_reloads_refused_total",
-                                             {"reason": "verification"}) == 0
+                                             {"reason": "load_error"}) == 0
     source.down = False
     assert watcher.check() is not None
+
+
+def test_refusal_reasons_name_what_failed(tmp_path: Path) -> None:
+    import hashlib  # noqa: PLC0415
+
+    from models.errors import ModelError  # noqa: PLC0415
+    from pipeline.stream.reload import refusal_reason  # noqa: PLC0415
+
+    registry = ModelRegistry(tmp_path)
+    version = registry.publish(make_bundle(1))
+    directory = registry.path_of(version)
+
+    def reason() -> str:
+        with pytest.raises(ModelError) as caught:
+            prepare(ModelRegistry(tmp_path).load(version))
+        return refusal_reason(caught.value)
+
+    features = directory / "features.json"
+    original = features.read_bytes()
+    features.write_bytes(original + b" ")
+    assert reason() == "checksum"
+    features.write_bytes(b"{not json")  # a malformed file whose manifest checksum was rewritten to match
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"]["features.json"] = hashlib.sha256(b"{not json").hexdigest()
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    assert reason() == "load_error"
+    assert refusal_reason(ModelError("x.skops holds types Logwarden does not trust: ['os.system']")) == "untrusted_type"
+    assert refusal_reason(ModelError("built with masking rules v0, this version uses v3")) == "incompatible_settings"
