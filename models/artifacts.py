@@ -7,8 +7,9 @@ A model version is a directory holding:
 * ``detector.json``  — detector parameters and threshold;
 * ``forest.skops``   — the fitted ``IsolationForest``, in skops format;
 * ``settings.json``  — the decoding / entity / window settings the model was trained with;
-* ``manifest.json``  — version id, created time, training counts, library versions and the sha256 of
-  every file above.
+* ``manifest.json``  — version id, created time, the training source (``source``: kind, name, time range),
+  training counts (``stats``), contamination and threshold (``model``), library versions, the evaluation on
+  labelled data when there was one (``evaluation``) and the sha256 of every file above.
 
 No plain pickle anywhere: JSON for our own state, skops for the forest. skops refuses types it does not
 trust; we trust exactly one extra type, ``sklearn.tree._tree.Tree``, the forest's tree structure.
@@ -54,6 +55,10 @@ class ModelBundle:
     stats: dict[str, Any] = field(default_factory=dict)
     version: str = ""
     created: str = ""
+    # Where the training lines came from: {"kind": "files"|"kafka"|"elasticsearch", "name": ..., "since": ...,
+    # "until": ...}; and precision/recall/F1/PR-AUC on labelled data (``train --labels --eval``), if any.
+    source: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
 
 def sha256_file(path: Path) -> str:
@@ -112,12 +117,20 @@ def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
         "format": FORMAT_VERSION,
         "version": bundle.version,
         "created": bundle.created or datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": bundle.source,
         "stats": bundle.stats,
+        "model": {"contamination": getattr(bundle.detector, "contamination", None),
+                  "threshold": _number(getattr(bundle.detector, "threshold_", None))},
+        "evaluation": bundle.evaluation,
         "libraries": library_versions(),
         "files": {name: sha256_file(directory / name) for name in DATA_FILES},
     }
     _write_json(directory / "manifest.json", manifest)
     return manifest
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -199,6 +212,8 @@ def load_bundle(directory: Path) -> ModelBundle:
         stats=manifest.get("stats", {}),
         version=str(manifest.get("version", directory.name)),
         created=str(manifest.get("created", "")),
+        source=dict(manifest.get("source") or {}),
+        evaluation=dict(manifest.get("evaluation") or {}),
     )
 
 

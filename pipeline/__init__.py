@@ -8,9 +8,10 @@ Layout, one hop from each folder name to its code (``docs/architecture.md`` walk
 * ``sources/``: files and stdin, Kafka clients, ``replay``.  ``sinks/``: JSON lines and the report,
   Elasticsearch.  Neither knows scoring or the worker's checkpoints.
 * ``scoring``: a closed window becomes a scored, explained document (uses ``models``).
-* ``embedded``: train / detect / parse over files.  ``stream/``: the Kafka worker.
+* ``embedded``: detect / parse (and in-memory train) over files.  ``training``: bounded-memory training from
+  any source.  ``stream/``: the Kafka worker, its hot model reload and the Kafka-topic model registry.
 * ``cli/``: the ``logwarden`` command, on top of everything.
 
-Dependency direction: ``cli`` -> ``embedded`` / ``stream`` -> ``scoring`` -> ``models``; ``models`` never
-imports ``pipeline`` (checked by ``tests/test_architecture.py``).
+Dependency direction: ``cli`` -> ``training`` -> ``embedded`` / ``stream`` -> ``scoring`` -> ``models``;
+``models`` never imports ``pipeline`` (checked by ``tests/test_architecture.py``).
 """

@@ -64,6 +64,27 @@ def parse_duration(text: str | float | int, name: str = "duration") -> float:
     return value
 
 
+def parse_time_bound(text: str, name: str, now: float | None = None) -> float:
+    """Epoch seconds of ``--since``/``--until``: ISO 8601 (no zone = UTC), ``now``, or a duration ago (``7d``)."""
+    import time  # noqa: PLC0415 - only the time-range commands need it
+    from datetime import datetime  # noqa: PLC0415
+
+    now = time.time() if now is None else now
+    value = str(text).strip()
+    if value.lower() == "now":
+        return now
+    if _DURATION.match(value):
+        return now - parse_duration(value, name)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise LogwardenError(f"{name}: {text!r} is neither an ISO 8601 time (2026-11-30T00:00:00Z) nor a duration "
+                             "ago (7d, 12h, 30m) nor 'now'") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def format_duration(seconds: float) -> str:
     """``300.0 -> '5m'``: the shortest exact spelling, for help texts."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
@@ -232,20 +253,27 @@ class WorkerOptions:
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"
     es_auth: dict[str, str] = field(default_factory=dict)
+    # Hot reload: the registry is polled this often for a new current version (not with --model-version).
+    model_dir: str | None = None
+    model_version: str | None = None
+    model_poll_interval: float = 10.0
+    # Pipeline settings given explicitly (flag or config file): they win over any model's, old or new.
+    explicit_settings: frozenset[str] = frozenset()
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], settings: PipelineSettings,
                     es_auth: Mapping[str, str] | None = None) -> WorkerOptions:
         """Options from resolved values (None: the default); durations may still be text."""
-        known = {f.name for f in fields(cls)} - {"settings", "es_auth"}
+        known = {f.name for f in fields(cls)} - {"settings", "es_auth", "explicit_settings"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
         for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
-                     "es_timeout", "template_catalog_interval"):
+                     "es_timeout", "model_poll_interval", "template_catalog_interval"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())
         chosen["topics"] = (topics,) if isinstance(topics, str) else tuple(topics)
-        return cls(settings=settings, es_auth=dict(es_auth or {}), **chosen).check()
+        explicit = frozenset(f.name for f in fields(PipelineSettings) if values.get(f.name) is not None)
+        return cls(settings=settings, es_auth=dict(es_auth or {}), explicit_settings=explicit, **chosen).check()
 
     @property
     def idle_timeout(self) -> float:

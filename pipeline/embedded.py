@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from models.artifacts import ModelBundle
 from models.detector import WindowDetector
+from models.evaluation import entity_metrics
 from models.features import FeatureSpace
 from pipeline.config import PipelineSettings
 from pipeline.errors import LogwardenError
@@ -99,8 +100,10 @@ class Input:
     """
 
     def __init__(self, paths: Sequence[str], settings: PipelineSettings, progress: Progress | None,
-                 stats: JobStats) -> None:
-        source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
+                 stats: JobStats, lines: Iterator[RawLine] | None = None) -> None:
+        """``lines`` replaces reading ``paths`` (a Kafka time range, an Elasticsearch index)."""
+        source: Iterator[RawLine] = lines if lines is not None else read_lines(
+            paths, max_line_bytes=settings.max_line_bytes, progress=progress)
         self.head, self.source = peek_lines(source, FORMAT_CHECK_LINES)
         self.assembler: Assembler | None = None
         self.joiner: Joiner | None = None
@@ -228,8 +231,11 @@ def training_flags(windows: Sequence[Window]) -> tuple[list[str], list[str]]:
 
 def check_training_windows(windows: Sequence[Window], settings: PipelineSettings, force: bool) -> list[str]:
     """Refuse too few training windows unless ``force``; return warnings about a poorly calibrated model."""
-    n = len(windows)
-    entities = len({(w.entity_field, w.entity_id) for w in windows})
+    return training_warnings(len(windows), len({(w.entity_field, w.entity_id) for w in windows}), settings, force)
+
+
+def training_warnings(n: int, entities: int, settings: PipelineSettings, force: bool) -> list[str]:
+    """:func:`check_training_windows` from the counts alone (streaming training keeps no window list)."""
     advice = ("use more input, a finer entity (--entity-regex / --entity-field) or shorter windows "
               "(--window tumbling --window-size, --session-gap)")
     if n < MIN_TRAINING_WINDOWS and not force:
@@ -258,12 +264,14 @@ def _finish_decode_stats(stats: JobStats, decoder: Decoder) -> None:
 
 
 def learn_windows(
-    paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None
+    paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
+    miner: TemplateMiner | None = None,
 ) -> tuple[TemplateMiner, list[Window], JobStats, PipelineSettings]:
     """Pass 1 of training: learn templates and window the records with final template ids.
 
-    Returns the settings in force too: ``--log-format auto`` resolved to the preset it picked."""
-    miner = TemplateMiner()
+    Returns the settings in force too: ``--log-format auto`` resolved to the preset it picked. ``miner``: start
+    from it (a warm start, :meth:`TemplateMiner.warm_start`) instead of an empty one."""
+    miner = miner if miner is not None else TemplateMiner()
     stats = JobStats()
     windows: list[Window] = []
 
@@ -310,9 +318,15 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
     templates: dict[str, str] = {}
     for window in windows:
         templates.update(window.templates)
-    space = FeatureSpace().fit([w.counts for w in windows], templates)
+    return fit_counts(miner, [w.counts for w in windows], templates, settings, stats, seed)
+
+
+def fit_counts(miner: TemplateMiner, counts: Sequence[Mapping[str, int]], templates: dict[str, str],
+               settings: PipelineSettings, stats: JobStats, seed: int = 0) -> ModelBundle:
+    """Fit the feature space and detector on window count vectors (template id -> count)."""
+    space = FeatureSpace().fit(counts, templates)
     detector = WindowDetector(contamination=settings.contamination, target_fpr=settings.target_fpr, random_state=seed)
-    detector.fit(space.transform([w.counts for w in windows]))
+    detector.fit(space.transform(counts))
     return ModelBundle(
         miner_state=miner.to_state(),
         features=space,
@@ -323,10 +337,24 @@ def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSe
     )
 
 
+def warm_miner(bundle: ModelBundle) -> TemplateMiner:
+    """The template miner of a retraining that keeps ``bundle``'s template ids (``train --warm-start``)."""
+    try:
+        return TemplateMiner.warm_start(bundle.miner_state)
+    except ValueError as exc:
+        raise LogwardenError(f"cannot warm-start from model {bundle.version}: {exc}") from None
+
+
 def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
-          force: bool = False) -> ModelBundle:
-    """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows."""
-    miner, windows, stats, settings = learn_windows(paths, settings, progress)
+          force: bool = False, warm_start: ModelBundle | None = None) -> ModelBundle:
+    """Learn a model from ``paths``; ``force`` fits one on fewer than :data:`MIN_TRAINING_WINDOWS` windows.
+
+    Keeps every window in memory. ``logwarden train`` uses :func:`pipeline.training.train_stream` instead
+    (bounded memory), which fits the same model when the input has at most its sample size of windows.
+    ``warm_start``: the previous model, whose known templates keep their ids in the new one.
+    """
+    miner = warm_miner(warm_start) if warm_start is not None else None
+    miner, windows, stats, settings = learn_windows(paths, settings, progress, miner)
     stats.warnings = check_training_windows(windows, settings, force)
     stats.flags, odd = training_flags(windows)
     stats.warnings.extend(odd)
@@ -398,6 +426,23 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             f"{stats.unseen_windows} of {stats.windows} windows hold templates the model never saw: the input "
             "differs from the training data (retrain on recent logs, or check --log-format)")
     _finish_decode_stats(stats, chain.decoder)
+
+
+def evaluate(paths: Sequence[str], settings: PipelineSettings, bundle: ModelBundle, labels: dict[str, bool],
+             progress: Progress | None = None) -> tuple[dict[str, Any], JobStats]:
+    """Score ``paths`` with ``bundle`` and compare per entity with ``labels`` (:mod:`models.evaluation`)."""
+    docs, stats = detect(paths, settings, bundle, progress)
+    scores: dict[str, float] = {}
+    flagged: dict[str, bool] = {}
+    for doc in docs:
+        entity = str(doc["entity"]["id"])
+        scores[entity] = max(scores.get(entity, float("-inf")), float(doc["anomaly"]["score"]))
+        flagged[entity] = flagged.get(entity, False) or bool(doc["anomaly"]["is_anomaly"])
+    if not set(scores) & set(labels):
+        raise LogwardenError(
+            f"none of the {len(labels)} labelled entities appears in the {len(scores)} entities found in the input "
+            "(check that --labels names entities the way --entity-regex / --entity-field find them)")
+    return entity_metrics(labels, scores, flagged, float(bundle.detector.threshold_)), stats
 
 
 def parse(

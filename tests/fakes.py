@@ -416,6 +416,7 @@ from pipeline.stream.context import WorkerContext as _WorkerContext  # noqa: E40
 from pipeline.stream.dead_letters import DeadLetters as _DeadLetters  # noqa: E402
 from pipeline.stream.metrics import WorkerMetrics as _WorkerMetrics  # noqa: E402
 from pipeline.stream.output import AnomalyOutput as _AnomalyOutput  # noqa: E402
+from pipeline.stream.reload import SwitchableTag as _SwitchableTag  # noqa: E402
 
 
 def consumer_record(tp: _TopicPartition, offset: int, value: bytes | None, key: bytes | None = None,
@@ -636,7 +637,7 @@ def worker_context(options: _Any, scorer: _Any, tag: _Callable[[str], _Any], es:
     ctx.options = options.check()
     ctx.bundle = scorer.bundle
     ctx.metrics = metrics or _WorkerMetrics()
-    ctx.tag = tag
+    ctx.tag = tag if isinstance(tag, _SwitchableTag) else _SwitchableTag(tag)
     ctx.scorer = scorer
     ctx.sink = _ElasticsearchSink(es.client(), options.index_prefix, max_retries=0, initial_backoff=0.0)
     ctx.producer = producer if producer is not None else RecordingProducer()

@@ -112,6 +112,7 @@ ALLOWED = [
     ("pipeline.sinks", ("pipeline.sinks", *FOUNDATION)),
     ("pipeline.scoring", ("models", *FOUNDATION)),
     ("pipeline.embedded", ("models", "pipeline.stages", "pipeline.sources", "pipeline.scoring", *FOUNDATION)),
+    ("pipeline.training", ("models", "pipeline.embedded", "pipeline.stages", "pipeline.sources", *FOUNDATION)),
     ("pipeline.stream", ("models", "pipeline.stream", "pipeline.stages", "pipeline.sources", "pipeline.sinks",
                          "pipeline.scoring", *FOUNDATION)),
     ("pipeline.cli", ("models", "pipeline")),

@@ -13,9 +13,12 @@ import click
 
 from pipeline.cli.common import CONTEXT, Command, Group
 from pipeline.cli.es import es_setup
-from pipeline.cli.files import detect, parse, train
+from pipeline.cli.evaluate import evaluate
+from pipeline.cli.files import detect, parse
 from pipeline.cli.kibana import kibana
+from pipeline.cli.models import models
 from pipeline.cli.stream import replay, worker
+from pipeline.cli.train import train
 from pipeline.stages.presets import describe
 
 
@@ -30,6 +33,7 @@ def cli() -> None:
       logwarden train  history.log --model-dir models-out/ --entity-field host.name
       logwarden detect today.log.gz --model-dir models-out/ --out anomalies.jsonl
       logwarden parse  app.log --out templates.csv                     # what templates are there?
+      logwarden models list --model-dir models-out                     # versions; promote, rollback
     \b
     With Kafka and Elasticsearch:
       logwarden es-setup --es-url http://127.0.0.1:9200
@@ -49,7 +53,7 @@ def presets() -> None:
             click.echo(f"{'':<{width}}    {example}")
 
 
-for _command in (train, detect, parse, presets, worker, replay, es_setup, kibana):
+for _command in (train, detect, parse, evaluate, models, presets, worker, replay, es_setup, kibana):
     cli.add_command(_command)
 
 

@@ -253,6 +253,18 @@ def settings_from(values: dict[str, Any], stored: dict[str, Any] | None = None) 
     return settings.merged(values)
 
 
+def open_registry(model_dir: str, bootstrap_servers: str | None = None) -> Any:
+    """The registry ``--model-dir`` names: a directory, or ``kafka:TOPIC`` (Kafka client imported only then)."""
+    if str(model_dir).startswith("kafka:"):
+        from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS  # noqa: PLC0415
+        from pipeline.stream.model_topic import TopicRegistry  # noqa: PLC0415
+
+        return TopicRegistry(bootstrap_servers or DEFAULT_BOOTSTRAP_SERVERS, str(model_dir).partition(":")[2])
+    from models.registry import ModelRegistry  # noqa: PLC0415
+
+    return ModelRegistry(model_dir)
+
+
 # ------------------------------------------------------------------------------------ presentation
 @contextmanager
 def progress_bar(paths: tuple[str, ...], label: str) -> Iterator[Callable[[int], object] | None]:

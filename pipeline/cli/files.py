@@ -1,4 +1,4 @@
-"""``logwarden train``, ``detect`` and ``parse``: the embedded jobs over files, no servers.
+"""``logwarden detect`` and ``parse``: the embedded jobs over files, no servers (``train``: :mod:`.train`).
 
 Thin: resolve options (:func:`pipeline.cli.common.resolve`), run :mod:`pipeline.embedded`, write results
 through :mod:`pipeline.sinks.report`.
@@ -33,9 +33,6 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
-from pipeline.cli.es import publish_templates
-from pipeline.config import PipelineSettings, WorkerOptions, default_of, default_text
-from pipeline.errors import LogwardenError
 from pipeline.sinks.html_report import ReportData, render_html_report
 from pipeline.sinks.report import atomic_path, open_output, summary_table, write_jsonl
 
@@ -95,62 +92,6 @@ def check_model_dir(path: str) -> None:
 def report_warnings(stats: jobs.JobStats) -> None:
     for message in stats.warnings:
         warn(message)
-
-
-@click.command(cls=Command)
-@input_options
-@window_options()
-@untimed_option
-@force_option
-@click.option("--model-dir", type=click.Path(file_okay=False),
-              help="Model registry directory; the new version becomes current.  [required]")
-@click.option("--contamination",
-              help="Abnormal share of the training windows: auto (estimated), clean (training is normal) or a "
-                   "number in (0, 0.5)." + default_text(PipelineSettings, "contamination"))
-@click.option("--target-fpr", type=float,
-              help="False-positive rate the threshold allows when training is clean (and the floor of auto)."
-                   + default_text(PipelineSettings, "target_fpr"))
-@click.option("--es-url", help="Also record the model's templates in the <prefix>-templates catalog on this "
-              "Elasticsearch (credentials from LOGWARDEN_ES_API_KEY or LOGWARDEN_ES_USERNAME/PASSWORD).")
-@click.option("--index-prefix", help="Index prefix of the catalog (with --es-url)."
-              + default_text(WorkerOptions, "index_prefix"))
-def train(**flags: Any) -> None:
-    """Learn templates and normal window behaviour from PATH... and publish a model version.
-
-    Training data need not be clean: by default (--contamination auto) the detector estimates how much of it
-    is abnormal; give the share if you know it, or `clean` when the training windows are all normal.
-    Refused, with a hint: input most of whose lines have no readable timestamp (--time-format, or
-    --allow-untimed), and too few training windows (--force). --model-dir is checked for writing first.
-
-    \b
-    Examples:
-      logwarden train hdfs.log --model-dir models-out --entity-regex 'blk_-?\\d+' \\
-          --log-format '<Date> <Time> <Pid> <Level> <Component>: <Content>'
-      logwarden train app-*.json.gz --model-dir models-out --entity-field host.name --window tumbling
-    """
-    flags = resolve(flags)
-    if not flags.get("model_dir"):
-        raise UserError("--model-dir is required (on the command line or as model_dir in --config)")
-    settings = settings_from(flags)
-    check_model_dir(flags["model_dir"])
-    with progress_bar(flags["paths"], "training") as progress:
-        bundle = jobs.train(flags["paths"], settings, progress, force=bool(flags["force"]))
-    stats = jobs.JobStats(**bundle.stats)
-    report_warnings(stats)
-    try:
-        version = ModelRegistry(flags["model_dir"]).publish(bundle)
-    except OSError as exc:
-        raise UserError(f"cannot write the model to {flags['model_dir']}: {exc.strerror or exc}") from None
-    click.echo(f"model {version} written to {flags['model_dir']} and made current ({stats_line(stats)})", err=True)
-    if flags.get("es_url"):
-        prefix = flags.get("index_prefix") or default_of(WorkerOptions, "index_prefix")
-        try:
-            done = publish_templates(flags["es_url"], prefix, bundle.features.templates_, version)
-        except LogwardenError as exc:
-            warn(f"the model is published, but its templates are not in the catalog: {exc}")
-        else:
-            click.echo(f"template catalog {prefix}-templates: {done['known']} templates known by {version}, "
-                       f"{done['no_longer_known']} no longer known", err=True)
 
 
 @click.command(cls=Command)

@@ -19,8 +19,7 @@ from typing import Any
 
 import click
 
-from models.registry import ModelRegistry
-from pipeline.cli.common import Command, decoding_options, resolve, settings_from, window_options
+from pipeline.cli.common import Command, decoding_options, open_registry, resolve, settings_from, window_options
 from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DURATION, INPUT_FORMATS, SINKS, WorkerOptions, default_text
 from pipeline.errors import LogwardenError
 
@@ -64,8 +63,14 @@ def _default(name: str) -> str:
               help="Kafka brokers." + _default("bootstrap_servers"))
 @click.option("--topic", "topics", multiple=True, help="Topic to consume (repeatable).")
 @click.option("--group-id", help="Consumer group; workers sharing it share the partitions." + _default("group_id"))
-@click.option("--model-dir", type=click.Path(file_okay=False), help="Model registry directory (its current model).")
-@click.option("--model-version", help="Use this version instead of the current one.")
+@click.option("--model-dir", type=click.Path(file_okay=False),
+              help="Model registry directory (its current model), or kafka:TOPIC: the registry in a compacted topic "
+              "on --bootstrap-servers, for workers on many machines.")
+@click.option("--model-version", help="Use this version instead of the current one (and never reload).")
+@click.option("--model-poll-interval", type=DURATION,
+              help="How often to check --model-dir for a newly promoted (or rolled back) version, which is verified "
+              "and swapped in without a restart; one that fails verification is refused and the old model keeps "
+              "serving." + _default("model_poll_interval"))
 @click.option("--format", "input_format", type=click.Choice(INPUT_FORMATS),
               help="Record format: json dead-letters anything that is not a JSON object." + _default("input_format"))
 @decoding_options(from_model=True)
@@ -114,7 +119,8 @@ def worker(**flags: Any) -> None:
     from pipeline.stream.health import HealthServer  # noqa: PLC0415
     from pipeline.stream.worker import Worker  # noqa: PLC0415
 
-    bundle = ModelRegistry(model_dir).load(values.get("model_version"))
+    registry = open_registry(model_dir, values.get("bootstrap_servers"))
+    bundle = registry.load(values.get("model_version"))
     setup_logging(bool(values.get("json_logs")), str(values.get("log_level") or "INFO"))
     settings = settings_from(values, bundle.settings)
     if settings.log_format == "auto":
@@ -133,7 +139,7 @@ def worker(**flags: Any) -> None:
                                   (False, "starting"), int(options.metrics_port),
                                   alive=lambda: state["w"].alive() if "w" in state else (True, "starting"))
             log.info("metrics on http://0.0.0.0:%d/metrics (also /healthz, /readyz)", server.port)
-        run = Worker(ctx)
+        run = Worker(ctx, models=None if values.get("model_version") else registry)
         if server is not None:
             state["w"] = run
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -145,7 +151,7 @@ def worker(**flags: Any) -> None:
             run.consumer.close(autocommit=False)
             return
         code = run.run()
-        summary = {"event": "worker stopped", "exit_code": code, "model": bundle.version,
+        summary = {"event": "worker stopped", "exit_code": code, "model": ctx.bundle.version,
                    "partitions_owned": sorted(f"{tp.topic}/{tp.partition}" for tp in run.ever_assigned),
                    **ctx.metrics.totals()}
         log.info("%s", json.dumps(summary))

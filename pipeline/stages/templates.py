@@ -56,6 +56,17 @@ final template text. Consequences:
   and refuses to load under other rules. A state written before the count, digit and first-word
   rules existed (state version 1) loads with those rules off, so a model trained then keeps its ids.
 
+Template ids across retraining
+------------------------------
+Ids of unchanged template texts are equal in every model. A retraining on shifted data may still change a
+text (a position that was a binary choice sees a third value and becomes ``<*>``), and with it the id that
+dashboards and alert rules filter on. :meth:`TemplateMiner.warm_start` therefore starts a retraining from the
+previous model's state with every cluster **frozen**: a message that is a known template of a frozen cluster is
+tagged with it and changes nothing; any other message is learnt into the non-frozen clusters only (Drain never
+picks a frozen cluster to generalise, and first-word merges leave frozen clusters alone), so new templates join
+the vocabulary and known ones keep their text and id. :meth:`TemplateMiner.match` follows the same rule: known
+templates of frozen clusters first, then the clusters learnt since.
+
 Persistence is plain JSON (:meth:`TemplateMiner.to_state`): drain3's own snapshots use jsonpickle,
 which can instantiate arbitrary types on load, so we never use it.
 """
@@ -83,6 +94,7 @@ __all__ = ["MinerConfig", "TemplateMiner", "template_id"]
 
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
+_FROZEN_CACHE = 100_000
 
 
 def template_id(template_text: str) -> str:
@@ -91,7 +103,17 @@ def template_id(template_text: str) -> str:
 
 
 class _MaskedDrain(Drain):
-    """Drain whose similarity counts a position masked in both template and message as equal."""
+    """Drain whose similarity counts a position masked in both template and message as equal.
+
+    Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
+    """
+
+    exclude: frozenset[int] = frozenset()
+
+    def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
+        if self.exclude:
+            cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
+        return super().fast_match(cluster_ids, tokens, sim_th, include_params)
 
     def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
         if not seq1:
@@ -161,6 +183,9 @@ class TemplateMiner:
         self._handle_of: dict[tuple[int, tuple[str, ...]], int] = {}
         self._merged_into: dict[int, int] = {}  # cluster folded by a first-word merge -> its new cluster
         self._rest_index: template_tree.RestIndex | None = None  # built on first use
+        self._frozen: frozenset[int] = frozenset()
+        self._frozen_by_len: dict[int, list[int]] | None = None
+        self._frozen_cache: dict[str, int | None] = {}
         self._cap = max(2, self.config.max_enum_values)
 
     # ----------------------------------------------------------------------------- training
@@ -171,19 +196,28 @@ class TemplateMiner:
         as long as this object and are not persisted.
         """
         tokens, raw = mask_tokens_raw(message)
-        cluster, update = self._drain.add_log_message(" ".join(tokens))
-        cid = cluster.cluster_id
-        stats = self._stats.get(cid)
-        if stats is None:
-            stats = self._stats[cid] = ClusterStats.empty(tokens, raw)
-        key = stats.add(tokens, raw, self._cap)
-        self._final.pop(cid, None)
-        self._known = None
-        if update == "cluster_created" and self.config.merge_first_words:
-            merged = self._merge_first_words(cluster)
-            if merged != cid:
-                cid, key = merged, self._stats[merged].project(tokens)
-        entry = (cid, key)
+        joined = " ".join(tokens)
+        frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
+        if frozen is not None:
+            entry = (frozen, self._stats[frozen].project(tokens))
+        else:
+            self._drain.exclude = self._frozen
+            try:
+                cluster, update = self._drain.add_log_message(joined)
+            finally:
+                self._drain.exclude = frozenset()
+            cid = cluster.cluster_id
+            stats = self._stats.get(cid)
+            if stats is None:
+                stats = self._stats[cid] = ClusterStats.empty(tokens, raw)
+            key = stats.add(tokens, raw, self._cap)
+            self._final.pop(cid, None)
+            self._known = None
+            if update == "cluster_created" and self.config.merge_first_words:
+                merged = self._merge_first_words(cluster)
+                if merged != cid:
+                    cid, key = merged, self._stats[merged].project(tokens)
+            entry = (cid, key)
         handle = self._handle_of.get(entry)
         if handle is None:
             handle = self._handle_of[entry] = len(self._handles)
@@ -223,6 +257,7 @@ class TemplateMiner:
             self._rest_index.add(cluster)
         index = self._rest_index
         siblings = template_tree.first_word_siblings(self._drain, cluster, self._stats, self.config, index)
+        siblings = [c for c in siblings if c.cluster_id not in self._frozen]  # a frozen cluster never changes
         if not siblings:
             return cluster.cluster_id
         parts = sorted([cluster, *siblings], key=lambda c: c.cluster_id)
@@ -239,6 +274,37 @@ class TemplateMiner:
         self._stats[target.cluster_id] = stats
         return target.cluster_id
 
+    def _known_frozen(self, tokens: list[str], raw: list[str | None], joined: str) -> int | None:
+        """The most specific frozen cluster that matches ``tokens`` exactly *and* knows their template.
+
+        Every frozen cluster of that length is a candidate, not only the first Drain finds: a message may fit
+        the template of two frozen clusters (``port <*>`` kept as ``ssh``/``http`` in one, ``ftp``/``smtp`` in
+        another) and only one knows its words. Memoised per masked message (bounded).
+        """
+        cache = self._frozen_cache
+        key = joined + "\x00" + "\x00".join("" if w is None else w for w in raw)
+        if key in cache:
+            return cache[key]
+        if self._frozen_by_len is None:
+            self._frozen_by_len = {}
+            for fid in sorted(self._frozen):
+                self._frozen_by_len.setdefault(len(self._cluster(fid).log_template_tokens), []).append(fid)
+        best: int | None = None
+        best_params = -1
+        for cid in self._frozen_by_len.get(len(tokens), ()):
+            sim, params = self._drain.get_seq_distance(self._cluster(cid).log_template_tokens, tokens, True)
+            if sim < 1.0:
+                continue
+            final = self._final_of(cid)
+            if tuple(tokens[p] for p in final.kept) not in final.by_combo or not final.fits(raw):
+                continue
+            if best is None or params < best_params:
+                best, best_params = cid, params
+        if len(cache) >= _FROZEN_CACHE:
+            cache.clear()
+        cache[key] = best
+        return best
+
     # ---------------------------------------------------------------------------- inference
     def match(self, message: str) -> TemplateMatch:
         """The trained template of a message, without changing any cluster.
@@ -246,7 +312,20 @@ class TemplateMiner:
         A message that fits no trained template gets ``known=False`` and the id of its own text.
         """
         tokens, raw = mask_tokens_raw(message)
-        cluster = self._drain.match(" ".join(tokens), full_search_strategy="fallback")
+        joined = " ".join(tokens)
+        cluster: LogCluster | None = None
+        if self._frozen:
+            fid = self._known_frozen(tokens, raw, joined)
+            if fid is not None:
+                cluster = self._cluster(fid)
+            else:  # not a known template of a frozen cluster: the clusters learnt since may know it
+                self._drain.exclude = self._frozen
+                try:
+                    cluster = self._drain.match(joined, full_search_strategy="fallback")
+                finally:
+                    self._drain.exclude = frozenset()
+        if cluster is None:
+            cluster = self._drain.match(joined, full_search_strategy="fallback")
         if cluster is None:
             text = " ".join(tokens)
         else:
@@ -318,6 +397,7 @@ class TemplateMiner:
             "masking_version": MASKING_VERSION,
             "config": asdict(self.config),
             "clusters_counter": self._drain.clusters_counter,
+            "frozen": sorted(self._frozen),
             "tree": template_tree.node_to_json(self._drain.root_node),
             "clusters": [
                 {
@@ -363,6 +443,16 @@ class TemplateMiner:
                     miner._stats[cid] = ClusterStats.from_json(c, len(tokens))
                 except ValueError as exc:
                     raise ValueError(f"cluster {cid}: {exc}") from exc
+            miner._frozen = frozenset(int(cid) for cid in state.get("frozen", ()))
+            if not miner._frozen <= set(miner._stats):
+                raise ValueError("frozen clusters that do not exist")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"invalid template miner state: {exc!r}") from exc
+        return miner
+
+    @classmethod
+    def warm_start(cls, state: dict[str, Any]) -> TemplateMiner:
+        """A miner to retrain from a previous model's state: its templates keep their ids (see the module doc)."""
+        miner = cls.from_state(state)
+        miner._frozen = frozenset(miner._stats)
         return miner

@@ -30,6 +30,7 @@ from pipeline.stream.backoff import Backoff
 from pipeline.stream.dead_letters import DeadLetters, dlq_topic_for
 from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.output import AnomalyOutput
+from pipeline.stream.reload import Prepared, SwitchableTag
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ class WorkerContext:
             miner = TemplateMiner.from_state(bundle.miner_state)
         except ValueError as exc:
             raise LogwardenError(f"model {bundle.version}: {exc}") from None
-        self.tag: Callable[[str], TemplateMatch] = miner.match
+        # Every partition's chain calls this one object; a hot reload points it at the new miner.
+        self.tag: Callable[[str], TemplateMatch] = SwitchableTag(miner.match)
         self.scorer = Scorer(bundle)
         self.sink = make_sink(options)
         line_cap = int(options.settings.max_line_bytes)
@@ -81,6 +83,18 @@ class WorkerContext:
             self.tag = self.catalog.observing(self.tag)
         elif options.template_catalog_interval > 0:
             log.info("the template catalog is written to Elasticsearch only; not with --sink %s", options.sink)
+
+    def use_model(self, prepared: Prepared) -> None:
+        """Serve ``prepared`` from now on (called by the loop between batches, never mid-batch)."""
+        old = self.bundle.version
+        self.bundle = prepared.bundle
+        self.scorer = prepared.scorer
+        self.output.scorer = prepared.scorer
+        if isinstance(self.tag, SwitchableTag):
+            self.tag.target = prepared.tag
+        self.metrics.set_model(prepared.bundle.version, prepared.bundle.created)
+        self.metrics.model_reloads.inc()
+        log.info("model %s now serving (was %s); windows scored from now on carry it", prepared.bundle.version, old)
 
     def make_consumer(self) -> KafkaConsumer:
         opts = self.options

@@ -32,7 +32,9 @@ from pipeline.stream.checkpoint import Checkpoint
 from pipeline.stream.context import WorkerContext
 from pipeline.stream.dead_letters import DeadLetterError
 from pipeline.stream.ledger import PartitionLedger
+from pipeline.stream.model_topic import open_registry
 from pipeline.stream.partition import PartitionStream
+from pipeline.stream.reload import ModelSource, ModelWatcher
 from pipeline.stream.state_topic import StateTopic, load_start
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,9 @@ class _Rebalance(AsyncConsumerRebalanceListener):
 
 
 class Worker:
-    def __init__(self, ctx: WorkerContext, consumer: Any = None) -> None:
-        """``consumer`` replaces the Kafka consumer the context would make (unit tests pass a fake)."""
+    def __init__(self, ctx: WorkerContext, consumer: Any = None, models: ModelSource | None = None) -> None:
+        """``consumer`` replaces the Kafka consumer the context would make (unit tests pass a fake); ``models``
+        is the registry watched for hot reloads (default: ``--model-dir``, unless ``--model-version`` pins one)."""
         self.ctx = ctx
         self.opts = ctx.options
         self.metrics = ctx.metrics
@@ -76,11 +79,18 @@ class Worker:
         self._next_idle_check = 0.0
         self._last_activity = time.monotonic()
         self._next_checkpoint = time.monotonic() + self.opts.commit_interval
+        if models is None and self.opts.model_dir and not self.opts.model_version:
+            models = open_registry(self.opts.model_dir, self.opts.bootstrap_servers)
+        self.watcher = None if models is None else ModelWatcher(
+            models, ctx.bundle, self.opts.settings, self.metrics, self.opts.model_poll_interval,
+            self.opts.explicit_settings)
 
     # ------------------------------------------------------------------------------------ main loop
     def run(self) -> int:
         """Consume until stopped (0), idle (0) or a fatal error (1); always closes the consumer."""
         self.consumer.subscribe(topics=list(self.opts.topics), listener=_Rebalance(self))
+        if self.watcher is not None:
+            self.watcher.start()
         code = 0
         try:
             while not self.stopping:
@@ -105,12 +115,18 @@ class Worker:
             raise
         finally:
             self.stopping = True
+            if self.watcher is not None:
+                self.watcher.stop()
             self.consumer.close(autocommit=False)
             self.state_topic.close()
         return code
 
     def step(self) -> None:
-        """One poll and what follows it."""
+        """One poll and what follows it; a new model prepared by the watcher is swapped in first (between batches)."""
+        if self.watcher is not None:
+            prepared = self.watcher.take()
+            if prepared is not None:
+                self.ctx.use_model(prepared)
         batch = self.consumer.poll(timeout_ms=200 if self.output.down else 500, max_records=self.opts.max_poll_records)
         self.last_poll = time.monotonic()
         self._load_assigned()

@@ -77,7 +77,8 @@ def _one_worker_agrees(kafka_bootstrap: str, url: str, search: Any, kafka_topic_
     assert not [k for k in metrics if k[0] in ("logwarden_worker_dead_letters_total",
                                                "logwarden_worker_decode_errors_total") and metrics[k]]
     assert metrics[("logwarden_worker_assigned_partitions", ())] == 4
-    assert _labels(metrics, "logwarden_model_info")["version"] == (want.model_dir / "CURRENT").read_text().strip()
+    current = (want.model_dir / "CURRENT").read_text().strip()
+    assert _labels(metrics, "logwarden_worker_model_info")["version"] == current
     assert metrics[("logwarden_worker_sink_up", ())] == 1
 
     docs = indexed(search, topic)

@@ -249,7 +249,9 @@ def test_ctrl_c_prints_one_line_exits_130_and_keeps_existing_outputs(
     def interrupt(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(files.jobs, "train", interrupt)
+    import pipeline.cli.train as train_cli
+
+    monkeypatch.setattr(train_cli.training, "train_files", interrupt)
     monkeypatch.setattr(files.jobs, "parse", interrupt)
     for args in (("train", str(SAMPLE), "--model-dir", str(tmp_path / "m")), ("parse", str(SAMPLE))):
         result = run(*args)
@@ -269,7 +271,7 @@ def test_new_out_file_gets_the_usual_permissions(tmp_path: Path) -> None:
 # -- an unwritable --model-dir fails first, with one line ----------------------------------------------------
 def test_train_into_an_unwritable_model_dir_fails_before_the_work(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.cli.files as files
+    import pipeline.cli.train as train_cli
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -278,14 +280,14 @@ def test_train_into_an_unwritable_model_dir_fails_before_the_work(
         pytest.fail("trained before checking --model-dir")
 
     with monkeypatch.context() as patch:
-        patch.setattr(files.jobs, "train", must_not_run)
+        patch.setattr(train_cli.training, "train_files", must_not_run)
         assert_user_error(run("train", str(SAMPLE), "--model-dir", str(blocker / "models"), *HDFS_FLAGS),
                           "cannot write to --model-dir")
 
-    def fail_publish(self, bundle):  # type: ignore[no-untyped-def]
+    def fail_publish(self, bundle, make_current=True):  # type: ignore[no-untyped-def]
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(files.ModelRegistry, "publish", fail_publish)
+    monkeypatch.setattr(train_cli.ModelRegistry, "publish", fail_publish)
     assert_user_error(run("train", str(SAMPLE), "--model-dir", str(tmp_path / "m"), *HDFS_FLAGS),
                       "cannot write the model", "Permission denied")
 

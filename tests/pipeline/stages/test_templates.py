@@ -215,3 +215,67 @@ def test_masked_positions_count_as_equal_in_similarity() -> None:
     assert drain.get_seq_distance([MASK, "b", "c"], ["a", "b", "c"], False) == (2 / 3, 1)
     assert drain.get_seq_distance([MASK, "b", "c"], ["a", "b", "c"], True) == (1.0, 1)
     assert drain.get_seq_distance([], [], False) == (1.0, 0)
+
+
+# ----------------------------------------------------------------------------- ids across retraining
+_OLD = ([f"Accepted connection on port {p} from host{i}" for i in range(20) for p in ("ssh", "http")]
+        + [f"Worker {i} state {s}" for i in range(10) for s in ("RUNNING", "STOPPED")]
+        + [f"Disk sda{i} is full" for i in range(5)])
+# Shifted: many more services and a lower-case state turn the old choices into variables, a new template.
+_SERVICES = ("ssh", "http", "ftp", "smtp", "imap", "pop", "ldap", "dns", "ntp", "nfs", "smb", "rdp", "vnc", "irc",
+             "git", "sql")
+_NEW = ([f"Accepted connection on port {p} from host{i}" for i in range(20) for p in _SERVICES]
+        + [f"Worker {i} state {s}" for i in range(10) for s in ("RUNNING", "STOPPED", "paused")]
+        + [f"Cache miss for key k{i}" for i in range(10)])
+
+
+def _trained(messages: list[str], miner: TemplateMiner | None = None) -> TemplateMiner:
+    miner = miner or TemplateMiner()
+    for message in messages:
+        miner.learn(message)
+    return miner
+
+
+def test_a_fresh_retraining_on_shifted_data_changes_known_ids() -> None:
+    """The premise: without a warm start the old templates generalise and their ids are gone."""
+    old = _trained(_OLD)
+    fresh = _trained(_NEW)
+    changed = {m for m in _OLD if fresh.match(m).template_id != old.match(m).template_id}
+    assert any("port ssh" in m for m in changed) and any("port http" in m for m in changed)
+
+
+def test_warm_start_keeps_the_ids_of_known_templates_on_shifted_data() -> None:
+    old = _trained(_OLD)
+    warm = _trained(_NEW, TemplateMiner.warm_start(old.to_state()))
+    reloaded = TemplateMiner.from_state(warm.to_state())  # as a worker loads it
+    for message in _OLD:
+        assert reloaded.match(message).template_id == old.match(message).template_id, message
+        assert reloaded.match(message).known
+    assert set(old.templates()) <= set(reloaded.templates())
+    # What was new is learnt: known templates in the new model, the same ids the learning tagged them with.
+    for message in _NEW:
+        assert reloaded.match(message).known, message
+    new_texts = set(reloaded.templates().values()) - set(old.templates().values())
+    assert "Cache miss for key <*>" in new_texts and "Worker <*> state paused" in new_texts
+    # A second warm start freezes the first one's new clusters too.
+    again = _trained(_NEW + [f"Accepted connection on port imap{i} from h" for i in range(3)],
+                     TemplateMiner.warm_start(reloaded.to_state()))
+    for message in _OLD + _NEW:
+        assert again.match(message).template_id == reloaded.match(message).template_id, message
+
+
+def test_learning_tags_like_matching_after_a_warm_start() -> None:
+    """The ids training windows are counted with are the ids the worker later finds for the same lines."""
+    old = _trained(_OLD)
+    warm = TemplateMiner.warm_start(old.to_state())
+    handles = [warm.learn_cluster(m) for m in _NEW]
+    reloaded = TemplateMiner.from_state(warm.to_state())
+    for message, handle in zip(_NEW, handles, strict=True):
+        assert warm.final_template(handle).template_id == reloaded.match(message).template_id, message
+
+
+def test_frozen_clusters_must_exist_in_the_state() -> None:
+    state = _trained(_OLD).to_state()
+    state["frozen"] = [999]
+    with pytest.raises(ValueError, match="frozen clusters"):
+        TemplateMiner.from_state(state)
