@@ -22,6 +22,8 @@ COPY models ./models
 RUN pip install --no-deps . && rm -rf /src/build
 
 COPY examples/worker.yaml /etc/logwarden/worker.yaml
+# Saved objects for `logwarden kibana import` (its default --file inside the image).
+COPY kibana /usr/share/logwarden/kibana
 
 USER logwarden
 WORKDIR /var/lib/logwarden

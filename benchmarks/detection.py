@@ -48,12 +48,17 @@ QUICK_SIZES = (1000, 1000)
 CLI_TIMEOUT_SECONDS = 600
 
 
-def build_streams(workdir: Path, train_normal: int, test_normal: int, rate: float, seed: int) -> dict[str, Any]:
-    """Render the training and test streams into ``workdir``; returns their paths, labels and sizes."""
+def build_streams(workdir: Path, train_normal: int, test_normal: int, rate: float, seed: int,
+                  test_rate: float | None = None) -> dict[str, Any]:
+    """Render the training and test streams into ``workdir``; returns their paths, labels and sizes.
+
+    ``rate`` is the training stream's anomalous share, ``test_rate`` the test stream's (default: ``rate``).
+    """
     train_normal_src, train_anomalous_src = load_source("train")
     test_normal_src, test_anomalous_src = load_source("test")
     train = render(mix(train_normal_src, train_anomalous_src, train_normal, rate, random.Random(seed)), seed=seed)
-    test = render(mix(test_normal_src, test_anomalous_src, test_normal, rate, random.Random(seed + 1)),
+    test_share = rate if test_rate is None else test_rate
+    test = render(mix(test_normal_src, test_anomalous_src, test_normal, test_share, random.Random(seed + 1)),
                   seed=seed + 1, start=DEFAULT_START + timedelta(days=1))
     paths = {name: workdir / name for name in ("train.log", "train_labels.csv", "test.log", "test_labels.csv")}
     write_log(train, paths["train.log"])

@@ -34,7 +34,7 @@ from models.detector import WindowDetector
 from models.errors import ModelError
 from models.features import FeatureSpace
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: calibrated components (detector.json holds tail statistics)
 TRUSTED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 DATA_FILES = ("miner.json", "features.json", "detector.json", "forest.skops", "settings.json")
 LIBRARIES = ("logwarden", "scikit-learn", "numpy", "skops")
@@ -171,7 +171,8 @@ def load_bundle(directory: Path) -> ModelBundle:
     """Load and verify one model version directory."""
     manifest = read_manifest(directory)
     if manifest.get("format") != FORMAT_VERSION:
-        raise ModelError(f"{directory}: unsupported model format {manifest.get('format')!r}")
+        raise ModelError(f"{directory}: model format {manifest.get('format')!r} is not the format {FORMAT_VERSION} "
+                         "this Logwarden reads; retrain the model")
     verify(directory, manifest)
     forest_path = directory / "forest.skops"
     try:

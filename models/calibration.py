@@ -1,6 +1,6 @@
 """Placing the anomaly threshold on the training windows' scores.
 
-``contamination`` is the share of training windows the user expects to be abnormal (default 3%). The
+``contamination`` is the share of training windows the user expects to be abnormal (when given). The
 obvious threshold is the ``1 - contamination`` quantile of training scores, but log windows are discrete:
 thousands of sessions write exactly the same templates, so their scores are tied or nearly tied, and the
 scores form a few tight clusters (one per common pattern) rather than a smooth tail. A quantile then
@@ -56,3 +56,37 @@ def calibrate_threshold(scores: np.ndarray, contamination: float) -> float:
         return float(values[lo])
     j = int(flagged[int(np.argmax(weighted))])
     return float((values[j - 1] + values[j]) / 2.0)
+
+
+ESTIMATE_LEVEL = 0.05  # the combined tail probability below which a training window counts as a likely incident
+
+
+def estimate_contamination(scores: np.ndarray, level: float = ESTIMATE_LEVEL) -> float:
+    """Share of training windows in excess of what normal windows would put past ``level``.
+
+    Scores are ``-log10`` of a combined tail probability (:mod:`models.combine`) that a normal window falls
+    below ``level`` with probability at most ``level``; so of ``n`` windows about ``level * n`` pass it by
+    chance and the rest estimate the incidents: ``(share past - level) / (1 - level)``, at least 0.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if len(values) == 0:
+        return 0.0
+    past = float(np.mean(values > -math.log10(level)))
+    return max(0.0, (past - level) / (1.0 - level))
+
+
+def auto_threshold(scores: np.ndarray, target_fpr: float, estimate: float | None = None) -> tuple[float, float]:
+    """``(threshold, estimated contamination)`` when the contamination is not given.
+
+    The clean-training threshold ``-log10 target_fpr`` always applies (a window past it is flagged whatever
+    the estimate); when the training windows hold more likely incidents than chance explains
+    (:func:`estimate_contamination`), the cut may move lower, into a gap of the training scores near the
+    estimated share (:func:`calibrate_threshold`), so that incidents common enough in training to look
+    only mildly unusual are still flagged.
+    """
+    clean = -math.log10(target_fpr)
+    if estimate is None:
+        estimate = estimate_contamination(scores)
+    if estimate * len(scores) < 1.0:
+        return clean, estimate
+    return min(clean, calibrate_threshold(scores, min(estimate, 0.45))), estimate

@@ -1,133 +1,187 @@
-"""The window anomaly detector: an Isolation Forest plus explicit novelty terms, and a calibrated threshold.
+"""The window anomaly detector: three calibrated components combined on one scale, and its threshold.
 
 Score convention (the one used everywhere past this module): **higher score = more abnormal**.
 
 Input rows are :class:`models.features.FeatureSpace` rows: ``log1p`` counts of the ``V`` vocabulary
-templates, then the columns of ``EXTRA_COLUMNS`` (total, unseen lines, distinct unseen templates).
-For a window ``x``::
+templates, then the columns of ``EXTRA_COLUMNS`` (log total, log unseen lines, distinct unseen templates).
+Each component turns a window into a tail probability against the training windows
+(:mod:`models.combine` says why a minimum and not a sum combines them):
 
-    score(x) = iforest(x)
-             + novelty_weight * max( max_t r_t(x), [x holds a template never seen in training] )
-             + range_weight   * max_t e_t(x)
+* ``iforest``: an Isolation Forest over ``log1p`` counts, presence (0/1) columns and the window's log total
+  (unseen lines included, so a window of new templates is short on known ones). It ranks unusual
+  *combinations* of counts. Two choices make it carry weight: ``max_samples = min(rows, 4096)`` (256 rows per
+  tree see too little of a varied vocabulary), and the forest is fitted on the distinct training rows, each
+  repeated ``ceil(sqrt(copies))`` times: a forest cannot separate identical points, so a group of a few dozen
+  identical incident windows (unlabelled training holds its incidents) is never isolated and reads as normal
+  ("masking"); the square root keeps common patterns dense without letting them drown the rest. Its
+  ``p = (1 + #training windows scoring at least as high) / (n + 1)``.
+* ``rarity``: the window's rarest template state (holding a template few training windows hold, lacking one
+  nearly all hold, holding a new one), corrected for the ``V + 1`` templates it takes the minimum over
+  (:meth:`models.novelty.TemplateStats.rarity_p`). A forest cannot split on a column that is constant in
+  training, so this is the component for templates only incidents write.
+* ``excess``: the window's most extreme count against each template's fitted upper tail (or below the
+  smallest count of a template every window holds), corrected for ``V`` templates
+  (:meth:`models.novelty.TemplateStats.excess_p`). A forest cannot tell "beyond the maximum" from "at it".
 
-* ``iforest(x) = -IsolationForest.score_samples([log1p counts, presence])``: the anomaly score of the
-  original paper, in (0, 1], 0.3-0.5 for typical windows and near 1 for windows isolated at once. The
-  forest sees each template's ``log1p`` count (magnitude) and its presence as a 0/1 column (so a cut on
-  presence is always available: on count columns most random cuts fall between two non-zero counts). It
-  is the core scorer: it ranks unusual *combinations* and counts inside the trained range, and orders
-  windows that the novelty terms rate alike.
-* ``r_t`` is the **rarity** of the window's state for template ``t`` (holding a template that few
-  training windows hold, or lacking one that nearly all hold), in [0, 1]; a template never seen in
-  training counts as rarity 1. ``e_t`` is the **range excess** of ``t``'s count beyond the training
-  minimum or maximum, in [0, 1] (1 at twice the maximum, scaled down for small training sets). Both
-  are defined in :mod:`models.novelty`, which says why the forest needs them (it cannot split on a
-  column that is constant in training, and cannot tell "beyond the maximum" from "at the maximum").
-* Weights: with ``novelty_weight = 1`` a template held by 1% of training windows adds 0.26, one held by
-  0.1% adds 0.63 and a never-seen one 1.0, more than the whole spread of forest scores over normal windows
-  (about 0.3-0.4). ``range_weight = 0.5``: with thousands of training windows a count twice the trained
-  maximum adds about 0.45, as much as a template seen in one window in 300.
+``score = -log10(min(1, min_k p_k / w_k))`` plus a tiny tie-break (weighted Bonferroni, weights ``w`` summing
+to 1, :data:`WEIGHTS`). ``components()`` gives each ``-log10 p_k`` (the same scale).
 
-The threshold is calibrated on the training windows' own scores with
-:func:`models.calibration.calibrate_threshold` (about ``contamination`` of them above it, cut in a gap
-between scores so that groups of identical windows are never split). The statistics behind the novelty
-terms are computed in the same pass, not using any label, and saved as JSON by :meth:`fitted_state`.
+Threshold (``contamination``):
+
+* a float in (0, 0.5): that share of the training windows is expected to be abnormal; the cut is placed in
+  a gap of the training scores near that share (:func:`models.calibration.calibrate_threshold`);
+* ``"clean"``: the training windows are taken as normal; the cut is the score whose combined tail
+  probability is ``target_fpr`` (``-log10 target_fpr``), the false-positive rate it allows;
+* ``"auto"`` (default): the share is estimated from the training windows themselves
+  (:func:`models.calibration.estimate_contamination`); when it finds none, it falls back to ``"clean"``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from models.calibration import calibrate_threshold
+from models.calibration import auto_threshold, calibrate_threshold
+from models.combine import combine, evidence, strongest
 from models.features import EXTRA_COLUMNS
-from models.novelty import TemplateStats, row_max
+from models.novelty import TemplateStats
 
 N_EXTRA = len(EXTRA_COLUMNS)
-NOVELTY_WEIGHT = 1.0
-RANGE_WEIGHT = 0.5
+COMPONENTS = ("iforest", "rarity", "excess")
+WEIGHTS = {"iforest": 0.1, "rarity": 0.8, "excess": 0.1}
+TARGET_FPR = 0.005
+MAX_SAMPLES = 4096
+SCORE_SAMPLE = 20000  # training forest scores kept for calibration (quantiles beyond that)
 CHUNK_ROWS = 4096  # rows scored at once: bounds the (rows x templates) temporaries on wide vocabularies
+
+
+def _check_contamination(value: float | str) -> None:
+    if isinstance(value, str):
+        if value not in ("auto", "clean"):
+            raise ValueError(f"contamination must be 'auto', 'clean' or a number in (0, 0.5), got {value!r}")
+        return
+    if not 0.0 < float(value) < 0.5:
+        raise ValueError(f"contamination must be in (0, 0.5), got {value}")
 
 
 class WindowDetector:
     """Scores feature rows from :class:`models.features.FeatureSpace`.
 
     Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
-    ``unseen_column`` is the index of the "distinct unseen templates" column of the feature rows.
+    ``weights`` maps component names to their share of the false-alarm budget (None = :data:`WEIGHTS`;
+    a component left out or at 0 is not used: the benchmark's ablation).
     """
 
     def __init__(
         self,
-        contamination: float = 0.03,
+        contamination: float | str = "auto",
         n_estimators: int = 200,
-        max_samples: int | float | str = "auto",
-        novelty_weight: float = NOVELTY_WEIGHT,
-        range_weight: float = RANGE_WEIGHT,
-        unseen_column: int = -1,
+        max_samples: int = MAX_SAMPLES,
+        target_fpr: float = TARGET_FPR,
+        weights: dict[str, float] | None = None,
         random_state: int | None = 0,
     ) -> None:
         self.contamination = contamination
         self.n_estimators = n_estimators
         self.max_samples = max_samples
-        self.novelty_weight = novelty_weight
-        self.range_weight = range_weight
-        self.unseen_column = unseen_column
+        self.target_fpr = target_fpr
+        self.weights = weights
         self.random_state = random_state
 
     def fit(self, X: np.ndarray) -> WindowDetector:
-        if not 0.0 < self.contamination < 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5), got {self.contamination}")
+        _check_contamination(self.contamination)
+        if not 0.0 < self.target_fpr < 1.0:
+            raise ValueError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or len(X) == 0:
             raise ValueError("cannot fit a detector on zero windows")
         if X.shape[1] < N_EXTRA:
             raise ValueError(f"feature rows need at least {N_EXTRA} columns, got {X.shape[1]}")
         self.n_templates_ = X.shape[1] - N_EXTRA
-        self.stats_: TemplateStats | None = TemplateStats.fit(X[:, : self.n_templates_])
+        self.n_train_ = int(len(X))
+        self.stats_ = TemplateStats.fit(X[:, : self.n_templates_])
+        rows = self._forest_input(X)
+        distinct, copies = np.unique(rows, axis=0, return_counts=True)
+        sample = np.repeat(distinct, np.ceil(np.sqrt(copies)).astype(np.int64), axis=0)
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
-            max_samples=self.max_samples,
-            contamination="auto",
+            max_samples=min(len(sample), int(self.max_samples)),
             random_state=self.random_state,
-        ).fit(self._forest_input(X))
-        self.threshold_ = calibrate_threshold(self.score(X), self.contamination)
-        self.n_train_ = int(len(X))
+        ).fit(sample)
+        train_forest = np.sort(-self.forest_.score_samples(rows))
+        if len(train_forest) > SCORE_SAMPLE:
+            train_forest = np.quantile(train_forest, np.linspace(0.0, 1.0, SCORE_SAMPLE))
+        self.forest_scores_ = train_forest
+        scores = self.score(X)
+        self.train_scores_ = scores
+        if self.contamination == "clean":
+            self.threshold_ = -math.log10(self.target_fpr)
+            self.contamination_estimate_ = 0.0
+        elif self.contamination == "auto":
+            rare = self.stats_.rare_state_share(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
+            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr, rare)
+        else:
+            self.threshold_ = calibrate_threshold(scores, float(self.contamination))
+            self.contamination_estimate_ = float(self.contamination)
+        if self.contamination in ("auto", "clean") and self.n_train_ * self.target_fpr < 1.0:
+            # Too few windows for a tail probability to reach target_fpr: flag what is beyond all of them.
+            self.threshold_ = min(self.threshold_, float(scores.max()))
         return self
 
     def _forest_input(self, X: np.ndarray) -> np.ndarray:
-        if self.stats_ is None:  # a model saved before the novelty terms: its forest saw every column
-            return X
         counts = X[:, : self.n_templates_]
-        return np.hstack([counts, counts > 0]).astype(np.float32)
+        total = X[:, self.n_templates_: self.n_templates_ + 1]
+        return np.hstack([counts, counts > 0, total]).astype(np.float32)
 
-    def components(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """The score's parts per row: ``iforest``, ``rarity`` (incl. unseen) and ``excess``."""
+    def _weights(self) -> dict[str, float]:
+        return dict(WEIGHTS if self.weights is None else self.weights)
+
+    def pvalues(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Each component's tail probability per row (see the module docstring)."""
         X = np.asarray(X, dtype=np.float64)
-        if self.stats_ is not None and (X.ndim != 2 or X.shape[1] != self.n_templates_ + N_EXTRA):
+        if X.ndim != 2 or X.shape[1] != self.n_templates_ + N_EXTRA:
             raise ValueError(f"feature rows have shape {X.shape}, the model expects "
                              f"{self.n_templates_ + N_EXTRA} columns")
         if len(X) <= CHUNK_ROWS:
-            return self._components(X)
-        chunks = [self._components(X[i:i + CHUNK_ROWS]) for i in range(0, len(X), CHUNK_ROWS)]
+            return self._pvalues(X)
+        chunks = [self._pvalues(X[i:i + CHUNK_ROWS]) for i in range(0, len(X), CHUNK_ROWS)]
         return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
 
-    def _components(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        base = -self.forest_.score_samples(self._forest_input(X))
-        unseen = (X[:, self.unseen_column] > 0).astype(np.float64)
-        if self.stats_ is None:
-            return {"iforest": base, "rarity": unseen, "excess": np.zeros(len(X))}
+    def _pvalues(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        forest = -self.forest_.score_samples(self._forest_input(X))
+        ranked = self.forest_scores_
+        at_least = len(ranked) - np.searchsorted(ranked, forest - 1e-12, side="left")
+        n = self.n_train_
+        p_forest = (at_least * (n / len(ranked)) + 1.0) / (n + 1.0)
         counts = X[:, : self.n_templates_]
-        rarity = np.maximum(row_max(self.stats_.rarity(counts)), unseen)
-        return {"iforest": base, "rarity": rarity, "excess": row_max(self.stats_.excess(counts))}
+        unseen = X[:, self.n_templates_ + 2]
+        return {
+            "iforest": np.minimum(p_forest, 1.0),
+            "rarity": self.stats_.rarity_p(counts, unseen),
+            "excess": self.stats_.excess_p(counts),
+        }
+
+    def components(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Each component's evidence ``-log10 p`` per row: the scale of ``anomaly.components``."""
+        return {name: evidence(p) for name, p in self.pvalues(X).items()}
+
+    def score_and_reasons(self, X: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
+        """Scores, per-component evidence and the deciding component of every row, in one pass."""
+        if len(X) == 0:
+            return np.zeros(0), {name: np.zeros(0) for name in COMPONENTS}, []
+        pvalues = self.pvalues(X)
+        weights = self._weights()
+        return (combine(pvalues, weights), {name: evidence(p) for name, p in pvalues.items()},
+                strongest(pvalues, weights))
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Anomaly scores, higher = more abnormal (formula in the module docstring)."""
         if len(X) == 0:
             return np.zeros(0)
-        parts = self.components(X)
-        total = parts["iforest"] + self.novelty_weight * parts["rarity"] + self.range_weight * parts["excess"]
-        return np.asarray(total, dtype=np.float64)
+        return combine(self.pvalues(X), self._weights())
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """True where a row is anomalous (score strictly above the calibrated threshold)."""
@@ -138,29 +192,34 @@ class WindowDetector:
             "contamination": self.contamination,
             "n_estimators": self.n_estimators,
             "max_samples": self.max_samples,
-            "novelty_weight": self.novelty_weight,
-            "range_weight": self.range_weight,
-            "unseen_column": self.unseen_column,
+            "target_fpr": self.target_fpr,
+            "weights": self.weights,
             "random_state": self.random_state,
         }
 
     def fitted_state(self) -> dict[str, Any]:
         """JSON-able fitted attributes other than the forest (the forest is saved with skops)."""
-        state: dict[str, Any] = {"threshold": self.threshold_, "n_train": self.n_train_}
-        if self.stats_ is not None:
-            state.update(n_templates=self.n_templates_, stats=self.stats_.to_dict())
-        return state
+        return {
+            "threshold": self.threshold_,
+            "n_train": self.n_train_,
+            "n_templates": self.n_templates_,
+            "contamination_estimate": self.contamination_estimate_,
+            "stats": self.stats_.to_dict(),
+            "forest_scores": [float(x) for x in self.forest_scores_],
+        }
 
     @classmethod
     def restore(cls, params: dict[str, Any], state: dict[str, Any], forest: IsolationForest) -> WindowDetector:
-        """Rebuild a fitted detector; a state without ``stats`` (older models) scores the old way."""
+        """Rebuild a fitted detector from :meth:`get_params`, :meth:`fitted_state` and the forest."""
         known = cls().get_params()
         det = cls(**{k: v for k, v in params.items() if k in known})
-        if "range_weight" not in params:  # older models: forest + unseen term only, their own weight
-            det.range_weight = 0.0
         det.forest_ = forest
         det.threshold_ = float(state["threshold"])
         det.n_train_ = int(state["n_train"])
-        det.stats_ = TemplateStats.from_dict(state["stats"]) if "stats" in state else None
-        det.n_templates_ = int(state.get("n_templates", 0))
+        det.n_templates_ = int(state["n_templates"])
+        det.contamination_estimate_ = float(state["contamination_estimate"])
+        det.stats_ = TemplateStats.from_dict(state["stats"])
+        det.forest_scores_ = np.asarray(state["forest_scores"], dtype=np.float64)
+        if len(det.forest_scores_) == 0:
+            raise ValueError("forest_scores is empty")
         return det

@@ -21,10 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from models.detector import NOVELTY_WEIGHT, RANGE_WEIGHT  # rank reasons the way the default score weighs them
 from models.features import FeatureSpace
 
 MIN_DEVIATION = 0.5
+NOVELTY_WEIGHT = 1.0  # rank a rare presence state above a count beyond the trained range of equal strength
+RANGE_WEIGHT = 0.5
+REASONS = {
+    "iforest": "an unusual combination of template counts (isolation forest)",
+    "rarity": "a template state few training windows were in (a rare, missing or new template)",
+    "excess": "a count beyond what training windows wrote (range excess)",
+}
+
+
+def reason_text(component: str) -> str:
+    """One sentence naming the component that made a window anomalous (``anomaly.reason``)."""
+    return REASONS.get(component, component)
 
 
 def _candidates(counts: Mapping[str, int], space: FeatureSpace) -> list[int]:

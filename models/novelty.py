@@ -43,6 +43,7 @@ Everything here is plain arrays so that the statistics save as JSON (:meth:`Temp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,8 @@ import numpy as np
 
 RARE_SHARE = 0.05
 NOVEL_SHARE = 1e-4
+TAIL_MIN_WINDOWS = 10
+MIN_TAIL_SCALE = float(np.log(2.0)) / 4  # a quarter doubling
 _LN2 = float(np.log(2.0))
 
 
@@ -78,19 +81,84 @@ class TemplateStats:
     present: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    tail_anchor: np.ndarray | None = None
+    tail_scale: np.ndarray | None = None
 
     @classmethod
     def fit(cls, log_counts: np.ndarray) -> TemplateStats:
         """Statistics of a training matrix of ``log1p(count)`` columns (one row per window)."""
         if len(log_counts) == 0:
             width = log_counts.shape[1] if log_counts.ndim == 2 else 0
-            return cls(0, np.zeros(width, dtype=np.int64), np.zeros(width), np.zeros(width))
+            return cls(0, np.zeros(width, dtype=np.int64), np.zeros(width), np.zeros(width),
+                       np.zeros(width), np.full(width, MIN_TAIL_SCALE))
+        anchor, scale = upper_tail(log_counts)
         return cls(
             n_windows=int(len(log_counts)),
             present=(log_counts > 0).sum(axis=0).astype(np.int64),
             low=log_counts.min(axis=0).astype(np.float64),
             high=log_counts.max(axis=0).astype(np.float64),
+            tail_anchor=anchor,
+            tail_scale=scale,
         )
+
+    def tail_rank(self) -> int:
+        """How many training windows lie above each template's tail anchor (see :func:`upper_tail`)."""
+        return min(max(TAIL_MIN_WINDOWS, math.ceil(math.sqrt(self.n_windows))), max(self.n_windows - 1, 0))
+
+    def rarity_p(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> np.ndarray:
+        """Per row: tail probability of the window's rarest template state, corrected for the vocabulary.
+
+        The rarest state's smoothed share ``p = (k + 1/2) / (n + 1)`` (a never-seen template counts as a state
+        no training window was in) is the chance that a training window is in that state for that one
+        template; the window is scored for its rarest of ``V + 1`` templates (the vocabulary plus "some new
+        one"), so the share is corrected as the minimum of ``V + 1`` tests (Sidak): ``1 - (1 - p)^(V + 1)``.
+        """
+        rows = len(log_counts)
+        n = self.n_windows
+        smallest = np.ones(rows)
+        if log_counts.ndim == 2 and log_counts.shape[1]:
+            smallest = state_share(self.present[None, :], log_counts > 0, n).min(axis=1)
+        novel = 0.5 / (n + 1.0)
+        smallest = np.where(np.asarray(unseen_templates) > 0, np.minimum(smallest, novel), smallest)
+        return sidak(smallest, len(self.present) + 1)
+
+    def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> float:
+        """Share of rows in a state fewer than ``RARE_SHARE`` of the training windows were in, for some template.
+
+        On the training windows themselves this estimates their contamination: incidents write templates that
+        only incidents write (or skip ones every normal window writes), and they are rare.
+        """
+        if len(log_counts) == 0:
+            return 0.0
+        rare = np.asarray(unseen_templates) > 0
+        if log_counts.ndim == 2 and log_counts.shape[1]:
+            shares = state_share(self.present[None, :], log_counts > 0, self.n_windows)
+            rare = rare | (shares < RARE_SHARE).any(axis=1)
+        return float(np.mean(rare))
+
+    def excess_p(self, log_counts: np.ndarray) -> np.ndarray:
+        """Per row: tail probability of the window's most extreme count, corrected for the vocabulary.
+
+        Upper side: an exponential tail in ``log1p`` space (a Pareto tail in counts) fitted to the training
+        windows above each template's anchor (:func:`upper_tail`): ``p = (k + 1)/(n + 1) * exp(-(x - a)/s)``.
+        A template whose counts vary widely in training (long sessions) has a long tail and needs a large
+        excess to matter; one with steady counts (a heartbeat) needs little. Lower side (a template every
+        training window holds, written fewer times than ever): ``2^-d / (n + 1)`` for ``d`` doublings below
+        the smallest count. Corrected for ``V`` templates (Sidak).
+        """
+        rows, width = (log_counts.shape if log_counts.ndim == 2 else (len(log_counts), 0))
+        if width == 0 or self.n_windows == 0:
+            return np.ones(rows)
+        n = self.n_windows
+        anchor = self.high if self.tail_anchor is None else self.tail_anchor
+        scale = np.full(width, MIN_TAIL_SCALE) if self.tail_scale is None else self.tail_scale
+        k = self.tail_rank()
+        upper = np.where(log_counts > anchor[None, :],
+                         (k + 1.0) / (n + 1.0) * np.exp(-(log_counts - anchor[None, :]) / scale[None, :]), 1.0)
+        below = np.where(log_counts > 0, (self.low[None, :] - log_counts) / _LN2, 0.0)
+        lower = np.where(below > 0, np.exp2(-below) / (n + 1.0), 1.0)
+        smallest = np.minimum(np.minimum(upper, lower), 1.0).min(axis=1)
+        return sidak(smallest, width)
 
     def rarity(self, log_counts: np.ndarray) -> np.ndarray:
         """Per-template rarity ``r_t`` of each row's presence state, shape ``(rows, templates)``."""
@@ -108,12 +176,16 @@ class TemplateStats:
         return float(rarity_of_share(np.array([1.0 / (self.n_windows + 1.0)]))[0])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "n_windows": self.n_windows,
             "present": [int(x) for x in self.present],
             "low": [float(x) for x in self.low],
             "high": [float(x) for x in self.high],
         }
+        if self.tail_anchor is not None and self.tail_scale is not None:
+            data.update(tail_anchor=[float(x) for x in self.tail_anchor],
+                        tail_scale=[float(x) for x in self.tail_scale])
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TemplateStats:
@@ -122,7 +194,30 @@ class TemplateStats:
             present=np.asarray(data["present"], dtype=np.int64),
             low=np.asarray(data["low"], dtype=np.float64),
             high=np.asarray(data["high"], dtype=np.float64),
+            tail_anchor=np.asarray(data["tail_anchor"], dtype=np.float64) if "tail_anchor" in data else None,
+            tail_scale=np.asarray(data["tail_scale"], dtype=np.float64) if "tail_scale" in data else None,
         )
+
+
+def upper_tail(log_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per template: the anchor (the ``k+1``-th largest ``log1p`` count) and the mean excess of the ``k`` above it.
+
+    ``k = max(TAIL_MIN_WINDOWS, sqrt(n))``: the usual choice for a Hill-type tail estimate (enough points
+    for the scale, few enough to stay in the tail). The scale is floored at :data:`MIN_TAIL_SCALE` so that a
+    template with a constant count in training still needs some excess to look extreme.
+    """
+    n, width = log_counts.shape
+    k = min(max(TAIL_MIN_WINDOWS, math.ceil(math.sqrt(n))), max(n - 1, 0))
+    ordered = -np.sort(-log_counts, axis=0)
+    anchor = ordered[k] if n else np.zeros(width)
+    scale = (ordered[:k] - anchor[None, :]).mean(axis=0) if k else np.zeros(width)
+    return anchor.astype(np.float64), np.maximum(scale, MIN_TAIL_SCALE).astype(np.float64)
+
+
+def sidak(p: np.ndarray, tests: int) -> np.ndarray:
+    """Probability that the smallest of ``tests`` independent uniform p-values is ``<= p``: ``1 - (1-p)^m``."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0 - 1e-16)
+    return np.asarray(-np.expm1(max(int(tests), 1) * np.log1p(-p)))
 
 
 def row_max(values: np.ndarray) -> np.ndarray:

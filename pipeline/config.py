@@ -1,8 +1,9 @@
 """Settings, worker options and the one rule that resolves them: flag > ``--config`` file > model > default.
 
 Every default is written once, here: :class:`PipelineSettings` (decoding, entities, windows, model) and
-:class:`WorkerOptions` (Kafka, Elasticsearch, loop timing) hold them as dataclass defaults, and the CLI's help
-texts read them from there (:func:`default_text`), so a help line can never disagree with the code.
+:class:`WorkerOptions` (Kafka, the Elasticsearch or OpenSearch sink, loop timing) hold them as dataclass
+defaults, and the CLI's help texts read them from there (:func:`default_text`), so a help line can never
+disagree with the code.
 
 Precedence, highest first:
 
@@ -42,6 +43,10 @@ DURATION_SETTINGS = ("session_gap", "max_session", "window_size", "allowed_laten
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
 DEFAULT_ES_URL = "http://127.0.0.1:9200"
 DEFAULT_INDEX_PREFIX = "logwarden"
+DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
+# Where anomaly documents go: the search cluster's product. Both take the same --es-* connection flags.
+SINKS = ("elasticsearch", "opensearch")
+DEFAULT_SINK = "elasticsearch"
 
 
 def parse_duration(text: str | float | int, name: str = "duration") -> float:
@@ -109,8 +114,9 @@ DURATION = Duration()
 class PipelineSettings:
     """Decoding, entity, window and model settings, stored with every model. Durations are seconds."""
 
-    log_format: str | None = None
+    log_format: str | None = None  # a layout, or "auto": pick a preset from the first lines
     time_format: str | None = None
+    preset: str | None = None  # a name of pipeline.stages.presets; its values are merged in by the CLI
     entity_regex: str | None = None
     entity_field: str | None = None
     window: str = "session"
@@ -120,7 +126,10 @@ class PipelineSettings:
     allowed_lateness: float = 60.0
     max_clock_skew: float = 86400.0
     max_line_bytes: int = 65536
-    contamination: float = 0.03
+    # "auto" (estimated from the training windows), "clean" (training is normal: cut at target_fpr) or the
+    # expected abnormal share of the training windows, a number in (0, 0.5). Plain data: models/ interprets it.
+    contamination: float | str = "auto"
+    target_fpr: float = 0.005
     # Timestamps without a zone are read in ``timezone`` (an IANA name); ``year`` fills timestamps without a
     # year (syslog's ``Jun 14 15:16:01``), None = the current year (the previous one for dates ahead of now).
     timezone: str = "UTC"
@@ -149,8 +158,9 @@ class PipelineSettings:
     def validated(self) -> PipelineSettings:
         if self.window not in WINDOW_KINDS:
             raise LogwardenError(f"--window must be one of {', '.join(WINDOW_KINDS)}, got {self.window!r}")
-        if not 0.0 < float(self.contamination) < 0.5:
-            raise LogwardenError(f"--contamination must be between 0 and 0.5, got {self.contamination}")
+        object.__setattr__(self, "contamination", parse_contamination(self.contamination))
+        if not 0.0 < float(self.target_fpr) < 1.0:
+            raise LogwardenError(f"--target-fpr must be between 0 and 1, got {self.target_fpr}")
         if int(self.max_line_bytes) < 256:
             raise LogwardenError("--max-line-bytes must be at least 256")
         zone(self.timezone)  # an unknown zone is an error here, before any input is read
@@ -170,6 +180,23 @@ class PipelineSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CONTAMINATION_MODES = ("auto", "clean")
+
+
+def parse_contamination(value: object) -> float | str:
+    """``auto``, ``clean`` or a share in (0, 0.5) (a number or its text); LogwardenError otherwise."""
+    if isinstance(value, str) and value.strip().lower() in CONTAMINATION_MODES:
+        return value.strip().lower()
+    try:
+        share = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise LogwardenError(f"--contamination must be auto, clean or a number between 0 and 0.5, got {value!r}"
+                             ) from None
+    if not 0.0 < share < 0.5:
+        raise LogwardenError(f"--contamination must be between 0 and 0.5, got {value}")
+    return share
 
 
 def zone(name: str) -> tzinfo:
@@ -192,6 +219,7 @@ class WorkerOptions:
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     group_id: str = "logwarden"
+    sink: str = DEFAULT_SINK
     es_url: str = DEFAULT_ES_URL
     index_prefix: str = DEFAULT_INDEX_PREFIX
     metrics_port: int | None = None
@@ -205,6 +233,7 @@ class WorkerOptions:
     es_timeout: float = 10.0
     es_compat: str = "auto"
     es_setup: bool = True
+    template_catalog_interval: float = 30.0  # 0: do not write the <prefix>-templates catalog
     max_poll_records: int = 500
     client_id: str = "logwarden-worker"
     es_auth: dict[str, str] = field(default_factory=dict)
@@ -222,7 +251,7 @@ class WorkerOptions:
         known = {f.name for f in fields(cls)} - {"settings", "es_auth", "explicit_settings"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
         for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
-                     "es_timeout", "model_poll_interval"):
+                     "es_timeout", "model_poll_interval", "template_catalog_interval"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())
@@ -243,6 +272,8 @@ class WorkerOptions:
             raise LogwardenError("no topic to consume: give --topic (repeatable) or `topic:` in the config file")
         if not self.group_id:
             raise LogwardenError("--group-id must not be empty")
+        if self.sink not in SINKS:
+            raise LogwardenError(f"--sink must be one of {', '.join(SINKS)}, got {self.sink!r}")
         if self.input_format not in INPUT_FORMATS:
             raise LogwardenError(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
         if self.session_timeout < 6:

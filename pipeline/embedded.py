@@ -20,14 +20,19 @@ the counts, not in the stages):
   ``--allow-untimed`` (stored with the model) windows such input anyway, on the event clock's fallback.
 * **Too few training windows.** A model fitted on fewer than :data:`MIN_TRAINING_WINDOWS` windows is refused
   unless forced (``--force``); one whose calibration rests on fewer than :data:`MIN_EXPECTED_ANOMALIES`
-  expected abnormal windows (``contamination`` x windows) is fitted with a warning, stored with its stats.
+  expected abnormal windows (a given ``contamination`` x windows) is fitted with a warning, stored with its stats.
+* **Small or odd training sets.** Fewer than :data:`SMALL_TRAINING_WINDOWS` windows, or a median window of at
+  most :data:`SHORT_WINDOW_LINES` lines: a warning, and a flag (``few_windows``, ``short_windows``) in the
+  manifest's stats and on every document (``model.warnings``). ``detect`` warns when more than
+  :data:`UNSEEN_WINDOW_SHARE` of the windows hold templates the model never saw.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,9 +45,12 @@ from pipeline.errors import LogwardenError
 from pipeline.records import RawLine, TemplateMatch, Window
 from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
-from pipeline.stages.chain import NOT_WINDOWED, RecordChain
+from pipeline.stages import presets
+from pipeline.stages.assembly import ASSEMBLERS, assembled
+from pipeline.stages.chain import NOT_WINDOWED, RecordChain, make_decoder
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
-from pipeline.stages.templates import TemplateMiner
+from pipeline.stages.formats import TEMPLATE_FIELD
+from pipeline.stages.templates import TemplateMiner, template_id
 
 Progress = Callable[[int], object]
 SCORE_BATCH = 512
@@ -50,6 +58,9 @@ FORMAT_CHECK_LINES = 100
 UNTIMED_CHECK_LINES = 1000
 MIN_TRAINING_WINDOWS = 50
 MIN_EXPECTED_ANOMALIES = 5
+SMALL_TRAINING_WINDOWS = 300  # below this a 1-in-n tail probability cannot reach the clean threshold's level
+SHORT_WINDOW_LINES = 2  # a median window of this many lines or fewer holds almost no combination to learn
+UNSEEN_WINDOW_SHARE = 0.2  # detect: more windows than this holding new templates means the model is stale
 
 
 @dataclass
@@ -64,20 +75,76 @@ class JobStats:
     templates: int = 0
     unseen_templates: int = 0
     untimed: int = 0
+    preset: str | None = None  # the preset --log-format auto picked
     decode: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Short codes of the warnings about the training set (``few_windows``, ``short_windows``): stored in the
+    # manifest and copied onto every document as ``model.warnings``.
+    flags: list[str] = field(default_factory=list)
+    unseen_windows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def _raw_lines(paths: Sequence[str], settings: PipelineSettings, decoder: Decoder,
-               progress: Progress | None) -> Iterator[RawLine]:
-    """The input's lines, after checking on the first ones that the layout matches at all."""
-    source: Iterator[RawLine] = read_lines(paths, max_line_bytes=settings.max_line_bytes, progress=progress)
-    head, source = peek_lines(source, FORMAT_CHECK_LINES)
-    check_format_matches(decoder, head)
-    yield from source
+class Input:
+    """The input's lines, opened before the chain so ``--log-format auto`` can pick a preset from the first ones.
+
+    ``settings`` are the job's settings with the picked preset applied; :meth:`lines` checks on the first lines
+    that the layout matches at all, then yields every line.
+    """
+
+    def __init__(self, paths: Sequence[str], settings: PipelineSettings, progress: Progress | None,
+                 stats: JobStats, lines: Iterator[RawLine] | None = None) -> None:
+        """``lines`` replaces reading ``paths`` (a Kafka time range, an Elasticsearch index)."""
+        source: Iterator[RawLine] = lines if lines is not None else read_lines(
+            paths, max_line_bytes=settings.max_line_bytes, progress=progress)
+        self.head, self.source = peek_lines(source, FORMAT_CHECK_LINES)
+        if settings.log_format == presets.AUTO:
+            settings = pick_preset(settings, [raw.data.decode("utf-8", "replace") for raw in self.head])
+            stats.preset = settings.preset
+        self.settings = settings
+
+    def lines(self, decoder: Decoder) -> Iterator[RawLine]:
+        check_format_matches(decoder, self.head)
+        preset = presets.get(self.settings.preset) if self.settings.preset else None
+        kind = preset.assembly if preset is not None else None
+        self.assembler = ASSEMBLERS[kind](self.settings.max_line_bytes) if kind else None
+        yield from assembled(self.source, self.assembler)
+
+
+def pick_preset(settings: PipelineSettings, head: list[str]) -> PipelineSettings:
+    """``settings`` with the preset that reads most of ``head`` applied (``--log-format auto``).
+
+    Options that differ from their defaults count as given, so they override the preset's parts as a flag would.
+    """
+    defaults = PipelineSettings()
+    given = {f.name: getattr(settings, f.name) for f in fields(settings)
+             if f.name not in ("log_format", "preset") and getattr(settings, f.name) != getattr(defaults, f.name)}
+    trial = replace(settings, log_format=presets.AUTO)
+    decoders: dict[str, Decoder] = {}
+
+    def fits(preset: presets.Preset, text: str) -> bool:
+        decoder = decoders.get(preset.name)
+        if decoder is None:
+            candidate = replace(trial, preset=preset.name, **presets.get(preset.name).settings)
+            decoder = decoders[preset.name] = make_decoder(candidate, "auto" if preset.json_keys else "off")
+        if preset.json_keys:
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                return False
+            if not isinstance(obj, dict) or not all(key in obj for key in preset.json_keys):
+                return False
+        elif decoder.log_format is None:
+            return False
+        record = decoder.decode_text(text)
+        return record.timestamp is not None and not {"unmatched", "bad_timestamp"}.intersection(record.flags)
+
+    chosen = presets.pick(head, fits)
+    preset = presets.get(chosen.name)
+    picked = settings.merged(presets.apply(chosen.name, given))
+    return replace(picked, log_format=preset.log_format, preset=chosen.name)
 
 
 def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats,
@@ -124,6 +191,25 @@ def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -
     )
 
 
+def training_flags(windows: Sequence[Window]) -> tuple[list[str], list[str]]:
+    """``(flags, warnings)`` for a small or odd training set (see the module docstring)."""
+    flags: list[str] = []
+    warnings: list[str] = []
+    n = len(windows)
+    if n < SMALL_TRAINING_WINDOWS:
+        flags.append("few_windows")
+        warnings.append(f"only {n} training window{'s' * (n != 1)} (fewer than {SMALL_TRAINING_WINDOWS}): the tail "
+                        "probabilities "
+                        "behind the scores are coarse and the threshold rests on few windows")
+    lines = sorted(w.count for w in windows)
+    median = lines[len(lines) // 2] if lines else 0
+    if lines and median <= SHORT_WINDOW_LINES:
+        flags.append("short_windows")
+        warnings.append(f"the median training window holds {median} line{'s' * (median != 1)}: windows this short "
+                        "say little beyond which templates occur; use a coarser entity or longer windows")
+    return flags, warnings
+
+
 def check_training_windows(windows: Sequence[Window], settings: PipelineSettings, force: bool) -> list[str]:
     """Refuse too few training windows unless ``force``; return warnings about a poorly calibrated model."""
     return training_warnings(len(windows), len({(w.entity_field, w.entity_id) for w in windows}), settings, force)
@@ -141,8 +227,9 @@ def training_warnings(n: int, entities: int, settings: PipelineSettings, force: 
     warnings = []
     if n < MIN_TRAINING_WINDOWS:
         warnings.append(f"fitted on only {n} window{'s' * (n != 1)} (--force): its scores say little")
-    expected = settings.contamination * n
-    if expected < MIN_EXPECTED_ANOMALIES:
+    share = settings.contamination if isinstance(settings.contamination, float) else None
+    expected = (share or 0.0) * n
+    if share is not None and expected < MIN_EXPECTED_ANOMALIES:
         warnings.append(
             f"the threshold is poorly calibrated: {n} window{'s' * (n != 1)} x --contamination "
             f"{settings.contamination} = {expected:.1f} expected abnormal windows "
@@ -160,11 +247,11 @@ def _finish_decode_stats(stats: JobStats, decoder: Decoder) -> None:
 def learn_windows(
     paths: Sequence[str], settings: PipelineSettings, progress: Progress | None = None,
     miner: TemplateMiner | None = None,
-) -> tuple[TemplateMiner, list[Window], JobStats]:
+) -> tuple[TemplateMiner, list[Window], JobStats, PipelineSettings]:
     """Pass 1 of training: learn templates and window the records with final template ids.
 
-    ``miner``: start from it (a warm start, :meth:`TemplateMiner.warm_start`) instead of an empty one.
-    """
+    Returns the settings in force too: ``--log-format auto`` resolved to the preset it picked. ``miner``: start
+    from it (a warm start, :meth:`TemplateMiner.warm_start`) instead of an empty one."""
     miner = miner if miner is not None else TemplateMiner()
     stats = JobStats()
     windows: list[Window] = []
@@ -173,8 +260,10 @@ def learn_windows(
         handle = miner.learn_cluster(message)
         return TemplateMatch(template_id=str(handle), template="")
 
+    source = Input(paths, settings, progress, stats)
+    settings = source.settings
     chain = RecordChain(settings, tag)
-    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats, settings):
+    for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         windows.extend(batch)
     _finish_decode_stats(stats, chain.decoder)
     final: dict[str, TemplateMatch] = {}
@@ -184,7 +273,9 @@ def learn_windows(
         for handle, n in window.counts.items():
             match = final.get(handle)
             if match is None:
-                match = final[handle] = miner.final_template(int(handle))
+                # A preset-made template (access logs) has its final id already; a miner handle is a number.
+                match = final[handle] = (miner.final_template(int(handle)) if handle.isdigit()
+                                         else TemplateMatch(handle, window.templates[handle]))
             remapped[match.template_id] += n
             window.templates[match.template_id] = match.template
             if handle in window.samples:
@@ -198,7 +289,7 @@ def learn_windows(
             f"no windows: none of {stats.lines} lines had an entity"
             + (f" matching --entity-regex {settings.entity_regex!r}" if settings.entity_regex else "")
         )
-    return miner, windows, stats
+    return miner, windows, stats, settings
 
 
 def fit_bundle(miner: TemplateMiner, windows: list[Window], settings: PipelineSettings, stats: JobStats,
@@ -214,7 +305,7 @@ def fit_counts(miner: TemplateMiner, counts: Sequence[Mapping[str, int]], templa
                settings: PipelineSettings, stats: JobStats, seed: int = 0) -> ModelBundle:
     """Fit the feature space and detector on window count vectors (template id -> count)."""
     space = FeatureSpace().fit(counts, templates)
-    detector = WindowDetector(contamination=settings.contamination, random_state=seed)
+    detector = WindowDetector(contamination=settings.contamination, target_fpr=settings.target_fpr, random_state=seed)
     detector.fit(space.transform(counts))
     return ModelBundle(
         miner_state=miner.to_state(),
@@ -243,8 +334,10 @@ def train(paths: Sequence[str], settings: PipelineSettings, progress: Progress |
     ``warm_start``: the previous model, whose known templates keep their ids in the new one.
     """
     miner = warm_miner(warm_start) if warm_start is not None else None
-    miner, windows, stats = learn_windows(paths, settings, progress, miner)
+    miner, windows, stats, settings = learn_windows(paths, settings, progress, miner)
     stats.warnings = check_training_windows(windows, settings, force)
+    stats.flags, odd = training_flags(windows)
+    stats.warnings.extend(odd)
     return fit_bundle(miner, windows, settings, stats)
 
 
@@ -261,8 +354,10 @@ def detect(
     for :func:`train`).
     """
     if bundle is None:
-        miner, windows, stats = learn_windows(paths, settings, progress)
+        miner, windows, stats, settings = learn_windows(paths, settings, progress)
         stats.warnings = check_training_windows(windows, settings, force)
+        stats.flags, odd = training_flags(windows)
+        stats.warnings.extend(odd)
         bundle = fit_bundle(miner, windows, settings, stats)
         bundle.version = "adhoc"
         return _score_all(Scorer(bundle), windows, stats), stats
@@ -274,6 +369,7 @@ def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterat
     for i in range(0, len(windows), SCORE_BATCH):
         for doc in scorer.score(windows[i:i + SCORE_BATCH]):
             stats.anomalies += int(doc["anomaly"]["is_anomaly"])
+            stats.unseen_windows += int(any(entry["new"] for entry in doc["templates"]))
             yield doc
 
 
@@ -293,14 +389,21 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             unseen.add(match.template_id)
         return match
 
-    chain = RecordChain(settings, tag)
-    for batch in windowed(chain, _raw_lines(paths, settings, chain.decoder, progress), stats, settings):
+    source = Input(paths, settings, progress, stats)
+    settings = source.settings
+    vocabulary = set(getattr(bundle.features, "vocabulary_", ()))
+    chain = RecordChain(settings, tag, known=vocabulary.__contains__)
+    for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         pending.extend(batch)
         if len(pending) >= SCORE_BATCH:
             yield from _score_all(scorer, pending, stats)
             pending = []
     yield from _score_all(scorer, pending, stats)
     stats.unseen_templates = len(unseen)
+    if stats.windows and stats.unseen_windows > UNSEEN_WINDOW_SHARE * stats.windows:
+        stats.warnings.append(
+            f"{stats.unseen_windows} of {stats.windows} windows hold templates the model never saw: the input "
+            "differs from the training data (retrain on recent logs, or check --log-format)")
     _finish_decode_stats(stats, chain.decoder)
 
 
@@ -331,21 +434,29 @@ def parse(
     """
     miner = TemplateMiner()
     stats = JobStats()
-    handles = []
+    handles: list[int | TemplateMatch] = []
     # Only the chain's decoding step: parse templates every line, entities and windows play no part.
-    decoder = RecordChain(settings, miner.learn).decoder
-    for raw in _raw_lines(paths, settings, decoder, progress):
+    source = Input(paths, settings, progress, stats)
+    decoder = RecordChain(source.settings, miner.learn).decoder
+    for raw in source.lines(decoder):
         stats.lines += 1
-        handles.append(miner.learn_cluster(decoder.decode(raw).message))
+        record = decoder.decode(raw)
+        fixed = record.fields.get(TEMPLATE_FIELD)  # a preset-made template (access logs)
+        handles.append(TemplateMatch(template_id(fixed), fixed) if fixed else miner.learn_cluster(record.message))
     _finish_decode_stats(stats, decoder)
 
     def rows() -> Iterator[tuple[int, str, str]]:
         final: dict[int, TemplateMatch] = {}
+        fixed: set[str] = set()
         for number, handle in enumerate(handles, start=1):
+            if isinstance(handle, TemplateMatch):
+                fixed.add(handle.template_id)
+                yield number, handle.template_id, handle.template
+                continue
             match = final.get(handle)
             if match is None:
                 match = final[handle] = miner.final_template(handle)
             yield number, match.template_id, match.template
-        stats.templates = len({m.template_id for m in final.values()})
+        stats.templates = len({m.template_id for m in final.values()} | fixed)
 
     return rows(), stats

@@ -9,10 +9,13 @@ the streaming worker (Elasticsearch). Nested objects as ECS writes them (``entit
     window.start/.end/.kind/.late
     window.stream       the Kafka topic/partition the window was read from (worker documents only)
     window.offset       smallest offset (Kafka) or line number (file) of the window's records
-    anomaly.score       higher = more abnormal (see models.detector)
+    anomaly.score       higher = more abnormal: -log10 of the combined tail probability (see models.detector)
     anomaly.threshold   calibrated on the training windows
     anomaly.is_anomaly  score > threshold
+    anomaly.components  {iforest, rarity, excess}: each component's -log10 tail probability, the score's scale
+    anomaly.reason      the component that decided the score, and anomaly.reason_text says it in words
     model.version
+    model.warnings      flags of a small or odd training set (few_windows, short_windows); empty when none
     templates           explanation: [{id, template, observed, expected, new}]
     log.count           lines in the window
     log.samples         a line of every explained template that the window holds, then its first lines up
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from models.artifacts import ModelBundle
-from models.explain import explain
+from models.explain import explain, reason_text
 from pipeline.records import Window, iso_utc
 
 MAX_SAMPLES = 5
@@ -61,15 +64,20 @@ class Scorer:
         self.space = bundle.features
         self.detector = bundle.detector
         self.version = bundle.version
+        self.warnings = [str(flag) for flag in bundle.stats.get("flags", [])]
 
     def score(self, windows: Sequence[Window]) -> list[dict[str, Any]]:
         """Score a batch (vectorised: one forest call per batch) and return one document per window."""
         if not windows:
             return []
         matrix = self.space.transform([w.counts for w in windows])
-        scores = self.detector.score(matrix)
+        scores, components, reasons = self.detector.score_and_reasons(matrix)
         threshold = float(self.detector.threshold_)
-        return [self._document(w, float(s), threshold) for w, s in zip(windows, scores, strict=True)]
+        docs = []
+        for i, (window, score) in enumerate(zip(windows, scores, strict=True)):
+            parts = {name: round(float(values[i]), 6) for name, values in components.items()}
+            docs.append(self._document(window, float(score), threshold, parts, reasons[i]))
+        return docs
 
     @staticmethod
     def _window_fields(window: Window) -> dict[str, Any]:
@@ -81,7 +89,8 @@ class Scorer:
             fields["offset"] = min(window.positions.values())
         return fields
 
-    def _document(self, window: Window, score: float, threshold: float) -> dict[str, Any]:
+    def _document(self, window: Window, score: float, threshold: float, components: dict[str, float],
+                  reason: str) -> dict[str, Any]:
         explanation = explain(window.counts, self.space, window.templates)
         samples: list[str] = []
         for entry in explanation:
@@ -97,8 +106,9 @@ class Scorer:
             "@timestamp": iso_utc(window.end),
             "entity": {"id": window.entity_id, "field": window.entity_field},
             "window": self._window_fields(window),
-            "anomaly": {"score": round(score, 6), "threshold": round(threshold, 6), "is_anomaly": score > threshold},
-            "model": {"version": self.version},
+            "anomaly": {"score": round(score, 6), "threshold": round(threshold, 6), "is_anomaly": score > threshold,
+                        "components": components, "reason": reason, "reason_text": reason_text(reason)},
+            "model": {"version": self.version, "warnings": self.warnings},
             "templates": explanation,
             "log": {"count": window.count, "samples": samples},
         }

@@ -248,6 +248,89 @@ class _FakeEsNode(_BaseNode):
         return _NodeApiResponse(meta, _json.dumps(payload).encode())
 
 
+# =====================================================================================================
+# OpenSearch (opensearch sink / layout / es-setup --sink opensearch tests)
+# -----------------------------------------------------------------------------------------------------
+# The same in-memory server behind opensearch-py's documented ``connection_class`` hook: the real client,
+# transport and bulk helper run; only the HTTP connection is replaced. Imported lazily so that the rest
+# of the fakes work without the optional extra.
+# =====================================================================================================
+class FakeOpenSearch(FakeElasticsearch):
+    """In-memory OpenSearch: FakeElasticsearch's indices, templates, aliases and bulk, plus ``GET /`` with
+    an OpenSearch version and, when ``ism`` is set, the ISM plugin's policy API (``ism_policies``)."""
+
+    def __init__(self, *, ism: bool = False, data_streams: bool = True, version: str = "2.19.6") -> None:
+        super().__init__(ilm=False, data_streams=data_streams)
+        self.ism = ism
+        self.version = version
+        self.ism_policies: dict[str, dict[str, _Any]] = {}  # name -> {"policy": ..., "_seq_no": n}
+
+    def client(self, **kwargs: _Any) -> _Any:
+        from opensearchpy import OpenSearch  # noqa: PLC0415 - the optional extra, only when used
+
+        connection_class = type("FakeOsConnection", (_fake_os_connection(),), {"server": self})
+        kwargs.setdefault("max_retries", 0)
+        return OpenSearch(["http://fake-os:9200"], connection_class=connection_class, **kwargs)
+
+    def handle(self, method: str, target: str, body: bytes | None) -> tuple[int, _Any]:
+        path = _unquote(_urlsplit(target).path)
+        parts = [p for p in path.split("/") if p]
+        if not parts and not self.down:
+            self.requests.append((method, path))
+            return 200, {"version": {"distribution": "opensearch", "number": self.version}, "tagline": "fake"}
+        if parts[:2] == ["_plugins", "_ism"] and not self.down:
+            self.requests.append((method, path))
+            return self._ism(method, parts[3] if len(parts) > 3 else None, target, body) if self.ism else _NO_HANDLER
+        return super().handle(method, target, body)
+
+    def _ism(self, method: str, name: str | None, target: str, body: bytes | None) -> tuple[int, _Any]:
+        if name is None:
+            return 200, {"policies": [{"_id": n, **p} for n, p in self.ism_policies.items()]}
+        stored = self.ism_policies.get(name)
+        if method == "GET":
+            if stored is None:
+                return _es_error(404, "status_exception", "Policy not found")
+            return 200, {"_id": name, "_primary_term": 1, **stored}
+        query = dict(pair.split("=", 1) for pair in (_urlsplit(target).query or "").split("&") if "=" in pair)
+        if stored is not None and query.get("if_seq_no") != str(stored["_seq_no"]):
+            return _es_error(409, "version_conflict_engine_exception", f"[{name}]: version conflict")
+        seq_no = 0 if stored is None else stored["_seq_no"] + 1
+        self.ism_policies[name] = {"policy": _json.loads(body or b"{}")["policy"], "_seq_no": seq_no}
+        return 201 if stored is None else 200, {"_id": name, "_seq_no": seq_no}
+
+
+def _fake_os_connection() -> type:
+    """An opensearch-py ``Connection`` that answers from a FakeOpenSearch (``server`` set per subclass)."""
+    from opensearchpy import Connection  # noqa: PLC0415
+    from opensearchpy.exceptions import ConnectionError as OsConnectionError  # noqa: PLC0415
+    from opensearchpy.exceptions import ConnectionTimeout as OsConnectionTimeout  # noqa: PLC0415
+
+    class FakeOsConnection(Connection):  # type: ignore[misc]
+        server: FakeOpenSearch
+
+        def perform_request(self, method: str, url: str, params: _Any = None, body: _Any = None,
+                            timeout: _Any = None, ignore: _Any = (), headers: _Any = None) -> _Any:
+            from urllib.parse import urlencode  # noqa: PLC0415
+
+            target = url + (f"?{urlencode(params)}" if params else "")
+            raw_body = body.encode() if isinstance(body, str) else body
+            try:
+                status, payload = self.server.handle(method, target, raw_body)
+            except _EsTimeout as exc:
+                raise OsConnectionTimeout("TIMEOUT", str(exc), exc) from exc
+            except _EsConnectionError as exc:
+                raise OsConnectionError("N/A", str(exc), exc) from exc
+            raw = _json.dumps(payload)
+            if not 200 <= status < 300 and status not in ignore:
+                self._raise_error(status, raw, "application/json")
+            return status, {"content-type": "application/json"}, raw
+
+        def close(self) -> None:
+            """Nothing to release: no sockets."""
+
+    return FakeOsConnection
+
+
 def anomaly_doc(entity: str = "blk_1", start: str = "2015-10-18T18:01:47.978Z", *, end: str | None = None,
                 version: str = "v1", count: _Any = 3, template_ids: tuple[str, ...] = ("t-1",)) -> dict[str, _Any]:
     """An anomaly document shaped like ``pipeline.scoring.Scorer`` writes it."""
@@ -261,6 +344,16 @@ def anomaly_doc(entity: str = "blk_1", start: str = "2015-10-18T18:01:47.978Z", 
                        "new": i == 0} for i, tid in enumerate(template_ids)],
         "log": {"count": count, "samples": [f"081109 203615 148 INFO dfs.DataNode: {entity} received"]},
     }
+
+
+def hostile_anomaly_docs() -> tuple[dict[str, _Any], dict[str, _Any], dict[str, _Any], dict[str, _Any]]:
+    """Documents a sink must survive: a lone surrogate in a sample, a 64 KiB sample, a window in 2099,
+    and one with neither ``window`` nor ``@timestamp`` (no index can be chosen: rejected before sending)."""
+    surrogate, big, timeless = anomaly_doc("blk_s"), anomaly_doc("blk_big"), anomaly_doc("blk_none")
+    surrogate["log"]["samples"] = ["name \ud800 odd"]
+    big["log"]["samples"] = ["x" * 65536]
+    del timeless["window"], timeless["@timestamp"]
+    return surrogate, big, anomaly_doc("blk_2099", start="2099-01-01T00:00:00Z"), timeless
 
 
 def as_document(doc: dict[str, _Any], doc_id: str | None = None) -> _Document:

@@ -20,7 +20,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
 WORKER_YAML = REPO / "examples" / "worker.yaml"
-LONG_RUNNING = ("kafka", "elasticsearch", "kibana", "worker")
+LONG_RUNNING = ("kafka", "elasticsearch", "kibana", "worker", "prometheus")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def flag_value(argv: list[str], flag: str) -> str:
 
 
 def test_services_present(services: dict[str, Any]) -> None:
-    assert {"kafka", "elasticsearch", "kibana", "worker", "setup"} <= set(services)
+    assert {"kafka", "elasticsearch", "kibana", "worker", "setup", "prometheus"} <= set(services)
 
 
 @pytest.mark.parametrize("name", LONG_RUNNING)

@@ -22,6 +22,7 @@ from models.errors import ModelError
 from pipeline.config import DURATION, WINDOW_KINDS, PipelineSettings, config_values, default_text, load_config
 from pipeline.errors import LogwardenError
 from pipeline.sources.files import count_bytes
+from pipeline.stages import presets
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped with Ctrl-C
@@ -125,13 +126,18 @@ def decoding_options(from_model: bool = False) -> Decorator:
                          help="Truncate longer lines (counted)." + tail("max_line_bytes"))(f)
         f = click.option("--time-format", help="strptime format of the timestamp fields (auto-detected if "
                          "omitted)." + tail("time_format"))(f)
+        f = click.option("--preset", metavar="NAME",
+                         help="A known log shape (cri, docker, kubectl, rfc3164, rfc5424, nginx, apache, logfmt, "
+                         "loghub-hdfs, ...; `logwarden presets` lists them): sets the layout, time format, entity "
+                         "and window; options given explicitly override each part." + tail("preset"))(f)
         return click.option(
             "--log-format",
             help="logparser-style layout, e.g. '<Date> <Time> <Level> <Component>: <Content>'. <Content> is the "
             "message. Text outside <Name> fields is literal (a space run matches any whitespace; '( ... )?' is an "
             "optional part; '\\[' is '['), so Loghub's layouts work as written and '<Time>|<Pid>|<Content>' "
             "needs no escapes. Each field ends where the text after it first appears; lines that do not fit are "
-            "kept whole as unmatched. Without it JSON lines are detected and other lines are taken whole."
+            "kept whole as unmatched. Without it JSON lines are detected and other lines are taken whole. 'auto' "
+            "tries every preset on the first lines and says which one it picked."
             + tail("log_format"),
         )(f)
 
@@ -222,8 +228,15 @@ def resolve(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings_from(values: dict[str, Any], stored: dict[str, Any] | None = None) -> PipelineSettings:
-    """Pipeline settings: defaults < the model's stored settings < resolved values (flag or config)."""
-    return PipelineSettings().merged(stored).merged(values)
+    """Pipeline settings: defaults < the model's stored settings < a ``--preset`` < resolved values.
+
+    A preset given as a flag or in the config file sits just under the other flags and keys: it replaces
+    what the model stored, and every option given explicitly overrides its part (:func:`presets.apply`).
+    """
+    settings = PipelineSettings().merged(stored)
+    if values.get("preset"):
+        settings = settings.merged(presets.apply(values["preset"], values))
+    return settings.merged(values)
 
 
 def open_registry(model_dir: str, bootstrap_servers: str | None = None) -> Any:

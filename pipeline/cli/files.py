@@ -5,7 +5,7 @@ through :mod:`pipeline.sinks.report`.
 
 Every destination is checked before any input is read: ``--out`` and ``--report`` files are written as
 temporary files next to them and renamed at the end (an interrupted or failed run leaves an existing file as
-it was).
+it was), and ``train`` probes ``--model-dir`` for writing first.
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
-from pipeline.sinks.report import atomic_path, open_output, render_report, summary_table, write_jsonl
+from pipeline.sinks.html_report import ReportData, render_html_report
+from pipeline.sinks.report import atomic_path, open_output, summary_table, write_jsonl
 
 
 def stats_line(stats: jobs.JobStats) -> str:
     decode = stats.decode
     problems = {k: v for k, v in decode.items() if k not in ("lines", "matched", "json") and v}
     text = f"{stats.lines} lines"
+    if stats.preset:
+        text += f" read as preset {stats.preset} (picked by --log-format auto)"
     if stats.windows:
         text += f", {stats.windows} windows"
     if stats.templates:
@@ -92,7 +95,8 @@ def report_warnings(stats: jobs.JobStats) -> None:
 @click.option("--model-dir", type=click.Path(file_okay=False),
               help="Use this registry's current model (and its settings). Without it, train on the input first.")
 @click.option("--model-version", help="Use this version instead of the current one.")
-@click.option("--contamination", type=float, help="When training on the input: expected abnormal share.")
+@click.option("--contamination", help="When training on the input: auto, clean or the expected abnormal share.")
+@click.option("--target-fpr", type=float, help="When training on the input: false-positive rate for clean training.")
 @untimed_option
 @force_option
 @click.option("--out", default="-", show_default=True,
@@ -107,7 +111,8 @@ def detect(**flags: Any) -> None:
     Each line is the document the streaming worker indexes into Elasticsearch: @timestamp, entity.id,
     window.*, anomaly.score (higher = more abnormal), anomaly.threshold, anomaly.is_anomaly, model.version,
     templates (the explanation: observed vs expected counts, new templates) and log.samples.
-    A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz files are read directly.
+    A summary table of the top anomalies goes to stderr. `-` reads stdin; .gz, .bz2, .xz and .zst files are read
+    directly; a directory or a quoted glob is read in logrotate's order (app.log.2.gz, app.log.1, app.log).
 
     \b
     Examples:
@@ -120,7 +125,7 @@ def detect(**flags: Any) -> None:
         bundle = ModelRegistry(flags["model_dir"]).load(flags.get("model_version"))
     settings = settings_from(flags, bundle.settings if bundle is not None else None)
     top: list[tuple[float, int, dict[str, Any]]] = []
-    anomalies: list[dict[str, Any]] = []
+    gathered = ReportData() if flags["report"] else None
     with ExitStack() as files:
         out = files.enter_context(open_output(flags["out"]))
         report = files.enter_context(atomic_path(flags["report"])) if flags["report"] else None
@@ -136,12 +141,12 @@ def detect(**flags: Any) -> None:
                     heapq.heappush(top, item)
                 elif flags["top"] > 0:
                     heapq.heappushpop(top, item)
-                if report is not None:
-                    anomalies.append(doc)
+            if gathered is not None:
+                gathered.add(doc)
         out.flush()
-        if report is not None:
-            anomalies.sort(key=lambda d: -d["anomaly"]["score"])
-            report.write_text(render_report(anomalies, stats.as_dict(), "Logwarden anomalies"), encoding="utf-8")
+        if report is not None and gathered is not None:
+            meta = {"inputs": list(flags["paths"]), "model_version": bundle.version if bundle is not None else None}
+            report.write_text(render_html_report(gathered, stats.as_dict(), meta), encoding="utf-8")
     report_warnings(stats)
     best = [doc for _, _, doc in sorted(top, key=lambda t: (-t[0], -t[1]))]
     click.echo(f"{stats.anomalies} anomalous windows ({stats_line(stats)})", err=True)

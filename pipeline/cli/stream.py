@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from pipeline.cli.common import Command, decoding_options, open_registry, resolve, settings_from, window_options
-from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DURATION, INPUT_FORMATS, WorkerOptions, default_text
+from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DURATION, INPUT_FORMATS, SINKS, WorkerOptions, default_text
 from pipeline.errors import LogwardenError
 
 log = logging.getLogger("logwarden.worker")
@@ -75,9 +75,15 @@ def _default(name: str) -> str:
               help="Record format: json dead-letters anything that is not a JSON object." + _default("input_format"))
 @decoding_options(from_model=True)
 @window_options(from_model=True)
-@click.option("--es-url", envvar="LOGWARDEN_ES_URL", help="Elasticsearch URL." + _default("es_url"))
+@click.option("--sink", envvar="LOGWARDEN_SINK", type=click.Choice(SINKS),
+              help="Where anomalies are indexed: Elasticsearch or OpenSearch (pip install 'logwarden[opensearch]'); "
+                   "the --es-* options and LOGWARDEN_ES_* secrets apply to either." + _default("sink"))
+@click.option("--es-url", envvar="LOGWARDEN_ES_URL", help="Elasticsearch (or OpenSearch) URL." + _default("es_url"))
 @click.option("--index-prefix", help="Index prefix: <prefix>-anomalies-YYYY.MM.DD." + _default("index_prefix"))
 @click.option("--no-es-setup", is_flag=True, default=None, help="Do not create the index template and alias.")
+@click.option("--template-catalog-interval", type=DURATION,
+              help="How often to upsert the templates seen into <prefix>-templates (at most 500 per flush); 0 turns "
+                   "the catalog off." + _default("template_catalog_interval"))
 @click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /readyz on this port (0: any free).")
 @click.option("--exit-when-idle", type=DURATION,
               help="Close all windows, index, commit and exit after this long without records.")
@@ -90,14 +96,16 @@ def _default(name: str) -> str:
 @click.option("--liveness-timeout", type=DURATION,
               help="/healthz fails when the loop completed no poll for this long." + _default("liveness_timeout"))
 @click.option("--session-timeout", type=DURATION, help="Kafka group session timeout." + _default("session_timeout"))
-@click.option("--es-timeout", type=DURATION, help="Elasticsearch request timeout." + _default("es_timeout"))
+@click.option("--es-timeout", type=DURATION, help="Elasticsearch/OpenSearch request timeout." + _default("es_timeout"))
 @click.option("--es-compat", envvar="LOGWARDEN_ES_COMPAT",
-              help="Elasticsearch server major (8 or 9) for the media types, or auto." + _default("es_compat"))
+              help="Elasticsearch server major (8 or 9) for the media types, or auto; not used by the OpenSearch "
+                   "sink." + _default("es_compat"))
 @click.option("--json-logs", is_flag=True, default=None, help="Log JSON lines to stderr.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="Log level.  [default: INFO]")
 def worker(**flags: Any) -> None:
-    """Consume log records from Kafka, window and score them like `detect`, index anomalies into Elasticsearch.
+    """Consume log records from Kafka, window and score them like `detect`, index anomalies into Elasticsearch
+    (or OpenSearch, with --sink opensearch).
 
     Produce records keyed by entity (see `logwarden replay --key-regex`) so each entity lives in one
     partition. Delivery: at-least-once processing, effectively-once documents (deterministic ids).

@@ -1,8 +1,7 @@
-"""Writers for job results: JSON lines, the terminal summary table and the HTML report."""
+"""Writers for job results: JSON lines and the terminal summary table (the HTML report: ``html_report``)."""
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import stat
@@ -103,33 +102,3 @@ def summary_table(top: Iterable[dict[str, Any]], width: int = 120) -> str:
         for extra in why[1:]:
             lines.append(f"{'':>7}  {'':<28} {'':<24} {'':>6}  {_short(extra, max(20, width - 72))}")
     return "\n".join(lines)
-
-
-def write_report(path: str, docs: list[dict[str, Any]], stats: dict[str, Any], title: str) -> None:
-    """Write :func:`render_report` to ``path`` (atomically: see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(render_report(docs, stats, title), encoding="utf-8")
-
-
-def render_report(docs: list[dict[str, Any]], stats: dict[str, Any], title: str) -> str:
-    """A self-contained HTML page: run statistics and every anomalous window with its explanation."""
-    esc = html.escape
-    rows = []
-    for doc in docs:
-        expl = "".join(
-            f"<li><code>{esc(e['id'])}</code> {esc(_reason(e))}: {esc(e['template'])}</li>" for e in doc["templates"]
-        )
-        samples = "".join(f"<li><code>{esc(s)}</code></li>" for s in doc["log"]["samples"])
-        rows.append(
-            f"<tr><td>{doc['anomaly']['score']:.3f}</td><td>{esc(str(doc['entity']['id']))}</td>"
-            f"<td>{esc(doc['window']['start'])}<br>{esc(doc['window']['end'])}</td><td>{doc['log']['count']}</td>"
-            f"<td><ul>{expl}</ul><details><summary>sample lines</summary><ul>{samples}</ul></details></td></tr>"
-        )
-    stat_items = "".join(f"<li>{esc(str(k))}: {esc(str(v))}</li>" for k, v in stats.items())
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
-padding:4px;vertical-align:top}}code{{font-size:90%}}</style></head><body>
-<h1>{esc(title)}</h1><ul>{stat_items}</ul>
-<table><tr><th>score</th><th>entity</th><th>window</th><th>lines</th><th>why</th></tr>{''.join(rows)}</table>
-</body></html>"""
-    return page

@@ -1,26 +1,26 @@
 """Sources: input files (or stdin) read as numbered raw lines.
 
 Lines stay bytes here: decoding them, and counting the undecodable ones, is the decoder's job. Files are
-read in the order given; ``-`` is stdin. Gzip is recognised by its magic bytes, whatever the name, so
-``cat app.log.gz | logwarden detect -`` works; a file named ``.gz`` that is not gzip is an error rather than
-a stream of garbage. Lines are split on ``\\n`` (a ``\\r`` before it is dropped) and numbered from 1 in each
+read in the order given; ``-`` is stdin; a directory or a glob pattern stands for its files in logrotate's
+time order (:mod:`pipeline.sources.rotation`). gzip, bzip2, xz and zstd are recognised by their magic bytes,
+whatever the name (:mod:`pipeline.sources.compression`), so ``cat app.log.gz | logwarden detect -`` works; a
+file named ``.gz`` (``.bz2``, ``.xz``, ``.zst``) that does not start like one is an error rather than a
+stream of garbage. Lines are split on ``\\n`` (a ``\\r`` before it is dropped) and numbered from 1 in each
 file; a last line without a newline still counts, an empty file has no lines.
 
 Memory stays bounded whatever the input: a line longer than ``max_line_bytes`` keeps its first
 ``max_line_bytes`` bytes, is marked ``truncated``, and the rest of it is skipped in chunks, never held whole.
 
-Every problem with an input (missing, a directory, no permission, corrupt or truncated gzip, even halfway
+Every problem with an input (missing, no permission, corrupt or truncated compressed data, even halfway
 through) raises :class:`~pipeline.errors.InputError` with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -28,9 +28,11 @@ from typing import IO, TypeVar, cast
 
 from pipeline.errors import InputError
 from pipeline.records import RawLine
+from pipeline.sources import compression
+from pipeline.sources.compression import MAGIC_BYTES, Codec
+from pipeline.sources.rotation import expand
 
 STDIN = "-"
-GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_MAX_LINE_BYTES = 65536
 _SKIP_CHUNK = 1 << 16
 _PROGRESS_STEP = 1 << 20
@@ -39,7 +41,7 @@ _T = TypeVar("_T")
 
 @dataclass
 class SourceStats:
-    """What the sources read; ``bytes_read`` is input bytes (compressed bytes for a gzip file)."""
+    """What the sources read; ``bytes_read`` is input bytes (compressed bytes for a compressed file)."""
 
     files: int = 0
     lines: int = 0
@@ -47,18 +49,19 @@ class SourceStats:
     bytes_read: int = 0
 
 
-def _input_error(path: str, exc: BaseException) -> InputError:
+def _input_error(path: str, exc: BaseException, codec: Codec | None = None) -> InputError:
     name = "stdin" if path == STDIN else path
+    if isinstance(exc, InputError):
+        return exc
+    described = compression.describe_error(exc, codec)
+    if described is not None:
+        return InputError(f"{name}: {described}")
     if isinstance(exc, FileNotFoundError):
         return InputError(f"{name}: no such file")
     if isinstance(exc, IsADirectoryError):
         return InputError(f"{name}: is a directory, not a log file")
     if isinstance(exc, PermissionError):
         return InputError(f"{name}: permission denied")
-    if isinstance(exc, EOFError):
-        return InputError(f"{name}: truncated gzip data (the compressed stream ends early)")
-    if isinstance(exc, gzip.BadGzipFile | zlib.error):
-        return InputError(f"{name}: corrupt gzip data ({exc})")
     if isinstance(exc, OSError):
         return InputError(f"{name}: cannot read: {exc.strerror or exc}")
     return InputError(f"{name}: cannot read: {exc}")
@@ -71,8 +74,8 @@ class _BorrowedReader(io.BufferedReader):
         pass
 
 
-def _open(path: str, stdin: IO[bytes] | None) -> tuple[IO[bytes], IO[bytes], bool]:
-    """``(reader, base, is_gzip)``: ``reader`` yields the text bytes, ``base`` is the underlying input."""
+def _open(path: str, stdin: IO[bytes] | None) -> tuple[IO[bytes], IO[bytes], Codec | None]:
+    """``(reader, base, codec)``: ``reader`` yields the text bytes, ``base`` is the underlying input."""
     if path == STDIN:
         base = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
         if base is None:
@@ -85,17 +88,26 @@ def _open(path: str, stdin: IO[bytes] | None) -> tuple[IO[bytes], IO[bytes], boo
         except OSError as exc:
             raise _input_error(path, exc) from None
     try:
-        head = cast(io.BufferedReader, base).peek(2)[:2]  # every base here is buffered (see above)
+        head = cast(io.BufferedReader, base).peek(MAGIC_BYTES)[:MAGIC_BYTES]  # every base here is buffered
     except OSError as exc:
         if path != STDIN:
             base.close()
         raise _input_error(path, exc) from None
-    if head[:2] == GZIP_MAGIC:
-        return cast(IO[bytes], gzip.GzipFile(fileobj=base, mode="rb")), base, True
-    if head and path != STDIN and path.lower().endswith(".gz"):
+    codec = compression.sniff(head)
+    if codec is not None:
+        try:
+            return compression.open_codec(codec, base), base, codec
+        except BaseException:
+            if path != STDIN:
+                base.close()
+            raise
+    promised = compression.named(path) if path != STDIN else None
+    if head and promised is not None:
         base.close()
-        raise InputError(f"{path}: not gzip data (the name ends in .gz but the file does not start like gzip)")
-    return base, base, False
+        suffix = promised.suffixes[0]
+        raise InputError(f"{path}: not {promised.name} data (the name ends in {suffix} but the file does not "
+                         f"start like {promised.name})")
+    return base, base, None
 
 
 def read_lines(
@@ -115,14 +127,16 @@ def read_lines(
     if max_line_bytes < 1:
         raise ValueError("max_line_bytes must be positive")
     stats = stats if stats is not None else SourceStats()
-    for name in paths:
-        path = os.fspath(name)
-        reader, base, is_gzip = _open(path, stdin)
+    for path in expand(paths):
+        reader, base, codec = _open(path, stdin)
         stats.files += 1
         try:
-            yield from _lines(reader, base, is_gzip, path, max_line_bytes, stats, progress)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _input_error(path, exc) from None
+            yield from _lines(reader, base, codec is not None, path, max_line_bytes, stats, progress)
+        except Exception as exc:
+            # Each decompressor has its own errors (lzma.LZMAError, zstandard.ZstdError...): all become one line.
+            if not isinstance(exc, OSError | EOFError) and compression.describe_error(exc, codec) is None:
+                raise  # not an input problem: a bug keeps its traceback
+            raise _input_error(path, exc, codec) from None
         finally:
             if path != STDIN:
                 reader.close()
@@ -132,7 +146,7 @@ def read_lines(
 def _lines(
     reader: IO[bytes],
     base: IO[bytes],
-    is_gzip: bool,
+    compressed: bool,
     origin: str,
     max_line_bytes: int,
     stats: SourceStats,
@@ -140,8 +154,8 @@ def _lines(
 ) -> Iterator[RawLine]:
     readline = reader.readline
     limit = max_line_bytes + 1
-    # Progress is input bytes: for gzip read from a file that is the compressed position, not the line bytes.
-    tracker = _Progress(base.tell if is_gzip and base.seekable() else None, stats, progress)
+    # Progress is input bytes: for a compressed file that is the compressed position, not the line bytes.
+    tracker = _Progress(base.tell if compressed and base.seekable() else None, stats, progress)
     counted = checked = offset = 0
     while True:
         chunk = readline(limit)
@@ -197,15 +211,14 @@ class _Progress:
 
 
 def count_bytes(paths: Sequence[str | os.PathLike[str]]) -> int | None:
-    """Total size of the inputs in bytes (compressed size for gzip), or None when stdin is among them.
+    """Total size of the inputs in bytes (compressed size when compressed), or None when stdin is among them.
 
-    Also checks that every file can be opened (exists, not a directory, readable, real gzip when named
-    ``.gz``), so the CLI can fail on a bad path before doing any work.
+    Also checks that every file can be opened (exists, not a directory, readable, really compressed when
+    named so, zstandard installed for zstd), so the CLI can fail on a bad path before doing any work.
     """
     total = 0
     unknown = False
-    for name in paths:
-        path = os.fspath(name)
+    for path in expand(paths):
         if path == STDIN:
             unknown = True
             continue

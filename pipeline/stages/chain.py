@@ -47,6 +47,9 @@ from pipeline.config import PipelineSettings
 from pipeline.records import LogRecord, RawLine, TemplateMatch, Window
 from pipeline.stages.decoding import Decoder
 from pipeline.stages.entities import EntityExtractor
+from pipeline.stages.formats import TEMPLATE_FIELD
+from pipeline.stages.presets import layout_of
+from pipeline.stages.templates import template_id
 from pipeline.stages.windows import EntityKey, EventClock, Windower, make_windower
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,13 @@ class Step:
         return not self.windowed and not NOT_WINDOWED.intersection(self.record.flags)
 
 
+def make_decoder(settings: PipelineSettings, json_mode: str = "auto") -> Decoder:
+    """The stream's decoder: ``--log-format``, else the preset's layout or parser (``presets.layout_of``)."""
+    layout = layout_of(settings.preset, settings.log_format)
+    return Decoder(None, settings.time_format, json_mode=json_mode, tz=settings.zone_info,
+                   default_year=settings.year, layout=layout)
+
+
 class RecordChain:
     def __init__(
         self,
@@ -98,16 +108,18 @@ class RecordChain:
         watermark: float | None = None,
         clock: float | None = None,
         origin: str = "",
+        known: Callable[[str], bool] | None = None,
     ) -> None:
         """``watermark``/``clock`` (with ``origin``) resume a stream where a saved state left it; a non-empty
-        ``origin`` (a Kafka ``topic/partition``) is also written into every window as ``Window.stream``."""
+        ``origin`` (a Kafka ``topic/partition``) is also written into every window as ``Window.stream``.
+        ``known``: whether a template id made by a preset's parser (access logs) is in the model."""
         self.stream = origin
         self.tag = tag
         self.replay = replay
         self.max_clock_skew = settings.max_clock_skew
         self.stage_errors = 0
-        self.decoder = Decoder(settings.log_format, settings.time_format, json_mode=json_mode,
-                               tz=settings.zone_info, default_year=settings.year)
+        self.decoder = make_decoder(settings, json_mode)
+        self.known = known
         self.extractor = EntityExtractor(settings.entity_regex, settings.entity_field)
         self.windower: Windower = make_windower(settings.window, settings.session_gap, settings.max_session,
                                                 settings.window_size, settings.allowed_lateness,
@@ -158,12 +170,20 @@ class RecordChain:
                 closed = windower.advance(ts) if timed else []
             else:
                 if match is None:
-                    match = self.tag(record.message)
+                    match = self._template(record)
                 closed = windower.add(key, ts, match, line, record.origin, offset, advance=timed, now=now)
             if closed:
                 step.closed.extend(self._stamped(closed))
         step.windowed = bool(keys)
         return step
+
+    def _template(self, record: LogRecord) -> TemplateMatch:
+        """The miner's template, or the one the preset's parser made (access logs: method, path, status class)."""
+        fixed = record.fields.get(TEMPLATE_FIELD)
+        if fixed is None:
+            return self.tag(record.message)
+        tid = template_id(fixed)
+        return TemplateMatch(tid, fixed, known=self.known(tid) if self.known is not None else True)
 
     def _stamped(self, windows: list[Window]) -> list[Window]:
         if self.stream:

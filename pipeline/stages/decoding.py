@@ -25,6 +25,7 @@ from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
 from pipeline.stages.jsonlog import JsonFields, json_record_parts, scrub_surrogates
 from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
+from pipeline.stages.presets import Layout
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
 
 # logparser's usual names for the parts of a line that make its timestamp (Loghub formats use all five).
@@ -67,10 +68,13 @@ class Decoder:
         tz: tzinfo = UTC,
         default_year: int | None = None,
         detect_lines: int = 100,
+        layout: Layout | None = None,
     ) -> None:
+        """``layout`` (a preset's parser or layout, :mod:`pipeline.stages.presets`) replaces ``log_format``."""
         if json_mode not in JSON_MODES:
             raise FormatError(f"json mode must be one of {', '.join(JSON_MODES)}, got {json_mode!r}")
-        self.log_format = LogFormat(log_format) if log_format is not None else None
+        self.log_format: Layout | None = layout if layout is not None else (
+            LogFormat(log_format) if log_format is not None else None)
         self.json_mode = json_mode
         self.stats = DecodeStats()
         self._text_lines = 0  # lines of an ``auto`` stream that were not JSON objects (for ``not_json``)

@@ -115,23 +115,34 @@ def shape(piece: str) -> str | None:
 
 @lru_cache(maxsize=1 << 16)
 def mask_token(token: str) -> str:
-    """Mask the variable pieces of one whitespace-free token; delimiters are kept as they are."""
+    """Mask the variable pieces of one whitespace-free token; delimiters are kept as they are.
+
+    A token that already holds masks (a masked text masked again, or a line that prints ``<*>``) is masked
+    piece by piece between them, and the whole-token shapes (path, host, hex sequence) are not applied to a
+    piece: a fragment such as ``/(`` in ``/(<*>,`` is what is left of a token, not a path. That keeps
+    masking idempotent.
+    """
     if MASK in token:
-        masked = MASK.join(mask_token(p) if p else p for p in token.split(MASK))
+        masked = MASK.join(_mask_pieces(p) if p else p for p in token.split(MASK))
     elif shape(token) in _TOKEN_SHAPES:
         return MASK
     else:
-        parts = _DELIMS.split(token)
-        out: list[str] = []
-        for i, part in enumerate(parts):
-            if i % 2 or not part:
-                out.append(part)
-            elif i + 1 < len(parts) and parts[i + 1] == "=" and _KEY.fullmatch(part):
-                out.append(part)  # the key of key=value is a name
-            else:
-                out.append(MASK if shape(part) else part)
-        masked = "".join(out)
+        masked = _mask_pieces(token)
     return _REPEATED_MASK.sub(MASK, masked)
+
+
+def _mask_pieces(token: str) -> str:
+    """Split ``token`` at delimiters and mask every piece a shape rule calls a variable."""
+    parts = _DELIMS.split(token)
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if i % 2 or not part:
+            out.append(part)
+        elif i + 1 < len(parts) and parts[i + 1] == "=" and _KEY.fullmatch(part):
+            out.append(part)  # the key of key=value is a name
+        else:
+            out.append(MASK if shape(part) else part)
+    return "".join(out)
 
 
 def is_variable(token: str) -> bool:
@@ -163,17 +174,72 @@ def collapse(tokens: Iterable[str]) -> list[str]:
     return out
 
 
+def _collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
+    """:func:`collapse`, carrying along the raw word of each token (None for tokens that were joined)."""
+    out = collapse(tokens)
+    if len(out) == len(tokens):  # nothing joined (the common case): the raw words line up
+        return out, raw
+    joined: list[str] = []
+    out_raw: list[str | None] = []
+    for tok, word in zip(tokens, raw, strict=True):
+        grown = collapse([*joined[-1:], tok])
+        if joined and len(grown) == 1:
+            joined[-1] = grown[0]
+            out_raw[-1] = None
+        else:
+            joined.append(tok)
+            out_raw.append(word)
+    return joined, out_raw
+
+
 def _empty_value(m: re.Match[str]) -> str:
     return m.group(0)[0] + MASK + m.group(0)[-1]
 
 
-def mask_tokens(message: str) -> list[str]:
-    """The masked token list of a message: phrases masked, tokens masked, variable runs collapsed."""
+def scrub(message: str) -> str:
+    """``message`` with every lone surrogate replaced by U+FFFD.
+
+    A ``str`` can hold UTF-16 halves (from ``surrogateescape`` decoding or a JSON ``"\\ud800"``) that no
+    encoder accepts; template ids hash UTF-8, so such a word would break the miner for good (the cluster
+    is stored before its id is computed). Pure ASCII, the common case, costs one check.
+    """
+    if message.isascii():
+        return message
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        return message.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return message
+
+
+def _mask_phrases(message: str) -> tuple[str, bool]:
+    """The message with every phrase masked, and whether any was."""
+    hit = False
     for name, rx in _PHRASES:
         test = _PREFILTER.get(name)
         if test is None or test(message):
-            message = rx.sub(_empty_value if name == "empty" else MASK, message)
-    return collapse(mask_token(tok) for tok in message.split())
+            message, n = rx.subn(_empty_value if name == "empty" else MASK, message)
+            hit = hit or n > 0
+    return message, hit
+
+
+def mask_tokens(message: str) -> list[str]:
+    """The masked token list of a message: phrases masked, tokens masked, variable runs collapsed."""
+    return collapse(mask_token(w) for w in _mask_phrases(scrub(message))[0].split())
+
+
+def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
+    """:func:`mask_tokens` and, for each masked token, the one raw word it was made of.
+
+    The raw word is None where it is not one word of the message: a token that holds a masked phrase
+    (a date, URL, quantity: spans with spaces of their own) or a run of tokens joined by
+    :func:`collapse`. The template miner uses the raw words to keep a masked token that never varies.
+    """
+    message = scrub(message)
+    masked, hit = _mask_phrases(message)
+    words = masked.split()
+    raw: list[str | None] = [None if MASK in w else w for w in words] if hit or MASK in message else list(words)
+    return _collapse_raw([mask_token(w) for w in words], raw)
 
 
 def mask(message: str) -> str:

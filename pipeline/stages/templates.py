@@ -2,21 +2,25 @@
 
 How a message becomes a template
 --------------------------------
-1. :func:`pipeline.masking.mask_tokens` masks variables (numbers, addresses, paths, ids, ...).
+1. :func:`pipeline.masking.mask_tokens_raw` masks variables (numbers, addresses, paths, ids, ...) and
+   keeps the raw word of each masked token.
 2. A drain3 ``Drain`` prefix tree (from ``drain3-improved``, the maintained fork of drain3 0.9.11)
    clusters the masked token lists. Positions masked in both the template and the message count as
    equal in its similarity, since the masker already decided they are the same parameter.
-3. Drain generalises a word position at the first difference it sees. We keep a per-cluster count of
-   the words seen at each position and, when the templates are read, give back a constant where the
-   evidence says the position is a choice made by the code rather than a variable:
-
-   * **binary choice**: exactly two different words ever seen there (``startup``/``shutdown``,
-     ``bytes``/``values``, ``failure;``/``failures;``), unless one is the other's masked form
-     (``chdir(<*>)``/``chdir(pwd)``); a variable shows a third value soon enough;
-   * **enum**: every word seen is an UPPER_CASE identifier (``RUNNING``, ``FAIL_TASK_CLEANUP``), the way
-     code prints states and types, and there are at most ``max_enum_values`` of them.
-
-   The final template of a line is its Drain template with those positions filled from the line.
+3. Drain routes a line by its first word, so a template whose first word is a variable (a user, a
+   host, a thread name) would become one cluster per value and a new value at inference would match
+   nothing. When a new cluster is created we look at the clusters of the same length whose other
+   words are the same (:mod:`pipeline.stages.template_tree`); when together they show more first
+   words than ``max_enum_values`` (more than any closed set of words the rules accept), they are
+   merged into one cluster whose first position is generalised (it moves to Drain's ``<*>`` branch,
+   where new first words land). Fewer first words stay apart, as Drain keeps them: messages often
+   start with the name of the daemon or component that writes them. Merging loses nothing: the
+   words seen at each position are kept, and step 4 still reads them.
+4. :mod:`pipeline.stages.template_rules` reads the words counted at each position of a cluster and
+   gives back a constant where the evidence says the position is a choice made by the code (two
+   words, UPPER_CASE states, few words over many lines) and the raw word where a masked token never
+   varied over many lines. The final template of a line is its Drain template with those positions
+   filled from the line.
 
 Template ids
 ------------
@@ -25,19 +29,32 @@ retraining numbers the same template differently, so they cannot name the column
 :func:`template_id` is instead ``"T"`` + the first 10 hex digits (40 bits) of the BLAKE2b hash of the
 final template text. Consequences:
 
-* An id is known only once training is over: a template may still generalise (``... port 22`` ->
-  ``... port <*>``). Ids are always computed from the current state, so read them after the last
-  ``learn``. To tag every training line with its final id (the ``parse`` command), keep the handle
-  from :meth:`TemplateMiner.learn_cluster` and call :meth:`TemplateMiner.final_template` at the end.
+* **Ids are final only once training is over.** While lines are learnt a template can change: Drain
+  generalises (``... port 22`` -> ``... port <*>``), clusters merge on their first word, and the count
+  rules change their verdict as lines accumulate (three words over 4 lines are a variable, over 40 a
+  constant; a digit word is put back after 20 unchanged lines). Each such rewrite changes the text and
+  so the id, and we accept that rather than freeze a template at the first id it was given: a frozen
+  id would keep whatever text the first few lines suggested, and two trainings on the same data in a
+  different order would disagree. So nothing downstream keeps a training-time id: ``parse`` keeps the
+  handle from :meth:`TemplateMiner.learn_cluster` and calls :meth:`TemplateMiner.final_template` at
+  the end, and a model's columns are the final ids. :meth:`TemplateMiner.learn` answers "as of now".
+* **After training ids never move.** :meth:`TemplateMiner.match` does not change the state, and the
+  state (:meth:`TemplateMiner.to_state`) holds everything the rules read, so every worker, every
+  restart and every reload computes the same id for the same line; a miner rebuilt from a saved state
+  also goes on learning exactly as the original would have.
+* **Retraining** gives a template the same id whenever its final text is the same. The count rules
+  are ratios that settle as data grows, so a retraining on more of the same logs keeps the ids.
 * Two clusters whose final texts are equal share one id, which is what we want: same text, same
   template. Two different texts collide with probability ~n^2/2^41 (1e-5 for 5,000 templates).
 * A template never seen in training (:meth:`TemplateMiner.match` with ``known=False``) gets the id of
   its own text: the masked message or, when the line fits a trained cluster but has a new word at a
-  position kept constant, that cluster's template with the line's words there. It depends only on
-  the message and the trained state, never on arrival order or process, and lines that differ only
-  in masked variables share it.
+  position kept constant, that cluster's template with the line's words there (a digit word put back
+  as a constant that the line does not have stays masked there, so all such lines share one id). It
+  depends only on the message and the trained state, never on arrival order or process, and lines
+  that differ only in masked variables share it.
 * The ids depend on the masking rules, so the state records :data:`pipeline.masking.MASKING_VERSION`
-  and refuses to load under other rules.
+  and refuses to load under other rules. A state written before the count, digit and first-word
+  rules existed (state version 1) loads with those rules off, so a model trained then keeps its ids.
 
 Template ids across retraining
 ------------------------------
@@ -46,9 +63,9 @@ text (a position that was a binary choice sees a third value and becomes ``<*>``
 dashboards and alert rules filter on. :meth:`TemplateMiner.warm_start` therefore starts a retraining from the
 previous model's state with every cluster **frozen**: a message that is a known template of a frozen cluster is
 tagged with it and changes nothing; any other message is learnt into the non-frozen clusters only (Drain never
-picks a frozen cluster to generalise), so new templates join the vocabulary and known ones keep their text and
-id. :meth:`TemplateMiner.match` follows the same rule: known templates of frozen clusters first, then the
-clusters learnt since.
+picks a frozen cluster to generalise, and first-word merges leave frozen clusters alone), so new templates join
+the vocabulary and known ones keep their text and id. :meth:`TemplateMiner.match` follows the same rule: known
+templates of frozen clusters first, then the clusters learnt since.
 
 Persistence is plain JSON (:meth:`TemplateMiner.to_state`): drain3's own snapshots use jsonpickle,
 which can instantiate arbitrary types on load, so we never use it.
@@ -57,52 +74,32 @@ which can instantiate arbitrary types on load, so we never use it.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drain3.drain import Drain, LogCluster, Node
+from drain3.drain import Drain, LogCluster
 
 from pipeline.records import TemplateMatch
-from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens
+from pipeline.stages import template_tree
+from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
+from pipeline.stages.template_rules import (
+    RULES_OFF,
+    ClusterStats,
+    MinerConfig,
+    fixed_words,
+    kept_positions,
+)
+
+__all__ = ["MinerConfig", "TemplateMiner", "template_id"]
 
 STATE_FORMAT = "logwarden.templates"
-STATE_VERSION = 1
+STATE_VERSION = 2
 _FROZEN_CACHE = 100_000
-_ENUM = re.compile(r"[^\w<]*[A-Z][A-Z_]*[A-Z][^\w<]*")
 
 
 def template_id(template_text: str) -> str:
     """The stable id of a template text: ``T`` + 10 hex digits of its BLAKE2b hash."""
     return "T" + hashlib.blake2b(template_text.encode("utf-8"), digest_size=5).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class MinerConfig:
-    """Template miner parameters; the defaults are meant for any system, without tuning.
-
-    ``sim_th`` is Drain's similarity threshold. Because the masker already removed most variables,
-    results hardly move between 0.4 and 0.8; 0.6 sits in the middle. ``depth`` 4 routes on the
-    first token, as drain3 does by default (deeper trees split templates that start with a variable
-    word). ``max_children`` is drain3's default.
-    """
-
-    sim_th: float = 0.6
-    depth: int = 4
-    max_children: int = 100
-    split_binary: bool = True
-    split_enums: bool = True
-    max_enum_values: int = 12
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.sim_th <= 1.0:
-            raise ValueError(f"sim_th must be within [0, 1], got {self.sim_th}")
-        if self.depth < 3:
-            raise ValueError(f"depth must be at least 3, got {self.depth}")
-        if self.max_children < 2:
-            raise ValueError(f"max_children must be at least 2, got {self.max_children}")
-        if self.max_enum_values < 2:
-            raise ValueError(f"max_enum_values must be at least 2, got {self.max_enum_values}")
 
 
 class _MaskedDrain(Drain):
@@ -132,72 +129,36 @@ class _MaskedDrain(Drain):
         return sim / len(seq1), params
 
 
-class _Stats:
-    """Words seen per position of one cluster, and their joint combinations.
-
-    ``values[p]`` counts the words at position p, or is None once more than ``cap`` distinct words
-    were seen (a variable: no longer tracked). ``joint`` counts the token tuples with untracked
-    positions replaced by the mask, so the word combinations that really occurred can be listed.
-    """
-
-    __slots__ = ("values", "joint")
-
-    def __init__(self, values: list[dict[str, int] | None], joint: dict[tuple[str, ...], int]) -> None:
-        self.values = values
-        self.joint = joint
-
-    def add(self, tokens: list[str], cap: int) -> tuple[str, ...]:
-        overflow = False
-        for p, tok in enumerate(tokens):
-            counts = self.values[p]
-            if counts is not None:
-                counts[tok] = counts.get(tok, 0) + 1
-                if len(counts) > cap:
-                    self.values[p] = None
-                    overflow = True
-        if overflow:
-            joint: dict[tuple[str, ...], int] = {}
-            for key, n in self.joint.items():
-                k = self.project(key)
-                joint[k] = joint.get(k, 0) + n
-            self.joint = joint
-        key = self.project(tokens)
-        self.joint[key] = self.joint.get(key, 0) + 1
-        return key
-
-    def project(self, tokens: Any) -> tuple[str, ...]:
-        if None not in self.values:
-            return tuple(tokens)
-        return tuple(MASK if c is None else t for t, c in zip(tokens, self.values, strict=True))
-
-
 @dataclass(slots=True)
 class _Final:
-    """The final templates of one cluster: positions kept constant and one match per combination."""
+    """The final templates of one cluster: positions kept constant and one match per combination.
+
+    ``kept`` positions take the line's (masked) word; ``fixed`` positions hold the raw word every
+    training line had there (a line with another word there keeps the masked template token).
+    """
 
     kept: tuple[int, ...]
+    fixed: dict[int, str]
     template: tuple[str, ...]
     by_combo: dict[tuple[str, ...], TemplateMatch]
     sizes: dict[tuple[str, ...], int]
 
-    def fill(self, tokens: Any) -> str:
+    def fill(self, tokens: Any, raw: list[str | None] | None = None) -> str:
         filled = list(self.template)
+        for p, word in self.fixed.items():
+            if raw is None or raw[p] == word:
+                filled[p] = word
         for p in self.kept:
             filled[p] = tokens[p]
         return " ".join(filled)
+
+    def fits(self, raw: list[str | None]) -> bool:
+        return all(raw[p] == word for p, word in self.fixed.items())
 
 
 def _copy(match: TemplateMatch) -> TemplateMatch:
     """A fresh TemplateMatch (the cached ones must not be changed by callers)."""
     return TemplateMatch(match.template_id, match.template, match.known)
-
-
-def _instance_of(pattern: str, word: str) -> bool:
-    """True when ``word`` is ``pattern`` with each mask standing for a non-empty text."""
-    if MASK not in pattern:
-        return False
-    rx = ".+".join(re.escape(part) for part in pattern.split(MASK))
-    return re.fullmatch(rx, word, re.S) is not None
 
 
 class TemplateMiner:
@@ -215,15 +176,17 @@ class TemplateMiner:
             param_str=MASK,
             parametrize_numeric_tokens=True,
         )
-        self._stats: dict[int, _Stats] = {}
+        self._stats: dict[int, ClusterStats] = {}
         self._final: dict[int, _Final] = {}
         self._known: dict[str, str] | None = None
         self._handles: list[tuple[int, tuple[str, ...]]] = []
         self._handle_of: dict[tuple[int, tuple[str, ...]], int] = {}
-        self._cap = max(2, self.config.max_enum_values)
+        self._merged_into: dict[int, int] = {}  # cluster folded by a first-word merge -> its new cluster
+        self._rest_index: template_tree.RestIndex | None = None  # built on first use
         self._frozen: frozenset[int] = frozenset()
         self._frozen_by_len: dict[int, list[int]] | None = None
         self._frozen_cache: dict[str, int | None] = {}
+        self._cap = max(2, self.config.max_enum_values)
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -232,22 +195,28 @@ class TemplateMiner:
         Handles are small ints shared by lines with the same cluster and the same words; they live
         as long as this object and are not persisted.
         """
-        tokens = mask_tokens(message)
+        tokens, raw = mask_tokens_raw(message)
         joined = " ".join(tokens)
-        entry = self._frozen_entry(tokens, joined) if self._frozen else None
-        if entry is None:
+        frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
+        if frozen is not None:
+            entry = (frozen, self._stats[frozen].project(tokens))
+        else:
             self._drain.exclude = self._frozen
             try:
-                cluster, _ = self._drain.add_log_message(joined)
+                cluster, update = self._drain.add_log_message(joined)
             finally:
                 self._drain.exclude = frozenset()
             cid = cluster.cluster_id
             stats = self._stats.get(cid)
             if stats is None:
-                stats = self._stats[cid] = _Stats([{} for _ in tokens], {})
-            key = stats.add(tokens, self._cap)
+                stats = self._stats[cid] = ClusterStats.empty(tokens, raw)
+            key = stats.add(tokens, raw, self._cap)
             self._final.pop(cid, None)
             self._known = None
+            if update == "cluster_created" and self.config.merge_first_words:
+                merged = self._merge_first_words(cluster)
+                if merged != cid:
+                    cid, key = merged, self._stats[merged].project(tokens)
             entry = (cid, key)
         handle = self._handle_of.get(entry)
         if handle is None:
@@ -255,12 +224,57 @@ class TemplateMiner:
             self._handles.append(entry)
         return handle
 
-    def _frozen_entry(self, tokens: list[str], joined: str) -> tuple[int, tuple[str, ...]] | None:
-        """``(cluster, key)`` when the message is a known template of a frozen cluster (nothing is learnt)."""
-        cid = self._known_frozen(tokens, joined)
-        return None if cid is None else (cid, self._stats[cid].project(tokens))
+    def learn(self, message: str) -> TemplateMatch:
+        """Learn one message (may create or generalise templates); return its template as of now."""
+        cid, key = self._entry(self.learn_cluster(message))
+        template = tuple(self._cluster(cid).log_template_tokens)
+        stats = self._stats[cid]
+        final = _Final(kept_positions(template, stats, self.config), fixed_words(template, stats, self.config),
+                       template, {}, {})
+        text = final.fill(key)
+        return TemplateMatch(template_id(text), text, True)
 
-    def _known_frozen(self, tokens: list[str], joined: str) -> int | None:
+    def final_template(self, handle: int) -> TemplateMatch:
+        """The template, as of the current state, of a line learnt with :meth:`learn_cluster`."""
+        cid, key = self._entry(handle)
+        final = self._final_of(cid)
+        return _copy(final.by_combo[tuple(key[p] for p in final.kept)])
+
+    def _entry(self, handle: int) -> tuple[int, tuple[str, ...]]:
+        cid, key = self._handles[handle]
+        while cid in self._merged_into:
+            cid = self._merged_into[cid]
+        return cid, key
+
+    def _merge_first_words(self, cluster: LogCluster) -> int:
+        """Fold ``cluster`` and its first-word siblings into one cluster when they show many first words.
+
+        Returns the id of the cluster that now holds the line (``cluster``'s own id when nothing merged).
+        """
+        if self._rest_index is None:
+            self._rest_index = template_tree.RestIndex(self._drain.clusters)
+        else:
+            self._rest_index.add(cluster)
+        index = self._rest_index
+        siblings = template_tree.first_word_siblings(self._drain, cluster, self._stats, self.config, index)
+        siblings = [c for c in siblings if c.cluster_id not in self._frozen]  # a frozen cluster never changes
+        if not siblings:
+            return cluster.cluster_id
+        parts = sorted([cluster, *siblings], key=lambda c: c.cluster_id)
+        generalised = [c for c in parts if c.log_template_tokens[0] == MASK]
+        target = (generalised or parts)[0]
+        stats = ClusterStats.merged([self._stats[c.cluster_id] for c in parts], self._cap)
+        template_tree.merge_clusters(self._drain, target, parts)
+        index.add(target)
+        for c in parts:
+            self._final.pop(c.cluster_id, None)
+            if c is not target:
+                del self._stats[c.cluster_id]
+                self._merged_into[c.cluster_id] = target.cluster_id
+        self._stats[target.cluster_id] = stats
+        return target.cluster_id
+
+    def _known_frozen(self, tokens: list[str], raw: list[str | None], joined: str) -> int | None:
         """The most specific frozen cluster that matches ``tokens`` exactly *and* knows their template.
 
         Every frozen cluster of that length is a candidate, not only the first Drain finds: a message may fit
@@ -268,8 +282,9 @@ class TemplateMiner:
         another) and only one knows its words. Memoised per masked message (bounded).
         """
         cache = self._frozen_cache
-        if joined in cache:
-            return cache[joined]
+        key = joined + "\x00" + "\x00".join("" if w is None else w for w in raw)
+        if key in cache:
+            return cache[key]
         if self._frozen_by_len is None:
             self._frozen_by_len = {}
             for fid in sorted(self._frozen):
@@ -281,30 +296,14 @@ class TemplateMiner:
             if sim < 1.0:
                 continue
             final = self._final_of(cid)
-            if tuple(tokens[p] for p in final.kept) not in final.by_combo:
+            if tuple(tokens[p] for p in final.kept) not in final.by_combo or not final.fits(raw):
                 continue
             if best is None or params < best_params:
                 best, best_params = cid, params
         if len(cache) >= _FROZEN_CACHE:
             cache.clear()
-        cache[joined] = best
+        cache[key] = best
         return best
-
-    def learn(self, message: str) -> TemplateMatch:
-        """Learn one message (may create or generalise templates); return its template as of now."""
-        cid, key = self._handles[self.learn_cluster(message)]
-        template = self._cluster(cid).log_template_tokens
-        text = " ".join(
-            key[p] if tok == MASK and self._is_constant(self._stats[cid].values[p]) else tok
-            for p, tok in enumerate(template)
-        )
-        return TemplateMatch(template_id(text), text, True)
-
-    def final_template(self, handle: int) -> TemplateMatch:
-        """The template, as of the current state, of a line learnt with :meth:`learn_cluster`."""
-        cid, key = self._handles[handle]
-        final = self._final_of(cid)
-        return _copy(final.by_combo[tuple(key[p] for p in final.kept)])
 
     # ---------------------------------------------------------------------------- inference
     def match(self, message: str) -> TemplateMatch:
@@ -312,13 +311,13 @@ class TemplateMiner:
 
         A message that fits no trained template gets ``known=False`` and the id of its own text.
         """
-        tokens = mask_tokens(message)
+        tokens, raw = mask_tokens_raw(message)
         joined = " ".join(tokens)
         cluster: LogCluster | None = None
         if self._frozen:
-            cid = self._known_frozen(tokens, joined)
-            if cid is not None:
-                cluster = self._cluster(cid)
+            fid = self._known_frozen(tokens, raw, joined)
+            if fid is not None:
+                cluster = self._cluster(fid)
             else:  # not a known template of a frozen cluster: the clusters learnt since may know it
                 self._drain.exclude = self._frozen
                 try:
@@ -332,9 +331,9 @@ class TemplateMiner:
         else:
             final = self._final_of(cluster.cluster_id)
             found = final.by_combo.get(tuple(tokens[p] for p in final.kept))
-            if found is not None:
+            if found is not None and final.fits(raw):
                 return _copy(found)
-            text = final.fill(tokens)
+            text = final.fill(tokens, raw)
         tid = template_id(text)
         return TemplateMatch(tid, text, known=tid in self._known_templates())
 
@@ -377,10 +376,10 @@ class TemplateMiner:
             raise KeyError(f"template cluster {cid} is missing")
         return cluster
 
-    def _finalize(self, cluster: LogCluster, stats: _Stats) -> _Final:
+    def _finalize(self, cluster: LogCluster, stats: ClusterStats) -> _Final:
         template = tuple(cluster.log_template_tokens)
-        kept = tuple(p for p, tok in enumerate(template) if tok == MASK and self._is_constant(stats.values[p]))
-        final = _Final(kept, template, {}, {})
+        kept = kept_positions(template, stats, self.config)
+        final = _Final(kept, fixed_words(template, stats, self.config), template, {}, {})
         for key, n in stats.joint.items():
             combo = tuple(key[p] for p in kept)
             if combo not in final.by_combo:
@@ -388,21 +387,6 @@ class TemplateMiner:
                 final.by_combo[combo] = TemplateMatch(template_id(text), text, True)
             final.sizes[combo] = final.sizes.get(combo, 0) + n
         return final
-
-    def _is_constant(self, counts: dict[str, int] | None) -> bool:
-        """Whether a generalised position holds a code-chosen word rather than a variable."""
-        if counts is None or MASK in counts or len(counts) < 2:
-            return False
-        words = list(counts)
-        if self.config.split_binary and len(words) == 2:
-            a, b = words
-            if not (_instance_of(a, b) or _instance_of(b, a)):
-                return True
-        return (
-            self.config.split_enums
-            and len(words) <= self.config.max_enum_values
-            and all(_ENUM.fullmatch(w) for w in words)
-        )
 
     # -------------------------------------------------------------------------- persistence
     def to_state(self) -> dict[str, Any]:
@@ -414,14 +398,13 @@ class TemplateMiner:
             "config": asdict(self.config),
             "clusters_counter": self._drain.clusters_counter,
             "frozen": sorted(self._frozen),
-            "tree": _node_to_json(self._drain.root_node),
+            "tree": template_tree.node_to_json(self._drain.root_node),
             "clusters": [
                 {
                     "id": c.cluster_id,
                     "tokens": list(c.log_template_tokens),
                     "size": c.size,
-                    "values": self._stats[c.cluster_id].values,
-                    "joint": [[list(k), n] for k, n in self._stats[c.cluster_id].joint.items()],
+                    **self._stats[c.cluster_id].to_json(),
                 }
                 for c in self._drain.clusters
             ],
@@ -429,32 +412,37 @@ class TemplateMiner:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TemplateMiner:
-        """Rebuild a miner from :meth:`to_state` output; ValueError names what is wrong."""
+        """Rebuild a miner from :meth:`to_state` output; ValueError names what is wrong.
+
+        A version-1 state (written before the count, digit and first-word rules) loads with those
+        rules off, so its templates keep their texts and ids.
+        """
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError("not a template miner state")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported template miner state version {state.get('version')!r}")
+        version = state.get("version")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"unsupported template miner state version {version!r}: retrain the model")
         if state.get("masking_version") != MASKING_VERSION:
             raise ValueError(
                 f"template miner state was built with masking rules v{state.get('masking_version')}, "
                 f"this version uses v{MASKING_VERSION}: retrain the model"
             )
         try:
-            miner = cls(MinerConfig(**state["config"]))
+            config = state["config"] if version == STATE_VERSION else {**state["config"], **RULES_OFF}
+            miner = cls(MinerConfig(**config))
             drain = miner._drain
             drain.clusters_counter = int(state["clusters_counter"])
-            drain.root_node = _node_from_json(state["tree"])
+            drain.root_node = template_tree.node_from_json(state["tree"])
             for c in state["clusters"]:
                 cid = int(c["id"])
                 tokens = [str(t) for t in c["tokens"]]
                 cluster = LogCluster(tokens, cid)
                 cluster.size = int(c["size"])
                 drain.id_to_cluster[cid] = cluster
-                values = [None if v is None else {str(w): int(n) for w, n in v.items()} for v in c["values"]]
-                joint = {tuple(str(t) for t in k): int(n) for k, n in c["joint"]}
-                if len(values) != len(tokens) or any(len(k) != len(tokens) for k in joint):
-                    raise ValueError(f"cluster {cid}: token counts disagree")
-                miner._stats[cid] = _Stats(values, joint)
+                try:
+                    miner._stats[cid] = ClusterStats.from_json(c, len(tokens))
+                except ValueError as exc:
+                    raise ValueError(f"cluster {cid}: {exc}") from exc
             miner._frozen = frozenset(int(cid) for cid in state.get("frozen", ()))
             if not miner._frozen <= set(miner._stats):
                 raise ValueError("frozen clusters that do not exist")
@@ -468,17 +456,3 @@ class TemplateMiner:
         miner = cls.from_state(state)
         miner._frozen = frozenset(miner._stats)
         return miner
-
-
-def _node_to_json(node: Node) -> dict[str, Any]:
-    return {
-        "clusters": list(node.cluster_ids),
-        "children": {key: _node_to_json(child) for key, child in node.key_to_child_node.items()},
-    }
-
-
-def _node_from_json(data: dict[str, Any]) -> Node:
-    node = Node()
-    node.cluster_ids = [int(i) for i in data["clusters"]]
-    node.key_to_child_node = {str(k): _node_from_json(v) for k, v in data["children"].items()}
-    return node

@@ -1,7 +1,9 @@
-"""Everything a worker needs before its loop starts: model, scorer, clients, sink, Elasticsearch layout.
+"""Everything a worker needs before its loop starts: model, scorer, clients, sink, index layout.
 
 Kept apart from :mod:`pipeline.stream.worker` so the loop module stays about the loop. Options are resolved
-by the CLI into a :class:`pipeline.config.WorkerOptions`.
+by the CLI into a :class:`pipeline.config.WorkerOptions`. The sink is Elasticsearch's or OpenSearch's
+(``options.sink``, :func:`make_sink`); everything after it only sees :class:`pipeline.sinks.bulk.BulkSink`.
+OpenSearch's client (an optional extra) is imported only when that sink is chosen.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from elastic_transport import TransportError
-from elasticsearch import ApiError
 from kafka import KafkaConsumer
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError
@@ -21,9 +21,9 @@ from pipeline.config import WorkerOptions
 from pipeline.errors import LogwardenError
 from pipeline.records import TemplateMatch
 from pipeline.scoring import Scorer
+from pipeline.sinks.bulk import BulkSink, SinkUnavailable
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink
-from pipeline.sinks.elasticsearch.client import describe_error, make_es_client
-from pipeline.sinks.elasticsearch.layout import setup_indices
+from pipeline.sinks.elasticsearch.catalog import CatalogFlusher, TemplateCatalog
 from pipeline.sources.kafka import client_config, ensure_topics, make_producer, partition_count
 from pipeline.stages.templates import TemplateMiner
 from pipeline.stream.backoff import Backoff
@@ -34,6 +34,25 @@ from pipeline.stream.reload import Prepared, SwitchableTag
 
 log = logging.getLogger(__name__)
 
+
+def make_sink(options: WorkerOptions) -> BulkSink:
+    """The worker's sink for ``options.sink``, owning a client built from the ``--es-*`` options."""
+    auth: dict[str, Any] = dict(options.es_auth)
+    if options.sink == "opensearch":
+        from pipeline.sinks.opensearch.bulk import OpenSearchSink  # noqa: PLC0415 - an optional extra
+        from pipeline.sinks.opensearch.client import make_os_client  # noqa: PLC0415
+
+        client = make_os_client(options.es_url, timeout=options.es_timeout, max_retries=1, **auth)
+        return OpenSearchSink(client, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
+                              owns_client=True)
+    from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink  # noqa: PLC0415
+    from pipeline.sinks.elasticsearch.client import make_es_client  # noqa: PLC0415
+
+    es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, compat=options.es_compat, **auth)
+    return ElasticsearchSink(es, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
+                             owns_client=True)
+
+
 class WorkerContext:
     """Model, scorer, clients, sink and dead letters for one worker."""
 
@@ -42,6 +61,7 @@ class WorkerContext:
         self.bundle = bundle
         self.metrics = metrics or WorkerMetrics()
         self.metrics.set_model(bundle.version, bundle.created)
+        self.metrics.expect_topics(self.options.topics)
         try:
             miner = TemplateMiner.from_state(bundle.miner_state)
         except ValueError as exc:
@@ -49,16 +69,20 @@ class WorkerContext:
         # Every partition's chain calls this one object; a hot reload points it at the new miner.
         self.tag: Callable[[str], TemplateMatch] = SwitchableTag(miner.match)
         self.scorer = Scorer(bundle)
-        auth: dict[str, Any] = dict(options.es_auth)
-        es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, compat=options.es_compat,
-                            **auth)
-        self.sink = ElasticsearchSink(es, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
-                                      owns_client=True)
+        self.sink = make_sink(options)
         line_cap = int(options.settings.max_line_bytes)
         self.producer = make_producer(options.bootstrap_servers, max_request_size=max(1 << 20, line_cap + 65536))
         self.dead_letters = DeadLetters(self.producer, options.dlq_topic,
                                         on_sent=lambda reason: self.metrics.dead_letters.labels(reason).inc())
         self.output = AnomalyOutput(self.scorer, self.sink, self.dead_letters, self.metrics)
+        # Templates seen, for <prefix>-templates: recorded as records are tagged, written from a thread.
+        self.catalog: TemplateCatalog | None = None
+        self.catalog_flusher: CatalogFlusher | None = None
+        if options.template_catalog_interval > 0 and isinstance(self.sink, ElasticsearchSink):
+            self.catalog = TemplateCatalog(self.sink.client, options.index_prefix, bundle.version)
+            self.tag = self.catalog.observing(self.tag)
+        elif options.template_catalog_interval > 0:
+            log.info("the template catalog is written to Elasticsearch only; not with --sink %s", options.sink)
 
     def use_model(self, prepared: Prepared) -> None:
         """Serve ``prepared`` from now on (called by the loop between batches, never mid-batch)."""
@@ -111,27 +135,40 @@ class WorkerContext:
                         sorted(wanted), exc)
 
     def prepare_elasticsearch(self, should_stop: Callable[[], bool], max_backoff: float = 30.0) -> bool:
-        """Create the index template/alias (idempotent); waits for Elasticsearch. False if stopped first."""
+        """Create the index template/alias (idempotent); waits for the sink's server. False if stopped first.
+
+        (Named for the default sink; the OpenSearch sink sets up the same layout.)
+        """
         if not self.options.es_setup:
+            self.start_catalog()
             return True
         backoff = Backoff(1.0, max_backoff)
+        server, url = self.sink.server, self.options.es_url
         while not should_stop():
             try:
-                done = setup_indices(self.sink.client, self.options.index_prefix)
-                log.info("Elasticsearch layout ready: %s", done)
+                if isinstance(self.sink, ElasticsearchSink):
+                    done = self.sink.setup_layout(catalog=self.catalog is not None)
+                else:
+                    done = self.sink.setup_layout()
+                log.info("%s layout ready: %s", server, done)
+                self.start_catalog()
                 return True
-            except ApiError as exc:
-                if exc.status_code in (400, 401, 403, 404):
-                    raise LogwardenError(describe_error(exc, self.options.es_url)) from None
-                problem = describe_error(exc, self.options.es_url)
-            except TransportError as exc:
-                problem = describe_error(exc, self.options.es_url)
-            log.warning("waiting for Elasticsearch (%s); retrying in %.0f s", problem, backoff.failed())
+            except SinkUnavailable as exc:
+                problem = str(exc)
+            except LogwardenError as exc:
+                raise LogwardenError(f"{exc} ({server} at {url})") from None
+            log.warning("waiting for %s at %s (%s); retrying in %.0f s", server, url, problem, backoff.failed())
             if not backoff.wait(should_stop):
                 break
         return False
 
+    def start_catalog(self) -> None:
+        if self.catalog is not None and self.catalog_flusher is None:
+            self.catalog_flusher = CatalogFlusher(self.catalog, self.options.template_catalog_interval)
+
     def close(self) -> None:
+        if self.catalog_flusher is not None:
+            self.catalog_flusher.close(timeout=self.options.es_timeout)
         try:
             self.producer.close(timeout=10)
         except KafkaError as exc:

@@ -20,19 +20,25 @@
 ``logwarden_worker_sink_up``                         1 while the last flush worked, 0 during an outage
 ``logwarden_worker_paused``                          1 while partitions are paused for back-pressure
 ``logwarden_worker_assigned_partitions``             partitions this worker owns
-``logwarden_worker_model_info{version,created}``     the model version serving (changes on a hot reload)
-``logwarden_worker_model_reloads_total``             models swapped in without a restart
-``logwarden_worker_model_reloads_refused_total{reason}``  new current versions refused (checksum,
-                                                     untrusted_type, incompatible_settings, load_error)
+``logwarden_model_info{version,created}``            the model version in use
+``logwarden_worker_model_info{version}``             the model version serving (set on start and on each reload)
+``logwarden_worker_model_reloads_total``             model reloads that took effect
+``logwarden_worker_model_reloads_refused_total{reason}``  reloads refused (the old model keeps serving)
 ==================================================  ==========================================================
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+# Label values created at start, so that every series exists at 0 and ``increase()`` in an alert rule sees the
+# first event (a counter series that appears at 1 has no earlier sample to increase from).
+DEAD_LETTER_REASONS = ("invalid_utf8", "truncated", "not_json", "stage_error", "es_rejected")
+DECODE_FLAGS = ("invalid_utf8", "truncated", "not_json", "bad_timestamp", "unmatched", "stage_error")
+RELOAD_REFUSALS = ("checksum", "untrusted_type", "incompatible_settings", "load_error")
 BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -72,17 +78,26 @@ class WorkerMetrics:
         self.paused = Gauge("logwarden_worker_paused", "1 while partitions are paused for back-pressure.",
                             registry=r)
         self.assigned = Gauge("logwarden_worker_assigned_partitions", "Partitions owned by this worker.", registry=r)
+        self.model = Info("logwarden_model", "Model version in use.", registry=r)
         self.model_info = Info("logwarden_worker_model", "Model version serving.", registry=r)
-        self.model_reloads = Counter("logwarden_worker_model_reloads", "Models swapped in without a restart.",
-                                     registry=r)
-        self.model_reloads_refused = Counter(
-            "logwarden_worker_model_reloads_refused",
-            "New current model versions refused (failed verification or incompatible); the old model serves on.",
-            ["reason"], registry=r)
+        self.model_reloads = Counter("logwarden_worker_model_reloads", "Model reloads that took effect.", registry=r)
+        self.model_reloads_refused = Counter("logwarden_worker_model_reloads_refused",
+                                             "Model reloads refused (the old model keeps serving), by reason.",
+                                             ["reason"], registry=r)
         self.sink_up.set(1)
+        for counter, values in ((self.dead_letters, DEAD_LETTER_REASONS), (self.decode_errors, DECODE_FLAGS),
+                                (self.model_reloads_refused, RELOAD_REFUSALS)):
+            for value in values:
+                counter.labels(value)
 
     def set_model(self, version: str, created: str = "") -> None:
-        self.model_info.info({"version": version, "created": created})
+        self.model.info({"version": version, "created": created})
+        self.model_info.info({"version": version})
+
+    def expect_topics(self, topics: Iterable[str]) -> None:
+        """Create the per-topic record counters at 0: "no records" alerts need a series that stays flat."""
+        for topic in topics:
+            self.records.labels(topic)
 
     def totals(self) -> dict[str, float]:
         """Counter totals (summed over labels) for the worker's exit summary."""

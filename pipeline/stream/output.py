@@ -1,4 +1,4 @@
-"""Closed windows to Elasticsearch: score, buffer anomalies in the sink, flush, and track outages.
+"""Closed windows to the sink (Elasticsearch or OpenSearch): score, buffer anomalies, flush, track outages.
 
 :meth:`AnomalyOutput.flush` is step 1 of the commit order (:class:`pipeline.stream.checkpoint.Checkpoint`): it
 returns True only when every anomaly scored so far is indexed in Elasticsearch or dead-lettered as rejected.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from pipeline.records import Document, Source, Window
 from pipeline.scoring import Scorer, document_id
-from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink, SinkBufferFull, SinkError, SinkUnavailable
+from pipeline.sinks.bulk import BulkSink, SinkBufferFull, SinkError, SinkUnavailable
 from pipeline.stream.backoff import Backoff
 from pipeline.stream.dead_letters import DeadLetters
 from pipeline.stream.metrics import WorkerMetrics
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class AnomalyOutput:
-    def __init__(self, scorer: Scorer, sink: ElasticsearchSink, dead_letters: DeadLetters, metrics: WorkerMetrics,
+    def __init__(self, scorer: Scorer, sink: BulkSink, dead_letters: DeadLetters, metrics: WorkerMetrics,
                  flush_at: int = 1000, max_backoff: float = 15.0) -> None:
         self.scorer = scorer
         self.sink = sink
@@ -94,7 +94,7 @@ class AnomalyOutput:
             for document, reason in result.rejected:
                 self.dead_letters.send_document(document, reason)
                 entity = document.body.get("entity", {}) if isinstance(document.body, dict) else {}
-                log.warning("Elasticsearch rejected the document of %s: %s", entity.get("id"), reason)
+                log.warning("%s rejected the document of %s: %s", self.sink.server, entity.get("id"), reason)
             self._refill()
 
     def _refill(self) -> None:
@@ -109,14 +109,14 @@ class AnomalyOutput:
         self.last_error = str(exc)
         if not self.down:
             level = logging.WARNING if isinstance(exc, SinkUnavailable) else logging.ERROR
-            log.log(level, "Elasticsearch flush failed, pausing input and retrying with backoff: %s", exc)
+            log.log(level, "%s flush failed, pausing input and retrying with backoff: %s", self.sink.server, exc)
         self.down = True
         self.metrics.sink_up.set(0)
         self.backoff.failed()
 
     def _recovered(self) -> None:
         if self.down:
-            log.info("Elasticsearch takes documents again; resuming")
+            log.info("%s takes documents again; resuming", self.sink.server)
         self.down = False
         self.last_error = ""
         self.backoff.reset()

@@ -32,6 +32,10 @@ def test_small_slice_of_every_system(
         assert row["lines"] == 300
         assert 0.0 <= row["drain3"]["ga"] <= 1.0 and 0.0 <= row["ours"]["ga"] <= 1.0
         assert row["ours"]["learn_lines_per_s"] > 0 and row["ours"]["match_lines_per_s"] > 0
+        assert 0.0 <= row["baseline"]["ga"] <= 1.0
+        assert set(row["ablation"]) == {"no_few_words", "no_fixed_digits", "no_first_word_merge"}
+    assert result["baseline_config"]["split_frequent"] is False and result["config"]["split_frequent"] is True
+    assert result["summary"]["learn_speed_ratio"] > 0 and result["summary"]["match_speed_ratio"] > 0
     assert result["summary"]["ours_mean_ga"] >= 0.75
     assert result["summary"]["ours_min_ga"] >= 0.5
 
@@ -58,3 +62,14 @@ def test_bad_limit_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--limit", "0"])
     assert exc.value.code == 2
     assert "--limit must be a positive number" in capsys.readouterr().err
+
+
+def test_baseline_and_ours_side_by_side_on_full_linux(
+    loghub_2k: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Linux's user= field is the case the few-words rule exists for: the run must show it, in one table."""
+    monkeypatch.setenv("LOGWARDEN_DATA", str(loghub_2k.parent))
+    row = run_json(capsys, "--systems", "Linux")["systems"]["Linux"]
+    assert row["ours"]["ga"] > row["baseline"]["ga"]
+    assert row["ablation"]["no_few_words"] == row["baseline"]["ga"]
+    assert row["ours"]["digit_words_kept"] > row["baseline"]["digit_words_kept"]

@@ -1,10 +1,12 @@
-"""Fixtures for tests that talk to the real Kafka and Elasticsearch started by ``scripts/services up``.
+"""Fixtures for tests that talk to the real Kafka, Elasticsearch and OpenSearch started by ``scripts/services up``.
 
 The servers are found through ``LOGWARDEN_KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``),
-``LOGWARDEN_ES_URL`` (Elasticsearch 9.x, default ``http://127.0.0.1:9200``) and ``LOGWARDEN_ES8_URL``
-(Elasticsearch 8.x, default ``http://127.0.0.1:9201``). A server that does not answer skips its tests on a
-developer's machine, but fails them when ``CI=true``: CI starts every server, so a missing one is a broken
-run, not a reason to go green without testing anything.
+``LOGWARDEN_ES_URL`` (Elasticsearch 9.x, default ``http://127.0.0.1:9200``), ``LOGWARDEN_ES8_URL``
+(Elasticsearch 8.x, default ``http://127.0.0.1:9201``), ``LOGWARDEN_OPENSEARCH_URL`` (OpenSearch 2.x, default
+``http://127.0.0.1:9202``) and ``LOGWARDEN_OPENSEARCH3_URL`` (OpenSearch 3.x, default ``http://127.0.0.1:9203``;
+their client is the ``opensearch`` extra, imported only by their fixtures).
+A server that does not answer skips its tests on a developer's machine, but fails them when ``CI=true``:
+CI starts every server, so a missing one is a broken run, not a reason to go green without testing anything.
 
 Tests use the 9.x server unless they are marked :data:`both_es_servers`, which runs them once against each
 major (``es_url`` is parametrized indirectly; ``es_client`` and everything built on it follow).
@@ -21,6 +23,7 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from elastic_transport import TransportError
@@ -40,6 +43,11 @@ ES_SERVERS = {
     "es8": ("LOGWARDEN_ES8_URL", "http://127.0.0.1:9201", 8),
 }
 both_es_servers = pytest.mark.parametrize("es_url", list(ES_SERVERS), indirect=True)
+# OpenSearch servers by test id, as above; every test that uses ``opensearch_url`` runs against each.
+OPENSEARCH_SERVERS = {
+    "os2": ("LOGWARDEN_OPENSEARCH_URL", "http://127.0.0.1:9202", 2),
+    "os3": ("LOGWARDEN_OPENSEARCH3_URL", "http://127.0.0.1:9203", 3),
+}
 
 
 def in_ci() -> bool:
@@ -173,3 +181,69 @@ def es_index(request: pytest.FixtureRequest, es_client: Elasticsearch) -> Iterat
     name = unique_name(request, "lw-test")
     yield name
     es_client.options(ignore_status=404).indices.delete(index=name)
+
+
+# ---------------------------------------------------------------------------------------- OpenSearch
+@pytest.fixture(scope="session", params=list(OPENSEARCH_SERVERS))
+def opensearch_url(request: pytest.FixtureRequest) -> str:
+    """URL of an OpenSearch node of the expected major whose cluster health is at least yellow (each of
+    :data:`OPENSEARCH_SERVERS` in turn: tests using it run once per OpenSearch major)."""
+    from pipeline.sinks.opensearch.client import TransportError, make_os_client, server_version  # noqa: PLC0415
+
+    var, default, want = OPENSEARCH_SERVERS[request.param]
+    url = os.environ.get(var, default)
+    probe = make_os_client(url, timeout=15, max_retries=0)
+    try:
+        version = server_version(probe)
+        # opensearch-py takes a `timeout` param as the request's own unless that is given explicitly.
+        probe.transport.perform_request("GET", "/_cluster/health", params={"wait_for_status": "yellow",
+                                                                           "timeout": "10s"}, timeout=15)
+    except (TransportError, LogwardenError) as exc:
+        unavailable(f"OpenSearch {want}.x is not reachable at {url} ({type(exc).__name__}: {exc})")
+    finally:
+        probe.close()
+    if int(version.partition(".")[0]) != want:
+        pytest.fail(f"{var}={url} is OpenSearch {version}, expected {want}.x", pytrace=False)
+    return url
+
+
+@pytest.fixture(scope="session")
+def os_client(opensearch_url: str) -> Iterator[Any]:
+    """An opensearch-py client as Logwarden builds it."""
+    from pipeline.sinks.opensearch.client import make_os_client  # noqa: PLC0415
+
+    client = make_os_client(opensearch_url, timeout=60)
+    yield client
+    client.close()
+
+
+def drop_prefix(client: Any, prefix: str) -> None:
+    """Delete the indices, data stream and index template of an anomaly prefix, on either server.
+
+    The test servers refuse wildcard deletes (``action.destructive_requires_name``): each index is named.
+    """
+    name = f"{prefix}-anomalies"
+    if isinstance(client, Elasticsearch):
+        es = client.options(ignore_status=404)
+        found = es.indices.get(index=f"{name}*", expand_wildcards="all", allow_no_indices=True)
+        indices = sorted(found.body) if found.meta.status == 200 else []
+        if indices:
+            es.indices.delete(index=",".join(indices))
+        es.indices.delete_index_template(name=name)
+        return
+    found = client.indices.get(index=f"{name}*", expand_wildcards="all", allow_no_indices=True, ignore=404)
+    streams = client.indices.get_data_stream(name=name, ignore=(400, 404)).get("data_streams", [])  # 400: an alias
+    if streams:
+        client.indices.delete_data_stream(name=name)
+    indices = sorted(i for i in found if not i.startswith(".ds-")) if "error" not in found else []
+    if indices:
+        client.indices.delete(index=",".join(indices), ignore=404)
+    client.indices.delete_index_template(name=name, ignore=404)
+
+
+@pytest.fixture
+def os_prefix(request: pytest.FixtureRequest, os_client: Any) -> Iterator[str]:
+    """A unique index prefix on OpenSearch; its indices, data stream and template are deleted afterwards."""
+    prefix = unique_name(request, "lw-test")
+    yield prefix
+    drop_prefix(os_client, prefix)

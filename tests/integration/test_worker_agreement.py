@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
@@ -37,13 +38,29 @@ def test_one_worker_indexes_exactly_what_detect_finds(
     kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
     kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
 ) -> None:
+    _one_worker_agrees(kafka_bootstrap, es_url, es_client, kafka_topic_factory, kafka_group_id, cleanup, tmp_path)
+
+
+def test_one_worker_indexes_exactly_what_detect_finds_in_opensearch(
+    kafka_bootstrap: str, opensearch_url: str, os_client: Any, kafka_topic_factory: Callable[..., str],
+    kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
+) -> None:
+    """The same worker with ``--sink opensearch`` (and the same --es-* flags) indexes the same documents."""
+    cleanup.search = os_client
+    _one_worker_agrees(kafka_bootstrap, opensearch_url, os_client, kafka_topic_factory, kafka_group_id, cleanup,
+                       tmp_path, "--sink", "opensearch")
+
+
+def _one_worker_agrees(kafka_bootstrap: str, url: str, search: Any, kafka_topic_factory: Callable[..., str],
+                       kafka_group_id: str, cleanup: Cleanup, tmp_path: Path, *extra: str) -> None:  # noqa: F811
+    """One worker over a 4-partition topic: every anomaly of ``detect``, same scores, /metrics right."""
     want = expected()
     topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
     sent = replay_now(SAMPLE, topic, kafka_bootstrap)
     assert sent.lines == want.lines and sent.keyed == want.lines
 
-    worker = WorkerProcess(tmp_path, "worker", worker_args(topic, kafka_group_id, topic, kafka_bootstrap, es_url,
-                                                          want.model_dir, "--exit-when-idle", "4s"))
+    worker = WorkerProcess(tmp_path, "worker", worker_args(topic, kafka_group_id, topic, kafka_bootstrap, url,
+                                                          want.model_dir, "--exit-when-idle", "4s", *extra))
     try:
         wait_for("the worker to read every record",
                  lambda: worker.metric("logwarden_worker_records_total", topic=topic) >= want.lines, 120)
@@ -64,7 +81,7 @@ def test_one_worker_indexes_exactly_what_detect_finds(
     assert _labels(metrics, "logwarden_worker_model_info")["version"] == current
     assert metrics[("logwarden_worker_sink_up", ())] == 1
 
-    docs = indexed(es_client, topic)
+    docs = indexed(search, topic)
     assert set(docs) == want.ids
     assert {doc["entity"]["id"] for doc in docs.values()} == want.entities
     for key, doc in docs.items():

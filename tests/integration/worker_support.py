@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.scoring import document_id
 from pipeline.sources.replay import ReplayStats, replay
+from tests.integration.conftest import drop_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "examples" / "hdfs_sample.log"
@@ -220,18 +221,27 @@ def replay_now(path: Path, topic: str, bootstrap: str, partitions: int = 4, **kw
                   **kwargs)
 
 
-def indexed(es: Elasticsearch, prefix: str) -> dict[str, dict[str, Any]]:
+def _search_all(client: Any, index: str) -> list[dict[str, Any]] | None:
+    """Every hit of ``index`` after a refresh (None when it does not exist), on Elasticsearch or OpenSearch."""
+    if isinstance(client, Elasticsearch):
+        client.options(ignore_status=404).indices.refresh(index=index)
+        found = client.options(ignore_status=404).search(index=index, size=10_000, query={"match_all": {}})
+        return None if found.meta.status == 404 else list(found["hits"]["hits"])
+    client.indices.refresh(index=index, ignore=404)
+    body = client.search(index=index, body={"size": 10_000, "query": {"match_all": {}}}, ignore=404)
+    return None if "hits" not in body else list(body["hits"]["hits"])
+
+
+def indexed(es: Any, prefix: str) -> dict[str, dict[str, Any]]:
     """Every anomaly document under the prefix's alias: window key -> source (after a refresh).
 
-    Fails when two documents are the same window (a replay that wrote a second document instead of
-    overwriting), or when a document's ``_id`` is not the one its content determines.
+    ``es`` is an Elasticsearch or an OpenSearch client. Fails when two documents are the same window (a
+    replay that wrote a second document instead of overwriting), or when a document's ``_id`` is not the
+    one its content determines.
     """
-    alias = f"{prefix}-anomalies"
-    es.options(ignore_status=404).indices.refresh(index=f"{alias}*")
-    found = es.options(ignore_status=404).search(index=f"{alias}*", size=10_000, query={"match_all": {}})
-    if found.meta.status == 404:
+    hits = _search_all(es, f"{prefix}-anomalies*")
+    if hits is None:
         return {}
-    hits = found["hits"]["hits"]
     docs = {window_key(hit["_source"]): hit["_source"] for hit in hits}
     assert len(docs) == len(hits), "two documents for one window"
     assert all(hit["_id"] == document_id(hit["_source"]) for hit in hits)
@@ -293,6 +303,7 @@ class Cleanup:
 
     topics: list[str] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
+    search: Any = None  # the client whose indices the prefixes name (default: the Elasticsearch 9.x one)
 
     def worker_stream(self, topic: str, group: str) -> str:
         """Remove what a worker on ``topic`` in ``group`` creates: dead letters, state topic, indices."""
@@ -311,12 +322,7 @@ def cleanup(kafka_admin: KafkaAdminClient, es_client: Elasticsearch) -> Iterator
         with contextlib.suppress(KafkaError):
             kafka_admin.delete_topics(doomed, timeout_ms=30_000)
     for prefix in done.prefixes:
-        es = es_client.options(ignore_status=404)
-        found = es.indices.get(index=f"{prefix}-anomalies-*", expand_wildcards="all", allow_no_indices=True)
-        names = sorted(found.body) if found.meta.status == 200 else []
-        if names:  # wildcard deletes are refused (action.destructive_requires_name): name each index
-            es.indices.delete(index=",".join(names))
-        es.indices.delete_index_template(name=f"{prefix}-anomalies")
+        drop_prefix(done.search if done.search is not None else es_client, prefix)
 
 
 # ------------------------------------------------------------------------------- Elasticsearch outage

@@ -31,6 +31,13 @@ def test_precedence_and_validation(tmp_path: Path) -> None:
         PipelineSettings().merged({"window": "sliding"})
     with pytest.raises(LogwardenError, match="contamination"):
         PipelineSettings().merged({"contamination": 0.7})
+    with pytest.raises(LogwardenError, match="contamination must be auto, clean or a number"):
+        PipelineSettings().merged({"contamination": "often"})
+    assert PipelineSettings().contamination == "auto"
+    assert PipelineSettings().merged({"contamination": "0.05"}).contamination == 0.05
+    assert PipelineSettings().merged({"contamination": "Clean"}).contamination == "clean"
+    with pytest.raises(LogwardenError, match="--target-fpr"):
+        PipelineSettings().merged({"target_fpr": 0.0})
 
 
 def test_bad_config_files(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -60,16 +61,32 @@ def _windows(n: int, entities: int | None = None) -> list[Window]:
 def test_too_few_training_windows_are_refused(n: int, entities: int) -> None:
     with pytest.raises(LogwardenError, match=f"only {n} training window.*--force"):
         jobs.check_training_windows(_windows(n, entities), PipelineSettings(), force=False)
-    warnings = jobs.check_training_windows(_windows(n, entities), PipelineSettings(), force=True)
+    warnings = jobs.check_training_windows(_windows(n, entities), PipelineSettings(contamination=0.03), force=True)
     assert "--force" in warnings[0] and "poorly calibrated" in warnings[1]
+    assert jobs.check_training_windows(_windows(n, entities), PipelineSettings(), force=True) == warnings[:1]
 
 
 def test_small_training_sets_warn_about_calibration() -> None:
-    settings = PipelineSettings()
+    settings = PipelineSettings(contamination=0.03)
     (warning,) = jobs.check_training_windows(_windows(100), settings, force=False)
     assert "poorly calibrated" in warning and "3.0 expected abnormal windows" in warning
     assert jobs.check_training_windows(_windows(1000), settings, force=False) == []
     assert jobs.check_training_windows(_windows(100), PipelineSettings(contamination=0.1), force=False) == []
+    assert jobs.check_training_windows(_windows(100), PipelineSettings(), force=False) == []  # auto: no share given
+
+
+def test_small_or_short_training_sets_are_flagged() -> None:
+    def sized(n: int, lines: int) -> list[Window]:
+        out = _windows(n)
+        for w in out:
+            w.counts = Counter({"T": lines})
+        return out
+
+    flags, warnings = jobs.training_flags(sized(100, 1))
+    assert flags == ["few_windows", "short_windows"] and len(warnings) == 2
+    assert "only 100 training windows" in warnings[0] and "median training window holds 1 line" in warnings[1]
+    assert jobs.training_flags(sized(1000, 20)) == ([], [])
+    assert jobs.training_flags(sized(1000, 2))[0] == ["short_windows"]
 
 
 def test_untimed_input_stops_after_the_first_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

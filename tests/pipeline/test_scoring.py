@@ -34,6 +34,13 @@ def test_document_shape_and_convention() -> None:
     assert normal["log"]["count"] == 4 and normal["model"]["version"] == "v1"
     assert novel["anomaly"]["score"] > normal["anomaly"]["score"]
     assert novel["anomaly"]["is_anomaly"] and novel["templates"][0]["id"] == "NEW"
+    # Every document carries the components on the score's scale and the one that decided it.
+    for doc in (normal, novel):
+        assert set(doc["anomaly"]["components"]) == {"iforest", "rarity", "excess"}
+        assert all(v >= 0 for v in doc["anomaly"]["components"].values())
+        assert doc["model"]["warnings"] == []
+    assert novel["anomaly"]["reason"] == "rarity" and "new template" in novel["anomaly"]["reason_text"]
+    assert novel["anomaly"]["components"]["rarity"] > normal["anomaly"]["components"]["rarity"]
     # The sample of the explained (new) template comes first; at most five samples.
     assert novel["log"]["samples"][0] == "line of NEW" and len(novel["log"]["samples"]) <= 5
 
@@ -79,3 +86,11 @@ def test_the_same_entity_in_two_streams_is_two_documents() -> None:
     assert document_id(a) != document_id(b)
     file_doc, = scorer.score([window({"A": 3})])
     assert "stream" not in file_doc["window"]  # detect's documents: no stream, ids as before
+
+
+def test_training_flags_reach_every_document() -> None:
+    scorer = make_scorer()
+    scorer.bundle.stats["flags"] = ["few_windows", "short_windows"]
+    flagged = Scorer(scorer.bundle)
+    (doc,) = flagged.score([window({"A": 3, "B": 1})])
+    assert doc["model"]["warnings"] == ["few_windows", "short_windows"]

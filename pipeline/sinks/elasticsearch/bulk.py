@@ -1,26 +1,12 @@
-"""Elasticsearch sink for anomaly documents: buffer, bulk index, sort failures into retry / reject / fail.
+"""Elasticsearch sink for anomaly documents: :class:`~pipeline.sinks.bulk.BulkSink` over elasticsearch-py.
 
-Delivery contract with the worker (which owns Kafka offsets): ``flush()`` either returns a
-:class:`FlushResult` (every buffered document is now indexed or handed back in ``rejected`` for the
-dead-letter topic) or raises :class:`SinkError` and keeps every document it could not account for, so
-the worker can pause, not commit, and call ``flush()`` again later (the worker's commit order flushes this
-sink first). Documents arrive as
-:class:`~pipeline.records.Document` with a deterministic ``_id`` and go to the daily index of their window
-start (:func:`~pipeline.sinks.elasticsearch.layout.index_for`) with ``op_type: index``, so a replay after a
-crash overwrites.
+The buffer, the delivery contract and how per-item results are sorted into indexed / rejected / retry
+later are shared with OpenSearch and documented in :mod:`pipeline.sinks.bulk`. What is Elasticsearch's:
 
-Failures, per item of a bulk response:
-
-* 429 and 5xx (overload, a shard relocating): retried by ``elasticsearch.helpers.streaming_bulk``
-  (``max_retries``/``initial_backoff``/``max_backoff``, only the failed documents are resent). Still
-  failing after that: :class:`SinkUnavailable`, documents kept.
+* 429 and 5xx items are retried by ``elasticsearch.helpers.streaming_bulk``
+  (``max_retries``/``initial_backoff``/``max_backoff``, only the failed documents are resent).
 * connection refused, timeouts: retried by the client transport with jittered exponential backoff
   (same budget); then :class:`SinkUnavailable`, documents kept.
-* 401/403 (credentials, privileges) and 404 (index missing and auto-create disabled): a configuration
-  problem, not a document problem: :class:`SinkError`, documents kept.
-* any other 4xx (``document_parsing_exception``, ``mapper_parsing_exception``, ``illegal_argument``...):
-  the document itself is bad and will never index: returned in ``FlushResult.rejected`` with the reason,
-  never retried.
 
 A flush stops at the first chunk that stays unavailable, so one flush blocks for at most about one
 chunk's retry budget: ``(max_retries + 1) * request_timeout`` plus the backoff sleeps (at most
@@ -29,162 +15,69 @@ chunk's retry budget: ``(max_retries + 1) * request_timeout`` plus the backoff s
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from elastic_transport import TransportError
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import ApiError, Elasticsearch, helpers
 
 from pipeline.config import DEFAULT_INDEX_PREFIX
 from pipeline.errors import LogwardenError
-from pipeline.records import Document
+from pipeline.sinks.bulk import (
+    CONFIG_STATUS,
+    RETRYABLE_STATUS,
+    BulkSink,
+    FlushResult,
+    SinkBufferFull,
+    SinkError,
+    SinkUnavailable,
+    item_reason,
+)
+from pipeline.sinks.elasticsearch.catalog import catalog_index, setup_catalog
 from pipeline.sinks.elasticsearch.client import describe_error
-from pipeline.sinks.elasticsearch.layout import alias_name, check_prefix, index_for
+from pipeline.sinks.elasticsearch.layout import setup_indices
 
-RETRYABLE_STATUS = (429, 500, 502, 503, 504)
-CONFIG_STATUS = (401, 403, 404)
-
-Doc = dict[str, Any]
-
-
-class SinkError(LogwardenError):
-    """Elasticsearch did not take the buffered documents; they are kept for the next ``flush()``."""
+# Re-exported: the worker and the tests import the sink's errors from here.
+__all__ = ["CONFIG_STATUS", "RETRYABLE_STATUS", "ElasticsearchSink", "FlushResult", "SinkBufferFull", "SinkError",
+           "SinkUnavailable", "item_reason"]
 
 
-class SinkUnavailable(SinkError):
-    """Elasticsearch is unreachable or overloaded past the retry budget (transient: retry later)."""
+class ElasticsearchSink(BulkSink):
+    """Buffers anomaly documents and bulk-indexes them into Elasticsearch on ``flush()``."""
 
-
-class SinkBufferFull(SinkError):
-    """``add()`` on a full buffer: flush first (or pause the input until Elasticsearch is back)."""
-
-
-@dataclass
-class FlushResult:
-    """What one ``flush()`` accomplished (including work from earlier flushes that raised)."""
-
-    indexed: int = 0
-    rejected: list[tuple[Document, str]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def item_reason(status: Any, info: dict[str, Any]) -> str:
-    """One-line reason for a failed bulk item, with Elasticsearch's error type and cause."""
-    error = info.get("error")
-    if isinstance(error, dict):
-        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        cause = error.get("caused_by")
-        if isinstance(cause, dict) and cause.get("reason"):
-            text += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
-    else:
-        text = str(error or "unknown error")
-    return " ".join(f"{status} {text}".split())
-
-
-class ElasticsearchSink:
-    """Buffers anomaly documents and bulk-indexes them on ``flush()``; see the module docstring.
-
-    Not thread-safe: one sink per worker loop (the loop that also commits offsets).
-    """
+    server = "Elasticsearch"
+    transport_errors = (TransportError,)
 
     def __init__(
         self,
         client: Elasticsearch,
         prefix: str = DEFAULT_INDEX_PREFIX,
         *,
-        data_stream: bool = False,
-        max_buffer: int = 10_000,
-        chunk_size: int = 500,
-        max_chunk_bytes: int = 10 * 1024 * 1024,
-        max_retries: int = 5,
-        initial_backoff: float = 0.5,
-        max_backoff: float = 10.0,
         request_timeout: float | None = None,
-        on_bulk: Callable[[FlushResult], None] | None = None,
         owns_client: bool = False,
+        **options: Any,
     ) -> None:
-        if max_buffer < 1 or chunk_size < 1 or max_retries < 0:
-            raise LogwardenError("max_buffer and chunk_size must be at least 1, max_retries at least 0")
-        self.prefix = check_prefix(prefix)
-        self.data_stream = data_stream
-        self.max_buffer = max_buffer
-        self.chunk_size = chunk_size
-        self.max_chunk_bytes = max_chunk_bytes
-        self.max_retries = max_retries
-        self.initial_backoff = initial_backoff
-        self.max_backoff = max_backoff
-        self.on_bulk = on_bulk
+        """``options``: the buffer and retry settings of :class:`~pipeline.sinks.bulk.BulkSink`."""
+        super().__init__(prefix, **options)
         self._owned = client if owns_client else None
         # Connection errors/timeouts: the transport retries with backoff. Status codes: not the transport
         # (it would retry at once, without backoff, and resend the whole request) but the bulk helper.
-        options: dict[str, Any] = {
-            "max_retries": max_retries,
+        transport: dict[str, Any] = {
+            "max_retries": self.max_retries,
             "retry_on_timeout": True,
             "retry_on_status": (),
-            "retry_backoff_base": initial_backoff,
-            "retry_backoff_cap": max_backoff,
+            "retry_backoff_base": self.initial_backoff,
+            "retry_backoff_cap": self.max_backoff,
         }
         if request_timeout is not None:
-            options["request_timeout"] = request_timeout
-        self.client = client.options(**options)
-        self._buffer: dict[str, tuple[str, Document]] = {}
-        self._carry = FlushResult()
+            transport["request_timeout"] = request_timeout
+        self.client = client.options(**transport)
 
-    # ------------------------------------------------------------------------------------ buffering
-    @property
-    def pending(self) -> int:
-        """Documents not yet accounted for: buffered, or rejected but not yet returned by a flush."""
-        return len(self._buffer) + len(self._carry.rejected)
-
-    @property
-    def is_full(self) -> bool:
-        return self.pending >= self.max_buffer
-
-    def target(self, doc: Doc) -> str:
-        """Index (or data stream) a document is written to."""
-        return alias_name(self.prefix) if self.data_stream else index_for(doc, self.prefix)
-
-    def add(self, document: Document) -> None:
-        """Buffer one document. A document without the fields its index needs is rejected at once
-        (returned by the next flush). The same ``_id`` added twice is indexed once, latest version."""
-        try:
-            index = self.target(document.body)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            self._carry.rejected.append((document, f"invalid document: {type(exc).__name__}: {exc}"))
-            return
-        if document.id not in self._buffer and self.is_full:
-            raise SinkBufferFull(f"Elasticsearch sink buffer is full ({self.max_buffer} documents): flush first")
-        self._buffer[document.id] = (index, document)
-
-    # -------------------------------------------------------------------------------------- flushing
-    def _actions(self, entries: list[tuple[str, tuple[str, Document]]]) -> list[dict[str, Any]]:
-        op_type = "create" if self.data_stream else "index"
-        return [{"_op_type": op_type, "_index": index, "_id": doc_id, "_source": document.body}
-                for doc_id, (index, document) in entries]
-
-    def flush(self, timeout: float | None = None) -> FlushResult:
-        """Index everything buffered; see the module docstring for what raises and what is returned.
-
-        ``timeout``: a bound for this flush instead of the retry budget (each request gets at most that long
-        and nothing is retried), for callers that must answer in time (a rebalance).
-        """
-        started = time.perf_counter()
-        if self._buffer:
-            self._bulk(list(self._buffer.items()), timeout)
-        result, self._carry = self._carry, FlushResult()
-        result.seconds = time.perf_counter() - started
-        if self.on_bulk is not None:
-            self.on_bulk(result)
-        return result
-
-    def _bulk(self, entries: list[tuple[str, tuple[str, Document]]], timeout: float | None = None) -> None:
-        """One pass over ``entries``; indexed and rejected documents leave the buffer as results arrive."""
+    def _stream(self, actions: list[dict[str, Any]], timeout: float | None) -> Iterable[tuple[bool, Any]]:
         client = self.client if timeout is None else self.client.options(request_timeout=timeout, max_retries=0)
-        stream = helpers.streaming_bulk(
+        return helpers.streaming_bulk(
             client,
-            self._actions(entries),
+            actions,
             chunk_size=self.chunk_size,
             max_chunk_bytes=self.max_chunk_bytes,
             raise_on_error=False,
@@ -195,39 +88,29 @@ class ElasticsearchSink:
             retry_on_status=RETRYABLE_STATUS,
             yield_ok=True,
         )
+
+    def _describe(self, exc: Exception) -> str:
+        return describe_error(exc)
+
+    def setup_layout(self, *, catalog: bool = False) -> dict[str, str]:
+        """Index template, alias/data stream (and with ``catalog`` the ``<prefix>-templates`` index).
+
+        A configuration problem (400/401/403/404) is a :class:`LogwardenError`; anything else is
+        :class:`SinkUnavailable` (the caller waits and retries).
+        """
         try:
-            for ok, item in stream:
-                _, info = next(iter(item.items()))
-                status = info.get("status", "N/A")
-                doc_id = str(info.get("_id"))
-                if ok or (self.data_stream and status == 409):  # 409 on create: a replay, already indexed
-                    if self._buffer.pop(doc_id, None) is not None:
-                        self._carry.indexed += 1
-                    continue
-                reason = item_reason(status, info)
-                if status in RETRYABLE_STATUS or not isinstance(status, int):
-                    raise SinkUnavailable(
-                        f"Elasticsearch kept failing after {self.max_retries} retries ({reason}); "
-                        f"{len(self._buffer)} documents kept for the next flush"
-                    )
-                if status in CONFIG_STATUS:
-                    raise SinkError(f"Elasticsearch refused the documents ({reason}); check credentials, "
-                                    "privileges and that es-setup ran; documents kept")
-                entry = self._buffer.pop(doc_id, None)
-                if entry is not None:
-                    self._carry.rejected.append((entry[1], reason))
+            done = setup_indices(self.client, self.prefix)
+            if catalog:
+                done[f"index {catalog_index(self.prefix)}"] = setup_catalog(self.client, self.prefix)
+            return done
+        except ApiError as exc:
+            if exc.status_code in (400, 401, 403, 404):
+                raise LogwardenError(describe_error(exc)) from None
+            raise SinkUnavailable(describe_error(exc)) from exc
         except TransportError as exc:
-            raise SinkUnavailable(
-                f"{describe_error(exc)} after {self.max_retries} retries; "
-                f"{len(self._buffer)} documents kept for the next flush"
-            ) from exc
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            raise SinkUnavailable(describe_error(exc)) from exc
 
     def close(self) -> None:
-        """Release the client if this sink created it. Does not flush: the worker flushes, then commits."""
         if self._owned is not None:
             self._owned.close()
             self._owned = None

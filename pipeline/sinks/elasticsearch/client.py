@@ -32,6 +32,7 @@ from elasticsearch import __versionstr__ as _client_version
 
 from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
+from pipeline.sinks.bulk import api_reason
 
 CLIENT_MAJOR = int(_client_version.partition(".")[0])
 SUPPORTED_MAJORS = (8, 9)
@@ -57,7 +58,7 @@ def compat_for(version: Mapping[str, Any]) -> int:
     """The ``compatible-with`` major to send to a server whose ``GET /`` ``version`` object is given."""
     number = str(version.get("number", ""))
     if version.get("distribution") == "opensearch":
-        raise UnsupportedServer(f"the server is OpenSearch {number}, not Elasticsearch: OpenSearch is not supported")
+        raise UnsupportedServer(f"the server is OpenSearch {number}, not Elasticsearch: use --sink opensearch")
     head = number.partition(".")[0]
     if not head.isdigit():
         raise UnsupportedServer(f"cannot read the Elasticsearch version {number!r}: give --es-compat 8 or 9")
@@ -219,14 +220,7 @@ def describe_error(exc: Exception, url: str | None = None) -> str:
     if isinstance(exc, EsConnectionError):
         return f"cannot reach Elasticsearch{where} ({exc.message})"
     if isinstance(exc, ApiError):
-        reason = exc.message
-        body = exc.body if isinstance(exc.body, dict) else {}
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("reason"):
-            reason = f"{error.get('type', exc.message)}: {error['reason']}"
-        elif isinstance(error, str):
-            reason = error
-        return f"Elasticsearch{where} refused the request ({exc.status_code} {reason})"
+        return f"Elasticsearch{where} refused the request ({exc.status_code} {api_reason(exc.body, exc.message)})"
     if isinstance(exc, TransportError):
         return f"Elasticsearch{where} transport error ({exc.message})"
     return f"Elasticsearch{where}: {exc}"

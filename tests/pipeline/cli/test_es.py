@@ -92,3 +92,63 @@ def test_es_compat_reaches_the_client(
     assert [c["compat"] for c in calls] == ["auto", "8", "9"]
     bad = CliRunner().invoke(cli_es.es_setup, ["--es-compat", "7"])
     assert bad.exit_code == 2 and "'7' is not one of 'auto', '8', '9'" in bad.output
+
+
+# ------------------------------------------------------------------------------------------- OpenSearch
+@pytest.fixture
+def fake_os(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[dict[str, Any]]]:
+    """Route ``es-setup --sink opensearch`` to a FakeOpenSearch and record how the client was built."""
+    from tests.fakes import FakeOpenSearch  # noqa: PLC0415
+
+    server = FakeOpenSearch(ism=True)
+    calls: list[dict[str, Any]] = []
+
+    def make(url: str, api_key: str | None, username: str | None, password: str | None, **kw: Any) -> Any:
+        calls.append({"url": url, "api_key": api_key, "username": username, "password": password, **kw})
+        return server.client()
+
+    monkeypatch.setattr(cli_es, "make_os_client", make)
+    for var in ("LOGWARDEN_ES_URL", "LOGWARDEN_SINK", "LOGWARDEN_ES_USERNAME", "LOGWARDEN_ES_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    return server, calls
+
+
+def test_opensearch_setup_uses_the_same_flags_and_creates_the_same_layout(fake_os: tuple[Any, list[Any]]) -> None:
+    server, calls = fake_os
+    env = {"LOGWARDEN_ES_USERNAME": "writer", "LOGWARDEN_ES_PASSWORD": "s3cret"}
+    result = CliRunner().invoke(cli_es.es_setup, ["--sink", "opensearch", "--es-url", "http://os:9200",
+                                                  "--index-prefix", "demo", "--ilm", "--retention", "7d"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "OpenSearch 2.19.6"
+    assert "ism policy demo-anomalies: created" in result.output
+    assert "index template demo-anomalies: created" in result.output
+    assert (calls[0]["url"], calls[0]["username"], calls[0]["password"]) == ("http://os:9200", "writer", "s3cret")
+    assert "demo-anomalies" in server.ism_policies and "demo-anomalies" in server.templates
+
+
+def test_the_sink_comes_from_the_environment_too(fake_os: tuple[Any, list[Any]]) -> None:
+    result = CliRunner().invoke(cli_es.es_setup, [], env={"LOGWARDEN_SINK": "opensearch"})
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OpenSearch ")
+
+
+def test_opensearch_unreachable_is_one_line_user_error(fake_os: tuple[Any, list[Any]]) -> None:
+    server, _ = fake_os
+    server.down = True
+    result = CliRunner().invoke(cli_es.es_setup, ["--sink", "opensearch"])
+    assert isinstance(result.exception, LogwardenError)
+    assert str(result.exception).startswith("es-setup: cannot reach OpenSearch at http://127.0.0.1:9200")
+    assert "\n" not in str(result.exception)
+
+
+def test_opensearch_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys  # noqa: PLC0415
+
+    from pipeline.cli.app import cli  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "opensearchpy", None)
+    monkeypatch.delitem(sys.modules, "pipeline.sinks.opensearch.client", raising=False)
+    result = CliRunner().invoke(cli, ["es-setup", "--sink", "opensearch"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "logwarden: error: OpenSearch support needs opensearch-py: pip install 'logwarden[opensearch]'")

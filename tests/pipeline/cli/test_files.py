@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,11 @@ def test_detect_without_model_trains_on_input_and_writes_report(tmp_path: Path) 
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert docs and all(d["anomaly"]["is_anomaly"] for d in docs)
     assert all(d["model"]["version"] == "adhoc" for d in docs)
-    assert "<table>" in report.read_text()
+    page = report.read_text()
+    assert 'id="plot-score-time"' in page and 'id="entities"' in page
+    # Every anomalous entity of the run is in the report's table, and the header names the input.
+    assert {d["entity"]["id"] for d in docs} <= set(re.findall(r'<tr><td data-sort="([^"]+)">', page))
+    assert str(SAMPLE) in page and f'"anomalies": {len(docs)}' in page
 
 
 def test_config_file_supplies_flags(tmp_path: Path, trained: Path) -> None:
@@ -194,7 +199,7 @@ def test_help_shows_the_defaults_of_the_settings() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "Silence that ends a session window. [default: 5m]" in text
-    assert "[default: 0.03]" in text and "DURATION" in text
+    assert "[default: auto]" in text and "[default: 0.005]" in text and "DURATION" in text
 
 
 # -- outputs are replaced only when the run completes (issue 9, item 10) ------------------------------------
@@ -341,8 +346,11 @@ def test_too_few_training_windows_are_refused_unless_forced(tmp_path: Path) -> N
     result = run("train", str(head), "--model-dir", str(model_dir), "--log-format", HDFS_FORMAT, "--force")
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("logwarden: warning: ")]
-    assert len(warnings) == 2 and "poorly calibrated" in warnings[1]
+    assert len(warnings) == 2 and "fewer than 300" in warnings[1]
     assert (model_dir / "CURRENT").exists()
+    version = (model_dir / "CURRENT").read_text().strip()
+    manifest = json.loads((model_dir / "versions" / version / "manifest.json").read_text())
+    assert manifest["stats"]["flags"] == ["few_windows"]  # one window of 300 lines: small, not short
 
 
 def test_enough_windows_train_without_warnings(tmp_path: Path) -> None:

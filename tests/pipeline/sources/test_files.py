@@ -111,10 +111,11 @@ def test_missing_file(tmp_path: Path) -> None:
         count_bytes([missing])
 
 
-def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="is a directory"):
+def test_empty_directory(tmp_path: Path) -> None:
+    # A directory stands for its files (tests/pipeline/sources/test_rotation.py); one without any is an error.
+    with pytest.raises(InputError, match="a directory without log files"):
         list(read_lines([str(tmp_path)]))
-    with pytest.raises(InputError, match="is a directory"):
+    with pytest.raises(InputError, match="a directory without log files"):
         count_bytes([str(tmp_path)])
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.loghub import LOG_FORMATS, LOGHUB_LAYOUTS
@@ -339,6 +339,7 @@ def test_check_format_matches_some_and_edge_cases() -> None:
 # --- properties ----------------------------------------------------------------------------------------
 
 
+@example(data=b"}", truncated=False, mode=(HDFS, None, "auto"))
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=200), truncated=st.booleans(),
        mode=st.sampled_from([(HDFS, None, "auto"), (None, None, "auto"), (None, None, "strict"),
@@ -351,7 +352,13 @@ def test_decode_never_raises_and_counts_every_line(data: bytes, truncated: bool,
     record2 = decoder.decode(raw_line(b"{" + data))
     assert isinstance(record.message, str) and isinstance(record2.message, str)
     assert decoder.stats.lines == 2
-    assert decoder.stats.matched + decoder.stats.unmatched + decoder.stats.json + decoder.stats.not_json <= 2
+    stats = decoder.stats
+    # Every line lands in exactly one of matched / unmatched / json / (strict) not_json, or is plain text
+    # without a layout. In ``auto`` mode ``not_json`` is a problem count that overlaps: a text line of a
+    # stream that also holds JSON objects is decoded as text *and* counted as not JSON (b'}' then b'{}').
+    disjoint = stats.matched + stats.unmatched + stats.json + (stats.not_json if json_mode == "strict" else 0)
+    assert disjoint <= 2
+    assert stats.not_json <= stats.lines - stats.json
     assert ("truncated" in record.flags) == truncated
 
 

@@ -183,7 +183,7 @@ def test_compat_for_versions() -> None:
     assert compat_for({"number": "8.19.21"}) == 8
     assert compat_for({"number": "9.5.2"}) == 9
     assert compat_for({"number": "10.0.0"}) == 9  # a newer server accepts the previous major
-    with pytest.raises(UnsupportedServer, match="OpenSearch 2.19.6"):
+    with pytest.raises(UnsupportedServer, match="OpenSearch 2.19.6, not Elasticsearch: use --sink opensearch"):
         compat_for({"number": "2.19.6", "distribution": "opensearch"})
     with pytest.raises(UnsupportedServer, match="cannot read"):
         compat_for({"number": "x"})

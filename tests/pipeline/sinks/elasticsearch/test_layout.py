@@ -109,8 +109,16 @@ def test_mapping_covers_every_document_field() -> None:
     assert props["@timestamp"]["type"] == "date"
     assert {k: v["type"] for k, v in props["window"]["properties"].items()} == {
         "start": "date", "end": "date", "kind": "keyword", "late": "boolean", "stream": "keyword", "offset": "long"}
-    assert {k: v["type"] for k, v in props["anomaly"]["properties"].items()} == {
-        "score": "float", "threshold": "float", "is_anomaly": "boolean"}
+    anomaly = dict(props["anomaly"]["properties"])
+    components = anomaly.pop("components")["properties"]
+    assert {k: v["type"] for k, v in anomaly.items()} == {
+        "score": "float", "threshold": "float", "is_anomaly": "boolean", "reason": "keyword", "reason_text": "text"}
+    assert {k: v["type"] for k, v in components.items()} == {"iforest": "float", "rarity": "float", "excess": "float"}
+    assert {k: v["type"] for k, v in props["model"]["properties"].items()} == {"version": "keyword",
+                                                                            "warnings": "keyword"}
+    assert props["anomaly"]["properties"]["components"]["dynamic"] is True
+    assert ANOMALY_MAPPINGS["dynamic_templates"] == [
+        {"anomaly_components": {"path_match": "anomaly.components.*", "mapping": {"type": "float"}}}]
     assert props["templates"]["properties"]["template"]["fields"]["keyword"]["type"] == "keyword"
     assert props["log"]["properties"]["count"]["type"] == "integer"
     assert alias_name("x") == "x-anomalies"

@@ -1,0 +1,130 @@
+"""HDFS ablation and sweeps in one process: what each detector component is worth, and how thresholds hold up.
+
+The streams are the detection benchmark's (:func:`benchmarks.detection.build_streams`); windows are cut by the
+same record chain the CLI uses (:func:`pipeline.embedded.learn_windows` for training, the trained miner for the
+test stream), then :class:`models.detector.WindowDetector` is fitted once per variant on the same windows:
+
+* ablation: each component alone (weight 1 on it), the full default, at the benchmark's default contamination;
+* contamination sweep: training streams with 0%, 3% and 10% anomalous sessions (test always at 3%), defaults;
+* training-size sweep: 30, 300 and 5,000 training windows (a prefix of the training stream's windows).
+
+Usage::
+
+    python -m benchmarks.ablation --seeds 0            # ablation + both sweeps at seed 0 (about a minute)
+    python -m benchmarks.ablation --seeds 1 2 3 4 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.detection import ENTITY_REGEX, FULL_SIZES, HDFS_LOG_FORMAT, build_streams
+from benchmarks.reference import BLOCK_RE, block_metrics
+from models.detector import COMPONENTS, WindowDetector
+from models.features import FeatureSpace
+from pipeline import embedded as jobs
+from pipeline.config import PipelineSettings
+from pipeline.records import TemplateMatch
+from pipeline.stages.chain import RecordChain
+from pipeline.stages.templates import TemplateMiner
+
+Windows = list[tuple[str, dict[str, int]]]
+TRAIN_RATES = (0.0, 0.03, 0.1)
+TRAIN_SIZES = (30, 300, 5000)
+
+
+def windows_of(workdir: Path, rate: float, seed: int, sizes: tuple[int, int] = FULL_SIZES
+               ) -> tuple[Windows, Windows, dict[str, int]]:
+    """Training and test windows ``(entity, counts)`` of freshly rendered streams, and the test labels."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    streams = build_streams(workdir, sizes[0], sizes[1], rate, seed, test_rate=0.03)
+    paths = streams["paths"]
+    settings = PipelineSettings(log_format=HDFS_LOG_FORMAT, entity_regex=ENTITY_REGEX).validated()
+    miner, train, _ = jobs.learn_windows([str(paths["train.log"])], settings)
+    matcher = TemplateMiner.from_state(miner.to_state())
+
+    def tag(message: str) -> TemplateMatch:
+        return matcher.match(message)
+
+    chain = RecordChain(settings, tag)
+    test = []
+    lines = jobs._raw_lines([str(paths["test.log"])], settings, chain.decoder, None)
+    for batch in jobs.windowed(chain, lines, jobs.JobStats(), settings):
+        test.extend(batch)
+    return ([(w.entity_id, dict(w.counts)) for w in train], [(w.entity_id, dict(w.counts)) for w in test],
+            streams["test_labels"])
+
+
+def evaluate(train: Windows, test: Windows, labels: Mapping[str, int], **params: Any) -> dict[str, Any]:
+    """Fit a detector on ``train`` and score ``test`` per block: precision, recall, F1, FPR and PR-AUC."""
+    space = FeatureSpace().fit([c for _, c in train], {})
+    det = WindowDetector(**params).fit(space.transform([c for _, c in train]))
+    scores_arr = det.score(space.transform([c for _, c in test]))
+    scores: dict[str, float] = {}
+    flagged: dict[str, bool] = {}
+    for (entity, _), score in zip(test, scores_arr, strict=True):
+        match = BLOCK_RE.search(entity)
+        if match is None:
+            continue
+        blk = match.group(0)
+        scores[blk] = max(float(score), scores.get(blk, float("-inf")))
+        flagged[blk] = flagged.get(blk, False) or bool(score > det.threshold_)
+    result = block_metrics(labels, flagged, scores)
+    normal = [b for b, y in labels.items() if not y]
+    fpr = sum(flagged.get(b, False) for b in normal) / max(len(normal), 1)
+    return {key: round(float(result[key]), 4) for key in ("precision", "recall", "f1", "pr_auc")} | {
+        "fpr": round(fpr, 4), "threshold": round(float(det.threshold_), 3),
+        "contamination_estimate": round(float(det.contamination_estimate_), 4), "train_windows": len(train)}
+
+
+def run(seed: int, workdir: Path) -> dict[str, Any]:
+    report: dict[str, Any] = {"seed": seed, "ablation": {}, "contamination": {}, "training_size": {}}
+    for rate in TRAIN_RATES:
+        train, test, labels = windows_of(workdir / f"r{rate}", rate, seed)
+        report["contamination"][str(rate)] = evaluate(train, test, labels, random_state=seed)
+        if rate == 0.03:
+            for name in COMPONENTS:
+                weights = {k: float(k == name) for k in COMPONENTS}
+                report["ablation"][name] = evaluate(train, test, labels, weights=weights, random_state=seed)
+            report["ablation"]["full"] = report["contamination"][str(rate)]
+            for size in TRAIN_SIZES:
+                report["training_size"][str(size)] = evaluate(train[:size], test, labels, random_state=seed)
+    return report
+
+
+def print_tables(reports: Sequence[Mapping[str, Any]], out: Any) -> None:
+    for rep in reports:
+        print(f"seed {rep['seed']}", file=out)
+        for section in ("ablation", "contamination", "training_size"):
+            for key, row in rep[section].items():
+                print(f"  {section:<14}{key:<10} P {row['precision']:.3f} R {row['recall']:.3f} F1 {row['f1']:.3f} "
+                      f"PR-AUC {row['pr_auc']:.3f} FPR {row['fpr']:.4f} est {row['contamination_estimate']:.3f}",
+                      file=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="logwarden-ablation-") as tmp:
+        reports = [run(seed, Path(tmp) / f"s{seed}") for seed in args.seeds]
+    print_tables(reports, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        summary = {"benchmark": "hdfs-ablation", "runs": reports,
+                   "mean_pr_auc": {name: float(np.mean([r["ablation"][name]["pr_auc"] for r in reports]))
+                                   for name in (*COMPONENTS, "full")}}
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
