@@ -174,11 +174,11 @@ class TopicRegistry:
                     raise ModelError(f"model {version} in {self.root} names an unknown file {name!r}")
                 parts = [state.get(f"{prefix}f/{name}/{i}") for i in range(int(info["chunks"]))]
                 if any(part is None for part in parts):
-                    raise ModelError(f"model {version} in {self.root}: chunks of {name} are missing")
+                    raise ModelError(f"model file missing: chunks of {name} of model {version} in {self.root}")
                 data = b"".join(p for p in parts if p is not None)
                 if len(data) != int(info["size"]):
-                    raise ModelError(f"model {version} in {self.root}: {name} has {len(data)} bytes, "
-                                     f"expected {info['size']}")
+                    raise ModelError(f"checksum mismatch for {name} of model {version} in {self.root}: "
+                                     f"{len(data)} bytes, the manifest says {info['size']}")
                 (directory / name).write_bytes(data)
             (directory / "manifest.json").write_text(json.dumps(entry["manifest"]), encoding="utf-8")
             return load_bundle(directory)

@@ -21,7 +21,7 @@ from kafka.errors import KafkaError
 from models.errors import ModelError
 from models.registry import ModelRegistry
 from pipeline.stream.model_topic import TopicRegistry
-from tests.integration.test_worker_reload import serving
+from tests.integration.test_worker_reload import serving, settled
 from tests.integration.worker_support import (
     SAMPLE,
     Cleanup,
@@ -115,7 +115,7 @@ def test_two_workers_follow_the_topic_registry(
         wait_for(f"chunk {i}'s windows to close",
                  lambda: all(w.metric("logwarden_worker_open_windows") == 0 for w in workers), 60)
         wait_for(f"chunk {i}'s anomalies", lambda: len(indexed(es_client, topic)) > len(seen), 60)
-        docs = indexed(es_client, topic)
+        docs = settled(es_client, topic)
         new = {k: d for k, d in docs.items() if k not in seen}
         assert {d["model"]["version"] for d in new.values()} == {version}, f"chunk {i}"
         seen.update(docs)

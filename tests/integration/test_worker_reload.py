@@ -12,6 +12,7 @@ worker has reacted (its ``/metrics``), and every chunk's new documents must carr
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,20 @@ def serving(worker: WorkerProcess) -> str | None:
         if name == "logwarden_worker_model_info" and value == 1:
             return dict(labels).get("version")
     return None
+
+
+def settled(es_client: Elasticsearch, topic: str, quiet: float = 4.0) -> dict[str, dict]:
+    """The indexed documents once their count has not changed for ``quiet`` seconds (several commit intervals:
+    windows closed together may be flushed in more than one bulk request)."""
+    docs = indexed(es_client, topic)
+    stable_since = time.monotonic()
+    deadline = stable_since + 60
+    while time.monotonic() - stable_since < quiet and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = indexed(es_client, topic)
+        if len(now) != len(docs):
+            docs, stable_since = now, time.monotonic()
+    return docs
 
 
 def republish(registry: ModelRegistry, make_current: bool) -> str:
@@ -81,7 +96,7 @@ def test_promotion_corruption_and_rollback_reach_a_running_worker(
                  lambda: worker.metric("logwarden_worker_records_total", topic=topic) >= read, 120)
         wait_for(f"chunk {i}'s windows to close", lambda: worker.metric("logwarden_worker_open_windows") == 0, 60)
         wait_for(f"chunk {i}'s anomalies", lambda: len(indexed(es_client, topic)) > len(seen), 60)
-        docs = indexed(es_client, topic)
+        docs = settled(es_client, topic)
         new = {k: d for k, d in docs.items() if k not in seen}
         assert {d["model"]["version"] for d in new.values()} == {version}, f"chunk {i}"
         seen.update(docs)
