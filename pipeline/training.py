@@ -31,6 +31,7 @@ from pipeline.embedded import (
     JobStats,
     _finish_decode_stats,
     fit_counts,
+    training_flags_of,
     training_warnings,
     warm_miner,
     windowed,
@@ -117,7 +118,7 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
             for h in window.counts:
                 if not h.isdigit() and h not in preset_made:
                     preset_made[h] = window.templates.get(h, "")
-            reservoir.offer(dict(window.counts))
+            reservoir.offer((dict(window.counts), window.count))
             if len(entities) < ENTITY_COUNT_CAP:
                 entities.add((window.entity_field, window.entity_id))
         if on_progress is not None:
@@ -132,7 +133,7 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
     templates: dict[str, str] = {}
     sample: list[dict[str, int]] = []
     bundle_settings = settings
-    for counts in reservoir.items:
+    for counts, _ in reservoir.items:
         remapped: dict[str, int] = {}
         for handle, n in counts.items():
             match = final.get(handle)
@@ -146,6 +147,8 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
     limit = max(1, MAX_MATRIX_CELLS // max(1, len(templates)))
     sample = reservoir.subset(sample, limit)
     stats.warnings = training_warnings(stats.windows, len(entities), settings, force)
+    stats.flags, odd = training_flags_of(stats.windows, [lines for _, lines in reservoir.items])
+    stats.warnings.extend(odd)
     bundle = fit_counts(miner, sample, templates, bundle_settings, stats, seed)
     bundle.stats["sampled_windows"] = len(sample)
     return bundle
