@@ -212,15 +212,19 @@ def check_timed(stats: JobStats, settings: PipelineSettings, decoder: Decoder) -
 
 def training_flags(windows: Sequence[Window]) -> tuple[list[str], list[str]]:
     """``(flags, warnings)`` for a small or odd training set (see the module docstring)."""
+    return training_flags_of(len(windows), [w.count for w in windows])
+
+
+def training_flags_of(n: int, line_counts: Sequence[int]) -> tuple[list[str], list[str]]:
+    """:func:`training_flags` from the window count and the line counts of (a uniform sample of) the windows."""
     flags: list[str] = []
     warnings: list[str] = []
-    n = len(windows)
     if n < SMALL_TRAINING_WINDOWS:
         flags.append("few_windows")
         warnings.append(f"only {n} training window{'s' * (n != 1)} (fewer than {SMALL_TRAINING_WINDOWS}): the tail "
                         "probabilities "
                         "behind the scores are coarse and the threshold rests on few windows")
-    lines = sorted(w.count for w in windows)
+    lines = sorted(line_counts)
     median = lines[len(lines) // 2] if lines else 0
     if lines and median <= SHORT_WINDOW_LINES:
         flags.append("short_windows")

@@ -27,19 +27,19 @@ from typing import Any
 from models.artifacts import ModelBundle
 from pipeline.config import PipelineSettings
 from pipeline.embedded import (
-    FORMAT_CHECK_LINES,
+    Input,
     JobStats,
     _finish_decode_stats,
     fit_counts,
+    training_flags_of,
     training_warnings,
     warm_miner,
     windowed,
 )
 from pipeline.errors import LogwardenError
 from pipeline.records import RawLine, TemplateMatch
-from pipeline.sources.files import peek_lines, read_lines
+from pipeline.sources.files import read_lines
 from pipeline.stages.chain import RecordChain
-from pipeline.stages.decoding import check_format_matches
 from pipeline.stages.templates import TemplateMiner
 
 DEFAULT_SAMPLE_WINDOWS = 50_000
@@ -109,12 +109,16 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
     def tag(message: str) -> TemplateMatch:
         return TemplateMatch(template_id=str(miner.learn_cluster(message)), template="")
 
+    source = Input((), settings, None, stats, lines=lines)  # --log-format auto picks its preset here
+    settings = source.settings
     chain = RecordChain(settings, tag)
-    head, checked = peek_lines(lines, FORMAT_CHECK_LINES)
-    check_format_matches(chain.decoder, head)
-    for batch in windowed(chain, checked, stats, settings):
+    preset_made: dict[str, str] = {}  # a preset's templates (access logs) come with their final id and text
+    for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         for window in batch:
-            reservoir.offer({int(h): n for h, n in window.counts.items()})
+            for h in window.counts:
+                if not h.isdigit() and h not in preset_made:
+                    preset_made[h] = window.templates.get(h, "")
+            reservoir.offer((dict(window.counts), window.count))
             if len(entities) < ENTITY_COUNT_CAP:
                 entities.add((window.entity_field, window.entity_id))
         if on_progress is not None:
@@ -125,15 +129,17 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
             f"no windows: none of {stats.lines} lines had an entity"
             + (f" matching --entity-regex {settings.entity_regex!r}" if settings.entity_regex else ""))
 
-    final: dict[int, TemplateMatch] = {}
+    final: dict[str, TemplateMatch] = {}
     templates: dict[str, str] = {}
     sample: list[dict[str, int]] = []
-    for counts in reservoir.items:
+    bundle_settings = settings
+    for counts, _ in reservoir.items:
         remapped: dict[str, int] = {}
         for handle, n in counts.items():
             match = final.get(handle)
             if match is None:
-                match = final[handle] = miner.final_template(handle)
+                match = final[handle] = (miner.final_template(int(handle)) if handle.isdigit()
+                                         else TemplateMatch(handle, preset_made[handle]))
                 templates[match.template_id] = match.template
             remapped[match.template_id] = remapped.get(match.template_id, 0) + n
         sample.append(remapped)
@@ -141,6 +147,8 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
     limit = max(1, MAX_MATRIX_CELLS // max(1, len(templates)))
     sample = reservoir.subset(sample, limit)
     stats.warnings = training_warnings(stats.windows, len(entities), settings, force)
-    bundle = fit_counts(miner, sample, templates, settings, stats, seed)
+    stats.flags, odd = training_flags_of(stats.windows, [lines for _, lines in reservoir.items])
+    stats.warnings.extend(odd)
+    bundle = fit_counts(miner, sample, templates, bundle_settings, stats, seed)
     bundle.stats["sampled_windows"] = len(sample)
     return bundle

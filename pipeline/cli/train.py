@@ -29,12 +29,22 @@ from pipeline.cli.common import (
     resolve,
     settings_from,
     untimed_option,
+    warn,
     window_options,
 )
 from pipeline.cli.evaluate import run_evaluation
 from pipeline.cli.files import check_model_dir, force_option, report_warnings, stats_line
-from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DEFAULT_ES_URL, PipelineSettings, default_text, parse_time_bound
+from pipeline.config import (
+    DEFAULT_BOOTSTRAP_SERVERS,
+    DEFAULT_ES_URL,
+    PipelineSettings,
+    WorkerOptions,
+    default_of,
+    default_text,
+    parse_time_bound,
+)
 from pipeline.embedded import JobStats
+from pipeline.errors import LogwardenError
 from pipeline.records import RawLine
 
 # Elasticsearch secrets come from the environment only, as for the worker (pipeline.cli.stream).
@@ -116,8 +126,10 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
 @click.option("--bootstrap-servers", envvar="LOGWARDEN_KAFKA_BOOTSTRAP",
               help="With --source kafka:TOPIC or --model-dir kafka:TOPIC: Kafka brokers.  "
               f"[default: {DEFAULT_BOOTSTRAP_SERVERS}]")
-@click.option("--es-url", envvar="LOGWARDEN_ES_URL",
-              help=f"With --source es:INDEX: Elasticsearch URL.  [default: {DEFAULT_ES_URL}]")
+@click.option("--es-url",
+              help="Elasticsearch to read with --source es:INDEX; also records the model's templates in the "
+              "<prefix>-templates catalog there (credentials from LOGWARDEN_ES_API_KEY or "
+              f"LOGWARDEN_ES_USERNAME/PASSWORD).  [default with --source es: {DEFAULT_ES_URL}]")
 @click.option("--query", help="With --source es:INDEX: only these documents: a query string "
               "(host.name:web-1 AND log.level:error, Lucene syntax, which simple KQL filters share) or a JSON query "
               "DSL object.")
@@ -134,8 +146,14 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
               "--bootstrap-servers); the new version becomes current (unless --no-promote).  [required]")
 @click.option("--no-promote", is_flag=True, default=None,
               help="Publish the new version without making it current (`logwarden models promote V` later).")
-@click.option("--contamination", type=float,
-              help="Expected share of abnormal windows in training." + default_text(PipelineSettings, "contamination"))
+@click.option("--contamination",
+              help="Abnormal share of the training windows: auto (estimated), clean (training is normal) or a "
+                   "number in (0, 0.5)." + default_text(PipelineSettings, "contamination"))
+@click.option("--target-fpr", type=float,
+              help="False-positive rate the threshold allows when training is clean (and the floor of auto)."
+                   + default_text(PipelineSettings, "target_fpr"))
+@click.option("--index-prefix", help="Index prefix of the template catalog (with --es-url)."
+              + default_text(WorkerOptions, "index_prefix"))
 @click.option("--sample-windows", type=click.IntRange(min=1),
               help="Memory bound: the forest and threshold are fitted on a uniform reservoir sample of at most this "
               "many windows (templates and window counts cover the whole input, read once, streaming).  "
@@ -233,6 +251,17 @@ def publish(registry: Any, bundle: ModelBundle, flags: dict[str, Any]) -> None:
     sampled = bundle.stats.get("sampled_windows")
     extra = f", fitted on a sample of {sampled}" if sampled is not None and sampled < stats.windows else ""
     click.echo(f"model {version} written to {flags['model_dir']} {how} ({stats_line(stats)}{extra})", err=True)
+    if flags.get("es_url"):
+        from pipeline.cli.es import publish_templates  # noqa: PLC0415 - the Elasticsearch client, only here
+
+        prefix = flags.get("index_prefix") or default_of(WorkerOptions, "index_prefix")
+        try:
+            done = publish_templates(flags["es_url"], prefix, bundle.features.templates_, version)
+        except LogwardenError as exc:
+            warn(f"the model is published, but its templates are not in the catalog: {exc}")
+        else:
+            click.echo(f"template catalog {prefix}-templates: {done['known']} templates known by {version}, "
+                       f"{done['no_longer_known']} no longer known", err=True)
     if bundle.evaluation:
         e = bundle.evaluation
         click.echo(f"evaluation: precision {e['precision']:.3f}, recall {e['recall']:.3f}, F1 {e['f1']:.3f}, "

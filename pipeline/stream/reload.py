@@ -37,11 +37,12 @@ from pipeline.records import TemplateMatch
 from pipeline.scoring import Scorer
 from pipeline.stages.chain import Tagger
 from pipeline.stages.templates import TemplateMiner
+from pipeline.stream.metrics import RELOAD_REFUSALS
 
 log = logging.getLogger(__name__)
 
 # ``reason`` label values of ``logwarden_worker_model_reloads_refused_total`` (alert rules match on them).
-REFUSAL_REASONS = ("checksum", "untrusted_type", "incompatible_settings", "load_error")
+REFUSAL_REASONS = RELOAD_REFUSALS
 # Settings the record chain uses to decode, find entities and cut windows (everything but contamination).
 CHAIN_SETTINGS = tuple(name for name in PipelineSettings.__dataclass_fields__ if name != "contamination")
 

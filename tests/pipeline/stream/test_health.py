@@ -34,8 +34,7 @@ def test_endpoints() -> None:
         text = body.decode()
         assert status == 200
         assert 'logwarden_worker_records_total{topic="logs"} 7.0' in text
-        assert ('logwarden_worker_model_info{created="2024-01-01T00:00:00+00:00",version="20240101T000000Z-abc123"} '
-                '1.0') in text
+        assert 'logwarden_model_info{created="2024-01-01T00:00:00+00:00",version="20240101T000000Z-abc123"} 1.0' in text
         assert "logwarden_worker_bulk_seconds_bucket" in text and "logwarden_worker_partition_lag" in text
     finally:
         server.close()
