@@ -124,8 +124,8 @@ class WindowDetector:
             self.threshold_ = -math.log10(self.target_fpr)
             self.contamination_estimate_ = 0.0
         elif self.contamination == "auto":
-            rare = self.stats_.rare_state_share(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
-            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr, rare)
+            group = self.stats_.contamination_rows(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
+            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr, group)
         else:
             self.threshold_ = calibrate_threshold(scores, float(self.contamination))
             self.contamination_estimate_ = float(self.contamination)
