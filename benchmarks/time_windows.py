@@ -185,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         recall = " ".join(f"{k}={v:.1f}" for k, v in r["ours_recall"].items())
         comps = " ".join(f"{k}={v:.2f}" for k, v in r["component_pr_auc"].items())
-        print(f"{r['system']:<11}{r['ours_pr_auc']:>7.3f}{r['reference_pr_auc']:>9.3f}{r['ours_fpr']:>7.3f}{r['ours_recall_all']:>7.3f}  "
+        print(f"{r['system']:<11}{r['ours_pr_auc']:>7.3f}{r['reference_pr_auc']:>9.3f}{r['ours_fpr']:>7.3f}"
+              f"{r['ours_recall_all']:>7.3f}  "
               f"{recall} | {comps} | contamination est. {r['contamination_estimate']:.3f}", file=out)
     print(f"{'mean':<11}{report['mean_ours_pr_auc']:>7.3f}{report['mean_reference_pr_auc']:>9.3f}"
           f"{report['mean_fpr']:>7.3f}{report['mean_recall']:>7.3f}  ({report['seconds']} s)", file=out)
