@@ -59,24 +59,47 @@ def calibrate_threshold(scores: np.ndarray, contamination: float, band_low: floa
     return float((values[j - 1] + values[j]) / 2.0)
 
 
-# The auto cut goes into the widest gap that flags between estimate / 1.5 and 2 x estimate of the training
-# windows: the estimate is already a count of likely incidents, so the band is narrower than the one used
-# for a contamination the user guessed.
-AUTO_BAND = (1.5, 2.0)
 MAX_ESTIMATE = 0.25  # more "incidents" than this is the system's normal variety, not contamination
+MIN_GROUP_EVIDENCE = math.log10(2.0)  # every incident window must have a combined tail probability <= 1/2
+LEVEL_TOLERANCE = 0.01  # scores closer than this are one level (the tie-break moves tied windows by less)
 
 
-def auto_threshold(scores: np.ndarray, target_fpr: float, estimate: float) -> tuple[float, float]:
+def auto_threshold(scores: np.ndarray, target_fpr: float, group: np.ndarray) -> tuple[float, float]:
     """``(threshold, estimate)`` when the contamination is not given but estimated (``--contamination auto``).
 
-    ``estimate`` is the share of training windows that look like incidents (the detector passes the share
-    in a rare template state, :meth:`models.novelty.TemplateStats.rare_state_share`). The clean-training
-    threshold ``-log10 target_fpr`` always applies (a window past it is flagged whatever the estimate); when
-    the estimate counts at least one window and is credible as contamination (at most
-    :data:`MAX_ESTIMATE`), the cut may move lower, into a gap of the training scores near the estimated
-    share, so that incidents common enough in training to look only mildly unusual are still flagged.
+    ``group`` marks the training windows that look like incidents (a separated rare group,
+    :meth:`models.novelty.TemplateStats.contamination_rows`); ``estimate`` is its share. The clean-training
+    cut ``-log10 target_fpr`` always applies (a window past it is flagged whatever the estimate). The cut
+    moves lower only when the group is credible as contamination:
+
+    * it holds at least one window and at most :data:`MAX_ESTIMATE` of them;
+    * the calibrated score itself finds every member unusual: combined tail probability at most 1/2
+      (:data:`MIN_GROUP_EVIDENCE`). A member the score finds ordinary means the rare templates are so many
+      that holding one is the system's normal state, not an incident.
+
+    The cut then flags every member (it lies below the group's weakest score level) and may go lower,
+    into a wider gap of the training scores, as long as the other windows it flags stay within the
+    clean-training budget: at most ``target_fpr`` of the windows outside the group. Among those cuts it
+    takes the widest gap (its middle), as :func:`calibrate_threshold` does. Otherwise the estimate is
+    reported as 0 and the cut is the clean one.
     """
+    scores = np.asarray(scores, dtype=np.float64)
+    group = np.asarray(group, dtype=bool)
     clean = -math.log10(target_fpr)
-    if estimate * len(scores) < 1.0 or estimate > MAX_ESTIMATE:
-        return clean, estimate
-    return min(clean, calibrate_threshold(scores, estimate, AUTO_BAND[0], AUTO_BAND[1])), estimate
+    estimate = float(group.mean()) if len(group) else 0.0
+    if not group.any() or estimate > MAX_ESTIMATE or float(scores[group].min()) < MIN_GROUP_EVIDENCE:
+        return clean, 0.0
+    order = np.argsort(-scores, kind="stable")
+    values, members = scores[order], group[order]
+    n = len(values)
+    weakest = float(scores[group].min())
+    first = int(np.sum(values >= weakest - LEVEL_TOLERANCE))  # the cut flags at least the top `first`
+    if first >= n:
+        return min(clean, float(values[-1])), estimate
+    budget = target_fpr * float(np.sum(~group))
+    others = np.cumsum(~members)  # others[j - 1]: windows outside the group among the top j
+    flagged = np.arange(first, n)  # candidate cuts flag the top j windows, between values[j-1] and values[j]
+    allowed = flagged[(flagged == first) | (others[flagged - 1] <= budget)]
+    gaps = values[allowed - 1] - values[allowed]
+    j = int(allowed[int(np.argmax(gaps))])
+    return min(clean, float((values[j - 1] + values[j]) / 2.0)), estimate

@@ -32,11 +32,14 @@ Threshold (``contamination``):
   a gap of the training scores near that share (:func:`models.calibration.calibrate_threshold`);
 * ``"clean"``: the training windows are taken as normal; the cut is the score whose combined tail
   probability is ``target_fpr`` (``-log10 target_fpr``), the false-positive rate it allows;
-* ``"auto"`` (default): the share is estimated from the training windows themselves, as the share in a
-  template state fewer than 5% of them were in (:meth:`models.novelty.TemplateStats.rare_state_share`), and
-  the cut goes near it (:func:`models.calibration.auto_threshold`), never above the ``"clean"`` cut; when the
-  estimate is nil or not credible (over 25%: the system's normal variety), it is the ``"clean"`` cut.
-  Measured weak spot: on clean time windows of systems with many rare templates the estimate is too high.
+* ``"auto"`` (default): the ``"clean"`` cut, lowered only for a group of training windows that looks like
+  incidents (:func:`models.calibration.auto_threshold`): the windows in a template state fewer than 5% of
+  them were in, when that group is *separated* (doubling the rarity level to 10% adds no window,
+  :meth:`models.novelty.TemplateStats.contamination_rows`), holds at most 25% of the windows, and every
+  member has a combined tail probability of at most 1/2. The cut then flags the whole group and may go
+  lower only while the other windows it flags stay within ``target_fpr`` of them. A system's own long tail
+  of rare templates is not separated, so clean training keeps the clean cut. Measured weak spot: a normal
+  job phase with templates of its own (a separated group) is taken for contamination.
 """
 
 from __future__ import annotations
@@ -124,8 +127,8 @@ class WindowDetector:
             self.threshold_ = -math.log10(self.target_fpr)
             self.contamination_estimate_ = 0.0
         elif self.contamination == "auto":
-            rare = self.stats_.rare_state_share(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
-            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr, rare)
+            group = self.stats_.contamination_rows(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
+            self.threshold_, self.contamination_estimate_ = auto_threshold(scores, self.target_fpr, group)
         else:
             self.threshold_ = calibrate_threshold(scores, float(self.contamination))
             self.contamination_estimate_ = float(self.contamination)

@@ -135,19 +135,41 @@ class TemplateStats:
         log_none += np.log1p(-np.where(novel <= at_most[:, 0], min(novel, 1.0 - 1e-16), 0.0))
         return np.asarray(-np.expm1(log_none))
 
-    def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> float:
-        """Share of rows in a state fewer than ``RARE_SHARE`` of the training windows were in, for some template.
+    def rare_state_rows(self, log_counts: np.ndarray, unseen_templates: np.ndarray,
+                        share: float = RARE_SHARE) -> np.ndarray:
+        """Per row: True when the window is in a state fewer than ``share`` of the training windows were in."""
+        rare = np.asarray(unseen_templates) > 0
+        if log_counts.ndim == 2 and log_counts.shape[1] and len(log_counts):
+            shares = state_share(self.present[None, :], log_counts > 0, self.n_windows)
+            rare = rare | (shares < share).any(axis=1)
+        return np.asarray(rare, dtype=bool)
 
-        On the training windows themselves this estimates their contamination: incidents write templates that
-        only incidents write (or skip ones every normal window writes), and such states are rare.
+    def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray,
+                         share: float = RARE_SHARE) -> float:
+        """Share of rows in a rare state (:meth:`rare_state_rows`).
+
+        On the training windows themselves this counts the windows that look like incidents: incidents write
+        templates that only incidents write (or skip ones every normal window writes), and such states are
+        rare. It counts the rare end of a system's normal variety too (see :meth:`contamination_rows`).
         """
         if len(log_counts) == 0:
             return 0.0
-        rare = np.asarray(unseen_templates) > 0
-        if log_counts.ndim == 2 and log_counts.shape[1]:
-            shares = state_share(self.present[None, :], log_counts > 0, self.n_windows)
-            rare = rare | (shares < RARE_SHARE).any(axis=1)
-        return float(np.mean(rare))
+        return float(np.mean(self.rare_state_rows(log_counts, unseen_templates, share)))
+
+    def contamination_rows(self, log_counts: np.ndarray, unseen_templates: np.ndarray) -> np.ndarray:
+        """Training rows that form a *separated* rare group (likely incidents); none when there is no such group.
+
+        The windows in a rare state (below ``RARE_SHARE``) are a mixture: incidents, and the rare end of the
+        system's own variety (a template one job phase writes, a message seen twice a day). What tells them
+        apart is separation. Incidents are a group with their own templates, so the set of windows in a rare
+        state stops growing once the rarity level passes the group's templates: doubling the level to
+        ``2 * RARE_SHARE`` adds no window (no template state has a share in between). A system's normal
+        variety has templates at every share, so doubling the level adds windows. The rare rows are returned
+        when doubling adds none, else no row (the ``auto`` threshold then stays at the clean-training cut).
+        """
+        rare = self.rare_state_rows(log_counts, unseen_templates, RARE_SHARE)
+        wider = self.rare_state_rows(log_counts, unseen_templates, 2 * RARE_SHARE)
+        return rare if int(wider.sum()) <= int(rare.sum()) else np.zeros_like(rare)
 
     def excess_p(self, log_counts: np.ndarray) -> np.ndarray:
         """Per row: tail probability of the window's most extreme count, corrected for the vocabulary.

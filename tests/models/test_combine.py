@@ -74,14 +74,42 @@ def test_rarity_counts_only_templates_that_have_so_rare_a_state() -> None:
     assert p[0] == pytest.approx(1 - (1 - q) ** 2, rel=1e-9)  # template 0's lacking state and a new template
 
 
-def test_auto_threshold_estimates_from_the_share_and_keeps_the_clean_level_as_a_ceiling() -> None:
+def test_auto_threshold_flags_a_credible_group_and_keeps_the_clean_level_as_a_ceiling() -> None:
     scores = np.concatenate([np.linspace(0.0, 0.4, 960), np.linspace(1.5, 1.8, 40)])
-    threshold, estimate = auto_threshold(scores, 0.01, estimate=0.04)
-    assert 0.4 < threshold < 1.5 and estimate == 0.04
-    assert auto_threshold(scores, 0.01, estimate=0.0) == (2.0, 0.0)
-    assert auto_threshold(scores, 0.01, estimate=0.6)[0] == 2.0  # not credible as contamination
-    tiny = auto_threshold(scores[:20], 0.01, estimate=0.04)  # 0.8 windows: no estimate to place a cut on
-    assert tiny == (2.0, 0.04)
+    group = np.arange(1000) >= 960
+    threshold, estimate = auto_threshold(scores, 0.01, group)
+    assert 0.4 < threshold < 1.5 and estimate == pytest.approx(0.04)
+    assert auto_threshold(scores, 0.01, np.zeros(1000, dtype=bool)) == (2.0, 0.0)
+    assert auto_threshold(scores, 0.01, scores > 0.1)[0] == 2.0  # 75% of the windows: not contamination
+    weak = group | (np.arange(1000) == 0)  # a member whose combined tail probability is 1: not credible
+    assert auto_threshold(scores, 0.01, weak) == (2.0, 0.0)
+    high = auto_threshold(scores + 5.0, 0.01, group)  # a group past the clean cut: the clean cut stays
+    assert high == (2.0, pytest.approx(0.04))
+
+
+def test_auto_threshold_goes_below_the_group_only_within_the_clean_budget() -> None:
+    # Group of 50 at 1.5; 3 normal windows at 1.2 (0.3% of the others), then a wide gap; a tied normal level
+    # of 30 windows at 0.6 (3%), a wider gap, the rest at 0.1 or below.
+    scores = np.concatenate([np.full(50, 1.5), np.full(3, 1.2), np.full(30, 0.6), np.linspace(0.0, 0.1, 917)])
+    group = np.arange(1000) < 50
+    threshold, _ = auto_threshold(scores, 0.01, group)
+    assert threshold == pytest.approx((1.2 + 0.6) / 2)  # the 3 strays fit the 1% budget, the 30 do not
+    strict, _ = auto_threshold(scores, 0.001, group)  # 0.1% of 950 windows: not even the 3 strays
+    assert strict == pytest.approx((1.5 + 1.2) / 2)
+
+
+def test_contamination_rows_need_a_separated_group() -> None:
+    # 1000 windows: "ok" in all; 40 incidents write "err" (4%). Separated: no template between 5% and 10%.
+    rows = [[1.0, 1.0 if i < 40 else 0.0, 0.0] for i in range(1000)]
+    stats = TemplateStats.fit(np.log1p(np.array(rows)))
+    X = np.log1p(np.array(rows))
+    assert stats.contamination_rows(X, np.zeros(1000)).sum() == 40
+    # Normal variety: a template held by 8% of the windows too; doubling the rarity level adds windows.
+    varied = [[1.0, 1.0 if i < 40 else 0.0, 1.0 if 100 <= i < 180 else 0.0] for i in range(1000)]
+    Xv = np.log1p(np.array(varied))
+    stats_v = TemplateStats.fit(Xv)
+    assert stats_v.rare_state_share(Xv, np.zeros(1000)) == pytest.approx(0.04)
+    assert not stats_v.contamination_rows(Xv, np.zeros(1000)).any()
 
 
 def test_models_of_the_previous_format_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -208,3 +208,32 @@ def test_explain_orders_new_then_rare_then_deviations() -> None:
     assert all(e["share"] == 1.0 for e in missing if e["id"] in ("A", "B"))
     ordinary = explain({"A": 6, "B": 2, "C": 1}, space, {})
     assert all(e["id"] != "C" for e in ordinary)  # nothing unusual about C: not listed
+
+
+def long_tail_windows(n: int = 600, seed: int = 0) -> list[dict[str, int]]:
+    """Clean time windows of a system with a long tail of normal templates: template t is in 30/t % of them."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w = {"heartbeat": 2, "request": int(rng.integers(5, 30))}
+        for t in range(1, 13):
+            if rng.random() < 0.3 / t:
+                w[f"tail{t}"] = int(rng.integers(1, 4))
+        out.append(w)
+    return out
+
+
+def test_auto_does_not_take_a_long_tail_of_normal_templates_for_contamination() -> None:
+    # About a sixth of these clean windows hold a template fewer than 5% of windows hold, at shares from
+    # 2.5% to 4.3% and on up (7.5%, 10%...): the system's variety, not a group of incidents. auto must cut
+    # at the clean level.
+    train, test = long_tail_windows(600, seed=0), long_tail_windows(2000, seed=1)
+    space, det = fitted(train)
+    counts = space.transform(train)[:, : det.n_templates_]
+    assert det.stats_.rare_state_share(counts, np.zeros(len(train))) > 0.1
+    assert det.contamination_estimate_ == 0.0
+    assert det.threshold_ == pytest.approx(-np.log10(det.target_fpr))
+    _, clean = fitted(train, contamination="clean")
+    X = space.transform(test)
+    assert np.array_equal(det.predict(X), clean.predict(X))
+    assert det.predict(X).mean() <= 0.02  # not the sixth of them that hold a rare template
