@@ -11,7 +11,7 @@ later are shared with Elasticsearch (:mod:`pipeline.sinks.bulk`). What is OpenSe
 * ``flush(timeout)`` bounds each request by ``timeout`` and turns both kinds of retries off.
 * Sources are serialized with ASCII escapes (:func:`_ascii_source`): opensearch-py's serializer writes
   raw UTF-8 and its bulk helper raises ``UnicodeEncodeError`` on a lone surrogate, which would end the
-  flush without accounting for any document; escaped, the surrogate reaches the server as ``\ud800``, as
+  flush without accounting for any document; escaped, the surrogate reaches the server as ``\\ud800``, as
   with the Elasticsearch client.
 """
 
