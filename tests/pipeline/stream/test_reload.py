@@ -241,8 +241,8 @@ def test_refusal_reasons_name_what_failed(tmp_path: Path) -> None:
     assert refusal_reason(ModelError("built with masking rules v0, this version uses v3")) == "incompatible_settings"
 
 
-def test_a_version_refused_at_start_is_not_tried_again_until_the_pointer_moves(tmp_path: Path,
-                                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_version_refused_at_start_is_not_tried_again_until_the_pointer_moves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The worker started on the last good version because the current one is damaged (one error line then,
     ``WorkerContext.refuse_current``): the watcher must not log the same refusal at every poll."""
     registry = ModelRegistry(tmp_path / "reg")
