@@ -15,13 +15,20 @@ No plain pickle anywhere: JSON for our own state, skops for the forest. skops re
 trust; we trust exactly one extra type, ``sklearn.tree._tree.Tree``, the forest's tree structure.
 On load every file's sha256 is checked against the manifest before anything is parsed, so a truncated
 or tampered file is refused with a clear error instead of a half-loaded model.
+
+Files are written durably: :func:`save_bundle` fsyncs every file and the directory (the registry then renames
+the directory into place and fsyncs its parent), and :func:`write_atomic` is temp file + fsync + rename + fsync
+of the directory, so a crash or power cut leaves either the old file or the new one, never an empty or
+half-written one that the checksums would then have to catch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -98,6 +105,30 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes the renames and creations in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: a temporary file beside it, fsync, rename, fsync of the directory."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(2)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
 
@@ -126,6 +157,9 @@ def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
         "files": {name: sha256_file(directory / name) for name in DATA_FILES},
     }
     _write_json(directory / "manifest.json", manifest)
+    for name in (*DATA_FILES, "manifest.json"):
+        fsync_path(directory / name)
+    fsync_path(directory)
     return manifest
 
 

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.artifacts import ModelBundle, load_bundle, read_manifest, save_bundle
+from models.artifacts import ModelBundle, fsync_path, load_bundle, read_manifest, save_bundle, write_atomic
 from models.errors import ModelError
 
 LOCK_TIMEOUT = 30.0
@@ -65,15 +65,17 @@ class ModelRegistry:
         return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def current_version(self) -> str | None:
+        """What ``CURRENT`` names (None when it is missing or empty; undecodable bytes are replaced, so a
+        corrupted pointer names no version and fails in :meth:`path_of` with one line)."""
         try:
-            text = (self.root / "CURRENT").read_text(encoding="utf-8").strip()
+            text = (self.root / "CURRENT").read_bytes().decode("utf-8", "replace").strip()
         except FileNotFoundError:
             return None
         return text or None
 
     def history(self) -> list[str]:
         try:
-            lines = (self.root / "HISTORY").read_text(encoding="utf-8").split()
+            lines = (self.root / "HISTORY").read_bytes().decode("utf-8", "replace").split()
         except FileNotFoundError:
             lines = []
         current = self.current_version()
@@ -122,8 +124,9 @@ class ModelRegistry:
         tmp = self.versions_dir / f".{bundle.version}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        save_bundle(tmp, bundle)
+        save_bundle(tmp, bundle)  # every file and the directory fsynced
         os.replace(tmp, self.versions_dir / bundle.version)
+        fsync_path(self.versions_dir)
         if make_current:
             self.set_current(bundle.version)
         return bundle.version
@@ -172,14 +175,10 @@ class ModelRegistry:
             self._write_pointers(self.current_version(), history)
 
     def _write_pointers(self, current: str | None, history: list[str]) -> None:
-        tag = f"{os.getpid()}.{secrets.token_hex(2)}"
-        hist_tmp = self.root / f".HISTORY.{tag}.tmp"
-        hist_tmp.write_text("".join(v + "\n" for v in history), encoding="utf-8")
-        os.replace(hist_tmp, self.root / "HISTORY")
+        """HISTORY, then CURRENT, each temp file + fsync + rename + fsync of the directory."""
+        write_atomic(self.root / "HISTORY", "".join(v + "\n" for v in history).encode("utf-8"))
         if current is not None:
-            tmp = self.root / f".CURRENT.{tag}.tmp"
-            tmp.write_text(current + "\n", encoding="utf-8")
-            os.replace(tmp, self.root / "CURRENT")
+            write_atomic(self.root / "CURRENT", (current + "\n").encode("utf-8"))
 
     # ------------------------------------------------------------------------------------ reading
     def load(self, version: str | None = None) -> ModelBundle:
@@ -190,4 +189,32 @@ class ModelRegistry:
         if version is None:
             raise ModelError(f"model directory {self.root} has no current model (no CURRENT file)")
         return load_bundle(self.path_of(version))
+
+    def load_last_good(self) -> tuple[ModelBundle, list[tuple[str, str]]]:
+        """The current version, else the newest version in HISTORY that loads and verifies.
+
+        Returns the bundle and the versions refused on the way, newest first, each with its one-line reason;
+        ModelError (one line, naming the first refusal) when none is usable. For a worker that must keep
+        serving when the current version is damaged; the pointer is not changed (rolling back is an operator's
+        decision). An explicitly requested version never falls back (:meth:`load`).
+        """
+        return load_last_good(self)
+
+
+def load_last_good(registry: Any) -> tuple[ModelBundle, list[tuple[str, str]]]:
+    """:meth:`ModelRegistry.load_last_good` for any registry with ``current_version``, ``history`` and ``load``
+    (the directory registry, or the registry in a Kafka topic)."""
+    refused: list[tuple[str, str]] = []
+    current = registry.current_version()
+    candidates = [current] if current else []
+    candidates += [v for v in reversed(registry.history()) if v not in candidates]
+    if not candidates:
+        registry.load()  # raises the registry's own "no current model" error
+    for version in candidates:
+        try:
+            return registry.load(version), refused
+        except ModelError as exc:
+            refused.append((version, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    first, why = refused[0]
+    raise ModelError(f"no usable model in {registry.root}: {first}: {why}")
 

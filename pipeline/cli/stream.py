@@ -115,13 +115,25 @@ def worker(**flags: Any) -> None:
     if not model_dir:
         raise LogwardenError("--model-dir is required (train one with `logwarden train`)")
     # The server-side modules are imported when a worker really starts, not for --help or a config error.
+    from models.errors import ModelError  # noqa: PLC0415
+    from models.registry import load_last_good  # noqa: PLC0415
     from pipeline.stream.context import WorkerContext  # noqa: PLC0415
     from pipeline.stream.health import HealthServer  # noqa: PLC0415
+    from pipeline.stream.reload import refusal_reason  # noqa: PLC0415
     from pipeline.stream.worker import Worker  # noqa: PLC0415
 
     registry = open_registry(model_dir, values.get("bootstrap_servers"))
-    bundle = registry.load(values.get("model_version"))
+    refused: list[tuple[str, str]] = []
+    if values.get("model_version"):
+        bundle = registry.load(values["model_version"])  # asked for by name: that one or an error
+    else:
+        bundle, refused = load_last_good(registry)  # a damaged current version must not stop the workers
     setup_logging(bool(values.get("json_logs")), str(values.get("log_level") or "INFO"))
+    if refused:
+        (version, why), more = refused[0], len(refused) - 1
+        log.error("model %s cannot be used (%s)%s; serving %s, the newest good version made current before "
+                  "(promote a good version or roll back to clear this)", version, why,
+                  f" and {more} newer version(s) of the history neither" if more else "", bundle.version)
     settings = settings_from(values, bundle.settings)
     if settings.log_format == "auto":
         raise LogwardenError("--log-format auto picks a preset from the first lines of files; give the worker "
@@ -131,6 +143,8 @@ def worker(**flags: Any) -> None:
         values["es_setup"] = not values["no_es_setup"]
     options = WorkerOptions.from_values(values, settings, es_auth)
     ctx = WorkerContext(options, bundle)
+    if refused:
+        ctx.refuse_current(refused[0][0], refusal_reason(ModelError(refused[0][1])))
     server = None
     try:
         if options.metrics_port is not None:

@@ -16,14 +16,13 @@ not parse leaves ``timestamp=None`` with ``bad_timestamp``. Every flag is counte
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 
 from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
-from pipeline.stages.jsonlog import JsonFields, json_record_parts, scrub_surrogates
+from pipeline.stages.jsonlog import TOO_DEEP, JsonFields, json_record_parts, loads_bounded, scrub_surrogates
 from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
 from pipeline.stages.presets import Layout
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
@@ -165,9 +164,9 @@ class Decoder:
         error = "not a JSON object"
         if self.json_mode != "off" and text[:1] == "{":
             try:
-                obj = json.loads(text)
+                obj = loads_bounded(text)
             except ValueError as exc:
-                error = f"invalid JSON: {exc}"
+                error = TOO_DEEP if str(exc) == TOO_DEEP else f"invalid JSON: {exc}"
             else:
                 if isinstance(obj, dict):
                     if not stats.json:  # the stream turns out to be JSON: count the text lines before

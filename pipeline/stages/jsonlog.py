@@ -14,6 +14,11 @@ Keys are flattened to dotted names, so ``{"host": {"name": "a"}}`` and ``{"host.
   ``log.level``; a string ``host``/``hostname`` -> ``host.name``; a string ``service`` -> ``service.name``.
 
 The message and time keys are removed from ``fields``; everything else stays, values as JSON gave them.
+
+**Nesting** is bounded: an object nested deeper than :data:`MAX_JSON_DEPTH` levels is not read as JSON
+(:func:`nested_too_deep`; the decoder treats it as any other line that is not a JSON object). Log objects are a
+few levels deep (ECS: 3-4); a line thousands deep is hostile, and Python's parser, the flattening here and every
+JSON encoder after it recurse once per level, so without the bound it ends in a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,36 @@ ALIASES = (
     ("service.name", ("service",)),
 )
 _NUMBER = re.compile(r"\d+(?:\.\d+)?\Z")
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def loads_bounded(text: str) -> Any:
+    """``json.loads(text)``; ValueError(:data:`TOO_DEEP`) when it nests deeper than :data:`MAX_JSON_DEPTH`.
+
+    Lines with fewer brackets than the limit (nearly all) are parsed without any extra walk.
+    """
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return json.loads(text)
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ValueError(TOO_DEEP) from None
+    if nested_too_deep(obj):
+        raise ValueError(TOO_DEEP)
+    return obj
+
+
+def nested_too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``obj`` holds objects or arrays more than ``limit`` levels deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)] if isinstance(obj, dict | list) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:

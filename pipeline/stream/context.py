@@ -59,6 +59,7 @@ class WorkerContext:
     def __init__(self, options: WorkerOptions, bundle: ModelBundle, metrics: WorkerMetrics | None = None) -> None:
         self.options = options.check()
         self.bundle = bundle
+        self.refused_version: str | None = None  # the current version, when it failed to load at start
         self.metrics = metrics or WorkerMetrics()
         self.metrics.set_model(bundle.version, bundle.created)
         self.metrics.expect_topics(self.options.topics)
@@ -83,6 +84,12 @@ class WorkerContext:
             self.tag = self.catalog.observing(self.tag)
         elif options.template_catalog_interval > 0:
             log.info("the template catalog is written to Elasticsearch only; not with --sink %s", options.sink)
+
+    def refuse_current(self, version: str, reason: str) -> None:
+        """The registry's current ``version`` could not be loaded at start (another one serves): counted like a
+        refused reload, and the model watcher does not try it again until the pointer moves."""
+        self.refused_version = version
+        self.metrics.model_reloads_refused.labels(reason).inc()
 
     def use_model(self, prepared: Prepared) -> None:
         """Serve ``prepared`` from now on (called by the loop between batches, never mid-batch)."""

@@ -17,13 +17,18 @@ What happens to the record itself:
   ``logwarden detect`` does on a file, so worker and detector agree; the dead letter keeps the original bytes.
 * ``truncated`` (longer than ``--max-line-bytes``): windowed with its first ``--max-line-bytes`` bytes,
   as ``detect`` does; the dead letter holds those bytes (the whole line may be larger than a Kafka
-  record may be) and ``original.bytes``.
+  record may be) and ``original.bytes``; ``source.*`` says where the whole record is.
 * ``not_json`` (``format: json`` and a line that is not a JSON object): not windowed (its time and
   fields are unknown), only dead-lettered with the original bytes.
 * ``stage_error``: a stage raised on this record (see :mod:`pipeline.stages.chain`): not windowed, dead-lettered
   with the original bytes and the exception in ``error.message``; the stream goes on.
 * ``es_rejected``: an anomaly document Elasticsearch refused for a reason retrying will not fix (a
   mapping error); the document JSON is the value. Outages are not rejections: those are retried.
+
+A dead letter's value is at most :data:`MAX_VALUE_BYTES` (960 KiB), so it fits the dead-letter topic under a
+broker's default ``message.max.bytes`` (1 MiB) whatever ``--max-line-bytes`` is: a longer value is cut and
+``original.bytes`` gives its size. A dead letter the broker refused for its size would fail at every restart
+and stop the worker on that record for ever.
 
 Dead letters are produced with ``acks=all`` and flushed before every offset commit; a dead letter that
 cannot be written stops the worker before it commits past the record (it is read again on restart).
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 
 RECORD_REASONS = ("invalid_utf8", "truncated", "not_json", "stage_error")
 MAX_DETAIL = 1000
+MAX_VALUE_BYTES = 960 * 1024  # under the broker's default message.max.bytes (1 MiB) with key and headers
 
 
 class DeadLetterError(LogwardenError):
@@ -75,6 +81,10 @@ class DeadLetters:
 
     def send(self, source_topic: str, partition: int, offset: int, value: bytes, reasons: Sequence[str],
              key: bytes | None = None, detail: str = "", extra: dict[str, str] | None = None) -> None:
+        extra = dict(extra or {})
+        if len(value) > MAX_VALUE_BYTES:
+            extra.setdefault("original.bytes", str(len(value)))
+            value = value[:MAX_VALUE_BYTES]
         headers = [
             ("reason", ",".join(reasons).encode()),
             ("source.topic", source_topic.encode()),
@@ -83,7 +93,7 @@ class DeadLetters:
         ]
         if detail:
             headers.append(("error.message", detail[:MAX_DETAIL].encode("utf-8", "replace")))
-        for name, text in (extra or {}).items():
+        for name, text in extra.items():
             headers.append((name, text.encode("utf-8", "replace")))
         future = self.producer.send(self.topic_for(source_topic), key=key, value=value, headers=headers)
         self._pending.append((future, f"{source_topic}/{partition}@{offset}"))

@@ -162,24 +162,42 @@ class SavedState:
         return state
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SavedState:
+    def from_dict(cls, data: Any) -> SavedState:
+        """The state ``data`` (JSON as :meth:`to_dict` wrote it) holds; ValueError, with the reason, for anything
+        else: a saved state read back damaged must start its partition cold, never crash or mislead it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a saved state is a JSON object, not {type(data).__name__}")
         if data.get("v") != STATE_VERSION:
             raise ValueError(f"unknown state version {data.get('v')!r}")
+        try:
+            return cls._parse(data)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"malformed saved state: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _parse(cls, data: dict[str, Any]) -> SavedState:
         base = int(data["o"])
         skip: dict[EntityKey, int] = {}
         extra: dict[EntityKey, tuple[int, ...]] = {}
-        for entity_field, ids in dict(data.get("e") or {}).items():
-            for entity_id, value in dict(ids).items():
+        groups = data.get("e") or {}
+        if not isinstance(groups, dict) or not all(isinstance(ids, dict) for ids in groups.values()):
+            raise TypeError("entities are not objects of entity ids")
+        for entity_field, ids in groups.items():
+            for entity_id, value in ids.items():
                 key = (str(entity_field), str(entity_id))
                 last, explicit = (value[0], value[1]) if isinstance(value, list) else (value, ())
                 if int(last) >= 0:
                     skip[key] = base + int(last)
                 if explicit:
                     extra[key] = tuple(base + int(o) for o in explicit)
-        watermark = data.get("w")
-        clock = data.get("t")
-        return cls(base, None if watermark is None else float(watermark), None if clock is None else float(clock),
-                   skip, extra)
+        times = []
+        for name in ("w", "t"):
+            value = data.get(name)
+            number = None if value is None else float(value)
+            if number is not None and not math.isfinite(number):
+                raise ValueError(f"{name} is {value!r}, not a finite time")
+            times.append(number)
+        return cls(base, times[0], times[1], skip, extra)
 
 
 def _finite(value: float | None) -> float | None:
@@ -361,14 +379,19 @@ def parse_metadata(text: str | None) -> dict[str, Any] | None:
     return data
 
 
-def state_from_metadata(data: dict[str, Any], committed: int) -> SavedState | None:
-    """The inline state when it belongs to ``committed``; None otherwise (with a warning)."""
+COLD_START = "starting without it: records after the committed offset may be indexed again as partial windows"
+
+
+def state_from_metadata(data: dict[str, Any], committed: int, origin: str = "") -> SavedState | None:
+    """The inline state when it belongs to ``committed``; None otherwise (with one warning naming ``origin``)."""
     try:
         state = SavedState.from_dict(data["state"])
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("ignoring unreadable replay state in commit metadata: %s", exc)
+    except (KeyError, ValueError) as exc:
+        log.warning("replay state of %s in the commit metadata cannot be used (%s); %s", origin or "a partition",
+                    exc, COLD_START)
         return None
     if state.offset != committed:
-        log.warning("ignoring replay state for offset %d: the committed offset is %d", state.offset, committed)
+        log.warning("replay state of %s cannot be used (it is for offset %d, the committed offset is %d); %s",
+                    origin or "a partition", state.offset, committed, COLD_START)
         return None
     return state

@@ -112,7 +112,8 @@ class ModelWatcher:
     """Polls ``source`` for a new current version and prepares it; :meth:`take` hands it to the loop."""
 
     def __init__(self, source: ModelSource, serving: ModelBundle, settings: PipelineSettings, metrics: Any,
-                 interval: float = 10.0, explicit: frozenset[str] = frozenset()) -> None:
+                 interval: float = 10.0, explicit: frozenset[str] = frozenset(), refused: str | None = None) -> None:
+        """``refused``: a version already refused (the current one, when it failed to load at start)."""
         self.source = source
         self.interval = interval
         self.settings = settings
@@ -120,7 +121,7 @@ class ModelWatcher:
         self.metrics = metrics
         self.serving_version = serving.version
         self._serving_settings = dict(serving.settings)
-        self._refused: str | None = None
+        self._refused: str | None = refused
         self._ready: Prepared | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()

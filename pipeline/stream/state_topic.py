@@ -45,7 +45,14 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline.sources.kafka import client_config, ensure_topics, origin_of
-from pipeline.stream.ledger import MAX_STATE_BYTES, SavedState, parse_metadata, state_from_metadata
+from pipeline.stream.ledger import (
+    COLD_START,
+    MAX_STATE_BYTES,
+    METADATA_MARK,
+    SavedState,
+    parse_metadata,
+    state_from_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +205,7 @@ class StateTopic:
 
     @staticmethod
     def _cold(origin: str, why: str) -> None:
-        log.warning("replay state of %s cannot be used (%s); starting without it: records after the committed "
-                    "offset may be indexed again as partial windows", origin, why)
+        log.warning("replay state of %s cannot be used (%s); %s", origin, why, COLD_START)
         return None
 
     def close(self) -> None:
@@ -219,14 +225,21 @@ def load_start(
     offset = int(committed.offset)
     data = parse_metadata(committed.metadata)
     state: SavedState | None = None
+    origin = origin_of(tp)
     if data is not None and "state" in data:
-        state = state_from_metadata(data, offset)
+        state = state_from_metadata(data, offset, origin)
     elif data is not None and "ref" in data and data.get("o") == offset:
         state = state_topic.read(tp, data["ref"])
         if state is not None and state.offset != offset:
-            log.warning("ignoring replay state of %s/%d: it is for offset %d, not %d", tp.topic, tp.partition,
-                        state.offset, offset)
+            log.warning("replay state of %s cannot be used (it is for offset %d, the committed offset is %d); %s",
+                        origin, state.offset, offset, COLD_START)
             state = None
+    elif data is not None:
+        log.warning("replay state of %s cannot be used (the commit metadata names neither a state nor one for "
+                    "offset %d); %s", origin, offset, COLD_START)
+    elif data is None and committed.metadata and f'"{METADATA_MARK}"' in committed.metadata:
+        log.warning("replay state of %s in the commit metadata is damaged (not the JSON Logwarden wrote); %s",
+                    origin, COLD_START)
     elif data is None and committed.metadata:
         log.info("%s/%d: commit metadata is not Logwarden's; rebuilding windows without replay state",
                  tp.topic, tp.partition)

@@ -83,7 +83,7 @@ class Worker:
             models = open_registry(self.opts.model_dir, self.opts.bootstrap_servers)
         self.watcher = None if models is None else ModelWatcher(
             models, ctx.bundle, self.opts.settings, self.metrics, self.opts.model_poll_interval,
-            self.opts.explicit_settings)
+            self.opts.explicit_settings, refused=ctx.refused_version)
 
     # ------------------------------------------------------------------------------------ main loop
     def run(self) -> int:

@@ -151,3 +151,109 @@ def test_a_promotion_waits_for_the_writer_holding_the_lock(tmp_path: Path) -> No
     child.join(30)
     assert child.exitcode == 0
     assert reg.history() == [v1, v2, v3] and reg.current_version() == v3
+
+
+# --- corrupted files: detected, reported, and the last good version serves (issue 13) -------------------
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with three published versions (the newest current), copied by each test that breaks it."""
+    root = tmp_path_factory.mktemp("published")
+    reg = ModelRegistry(root)
+    for _ in range(3):
+        reg.publish(bundle())
+    return root
+
+
+def copy_of(published: Path, tmp_path: Path) -> ModelRegistry:
+    import shutil  # noqa: PLC0415
+
+    shutil.copytree(published, tmp_path / "m")
+    return ModelRegistry(tmp_path / "m")
+
+CORRUPTIONS = {
+    "truncated": lambda data: data[: len(data) // 2],
+    "zero_length": lambda data: b"",
+    "flipped_byte": lambda data: data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:],
+    "binary_junk": lambda data: b"\x00\xff\xfe" * 50,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("name", ["miner.json", "features.json", "detector.json", "forest.skops", "settings.json",
+                                  "manifest.json"])
+def test_every_corrupted_model_file_is_refused_with_one_line(published: Path, tmp_path: Path, name: str,
+                                                             kind: str) -> None:
+    reg = copy_of(published, tmp_path)
+    v = reg.current_version()
+    assert v is not None
+    path = reg.path_of(v) / name
+    path.write_bytes(CORRUPTIONS[kind](path.read_bytes()))
+    with pytest.raises(ModelError) as caught:
+        reg.load()
+    message = str(caught.value)
+    assert "\n" not in message and str(reg.path_of(v)) in message, message
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_a_corrupted_current_model_falls_back_to_the_last_good_one(published: Path, tmp_path: Path,
+                                                                   kind: str) -> None:
+    reg = copy_of(published, tmp_path)
+    v1, v2, v3 = reg.history()
+    for version in (v3, v2):  # the newest two are both broken
+        path = reg.path_of(version) / "forest.skops"
+        path.write_bytes(CORRUPTIONS[kind](path.read_bytes()))
+    loaded, refused = reg.load_last_good()
+    assert loaded.version == v1
+    assert [version for version, _ in refused] == [v3, v2]
+    assert all("\n" not in why and why for _, why in refused)
+    assert reg.current_version() == v3  # reading never rewrites the pointer: that is the operator's call
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xff\xfe garbage", b"../../etc\n", b"20261201T000000Z-ab"])
+def test_an_unreadable_current_pointer_falls_back_to_the_history(published: Path, tmp_path: Path,
+                                                                  content: bytes) -> None:
+    reg = copy_of(published, tmp_path)
+    newest = reg.history()[-1]
+    (reg.root / "CURRENT").write_bytes(content)
+    loaded, refused = reg.load_last_good()
+    assert loaded.version == newest
+    assert len(refused) == (1 if content.strip() else 0)
+
+
+def test_no_good_version_left_is_one_clear_error(published: Path, tmp_path: Path) -> None:
+    reg = copy_of(published, tmp_path)
+    v = reg.current_version()
+    assert v is not None
+    (reg.path_of(v) / "detector.json").write_bytes(b"")
+    (reg.root / "HISTORY").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ModelError, match=rf"no usable model in {reg.root}: {v}: checksum mismatch") as caught:
+        reg.load_last_good()
+    assert "\n" not in str(caught.value)
+
+
+def test_pointers_and_versions_are_written_durably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Temp file, fsync, rename, fsync of the directory: a crash right after a promotion or a publish never
+    leaves an empty CURRENT or a version directory whose files were not yet on disk."""
+    import os  # noqa: PLC0415
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    reg = ModelRegistry(tmp_path)
+    v = reg.publish(bundle())
+    final = reg.path_of(v)
+    names = {Path(p).name for p in synced}
+    assert {"miner.json", "features.json", "detector.json", "forest.skops", "settings.json",
+            "manifest.json"} <= names
+    assert str(tmp_path / "versions") in synced  # the rename of the version directory is durable
+    assert str(tmp_path) in synced  # ...and so is the rename of CURRENT and HISTORY
+    assert any(Path(p).name.startswith(".CURRENT.") for p in synced)
+    assert final.is_dir() and not list((tmp_path / "versions").glob(".*"))
+    assert not list(tmp_path.glob(".CURRENT.*")) and not list(tmp_path.glob(".HISTORY.*"))

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from benchmarks.loghub import LOGHUB_LAYOUTS
 from pipeline.config import PipelineSettings
 from pipeline.records import RawLine, TemplateMatch
+from pipeline.stages import presets
 from pipeline.stages.chain import RecordChain
 from pipeline.stages.templates import TemplateMiner
 from tests.fakes import utc
+from tests.pipeline.stages.test_decoding import _Deadline, _hostile_lines
 
 NOW = utc(2026, 12, 1, 12)
 SETTINGS = PipelineSettings(entity_regex=r"host (?P<host>\w+)", window="session", session_gap=60.0,
@@ -133,3 +137,54 @@ def test_a_partition_chain_stamps_its_stream_on_every_window() -> None:
     feed(c, [json_line(NOW - 10, "a"), json_line(NOW - 9, "b")])
     assert {w.stream for w in c.flush()} == {"logs/3"}
     assert {w.stream for w in (chain().flush())} == set()
+
+
+# --- poison input through the whole chain (issue 13) -----------------------------------------------------
+
+
+def test_json_nested_too_deep_is_not_a_stage_error() -> None:
+    c = RecordChain(SETTINGS, TemplateMiner().learn, json_mode="strict")
+    deep = b'{"message": "host z x", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    steps = feed(c, [json_line(NOW - 2, "a"), deep, json_line(NOW - 1, "a")])
+    assert steps[1].record.flags == ("not_json",) and not steps[1].windowed
+    assert c.stage_errors == 0 and c.decoder.stats.not_json == 1
+    assert [(w.entity_id, w.count) for w in c.flush()] == [("a", 2)]
+
+
+def test_a_1970_record_is_late_in_its_own_window_and_leaves_the_others_alone() -> None:
+    old = utc(2008, 11, 9)
+    lines = [json_line(old + i, "a") for i in range(3)] + [json_line(0, "b"), json_line(1, "a")]
+    lines += [json_line(old + 3 + i, "a") for i in range(3)]
+    c = chain()
+    steps = feed(c, lines)
+    assert not any("bad_timestamp" in s.record.flags for s in steps)  # a time a date can hold: not rejected
+    assert c.windower.watermark == old + 5 - 5  # never moved back
+    late = [(w.entity_id, w.start, w.count, w.late) for s in steps for w in s.closed]
+    assert late == [("b", 0.0, 1, True), ("a", 1.0, 1, True)]  # windowed, flagged late, closed at once
+    assert [(w.entity_id, w.start, w.count, w.late) for w in c.flush()] == [("a", old, 6, False)]
+    assert c.late_records == 2
+
+
+CHAIN_LINE_BOUND_S = 0.5  # one 64 KiB line through decode, entities, masking and template matching
+
+
+@pytest.mark.parametrize("system", sorted(LOGHUB_LAYOUTS))
+def test_hostile_lines_go_through_the_chain_of_every_loghub_layout_within_the_bound(system: str) -> None:
+    """The shapes that make matching slow, against the layout's preset, with an entity so every one is
+    windowed and template-matched (the worker's and detect's path: a trained miner's ``match``)."""
+    settings = PipelineSettings().merged(presets.apply(f"loghub-{system.lower()}", {})).merged(
+        {"entity_regex": r"(?P<word>[a-z]+)"})
+    miner = TemplateMiner()
+    for line in ("a b c", "x: y [z]", "hello world 42"):
+        miner.learn(line)
+    c = RecordChain(settings, miner.match)
+    lines = _hostile_lines(LOGHUB_LAYOUTS[system])
+    with _Deadline(30):
+        for shape, line in lines.items():
+            start = time.perf_counter()
+            data = line.encode("utf-8", "surrogatepass") + b" zz"  # an entity at the end: every line is windowed
+            step = c.add(RawLine(data, "logs/0", 0, None, NOW))
+            assert time.perf_counter() - start < CHAIN_LINE_BOUND_S, shape
+            assert "stage_error" not in step.record.flags, (shape, step.record.fields.get("error.message"))
+            assert step.windowed, shape
+    assert c.stage_errors == 0

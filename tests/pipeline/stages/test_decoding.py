@@ -510,3 +510,48 @@ def test_matching_time_grows_linearly() -> None:
     small, large = ("2015-07-29 - " + "a - " * n for n in (2_000, 16_000))
     ratio = _worst_match_seconds(fmt, [large], rounds=7) / max(_worst_match_seconds(fmt, [small], rounds=7), 1e-6)
     assert ratio < 8 * 3  # 8 times the text; quadratic would be about 64
+
+
+# --- poison input: nesting, NUL bytes, lone surrogates (issue 13) ---------------------------------------
+
+DEEP = 100_000  # far past Python's recursion limit: json.loads alone raises RecursionError on it
+
+
+def _deep_object(depth: int) -> bytes:
+    return b'{"message": "blk_7 deep", "x": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
+
+
+@pytest.mark.parametrize("line", [_deep_object(DEEP), b'{"message": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+                                  _deep_object(500), b'{"m": "\\ud800", "x": ' + b"[" * 900 + b"]" * 900 + b"}"],
+                         ids=["object", "array", "500", "surrogate"])
+def test_json_nested_too_deep_is_not_json_in_a_json_stream_and_text_otherwise(line: bytes) -> None:
+    strict = Decoder(json_mode="strict")
+    record = strict.decode(raw_line(line))
+    assert record.flags[-1:] == ("not_json",) and record.timestamp is None
+    assert record.fields["error.message"] == "JSON nested deeper than 64 levels"
+    assert strict.stats.not_json == 1
+    auto = Decoder()
+    record = auto.decode(raw_line(line))
+    assert record.flags == () and record.message == line.decode()  # a text line, kept whole
+    assert auto.stats.json == 0
+
+
+def test_json_nested_up_to_the_limit_is_read() -> None:
+    line = b'{"message": "blk_7 ok", "a": ' + b'{"b": ' * 62 + b"1" + b"}" * 62 + b"}"
+    record = Decoder(json_mode="strict").decode(raw_line(line))
+    assert record.flags == () and record.message == "blk_7 ok"
+    assert record.fields["a" + ".b" * 62] == 1
+
+
+def test_nul_bytes_are_kept_as_text() -> None:
+    record = Decoder(HDFS).decode(raw_line(HDFS_LINE.replace("terminating", "term\x00inating").encode()))
+    assert record.flags == () and record.message.endswith("term\x00inating")
+    escaped = Decoder(json_mode="strict").decode(raw_line(b'{"message": "a\\u0000b"}'))
+    assert escaped.flags == () and escaped.message == "a\x00b"
+    raw = Decoder(json_mode="strict").decode(raw_line(b'{"message": "a\x00b"}'))  # a control character: not JSON
+    assert raw.flags == ("not_json",) and "Invalid control character" in raw.fields["error.message"]
+
+
+def test_utf8_encoded_surrogates_are_invalid_utf8() -> None:
+    record = Decoder(HDFS).decode(raw_line(HDFS_LINE.encode() + b" \xed\xa0\x80"))
+    assert record.flags == ("invalid_utf8",) and record.message.endswith("\ufffd" * 3)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.stream.dead_letters import DeadLetterError, DeadLetters, dlq_topic_for, record_reasons
+from pipeline.stream.dead_letters import (
+    MAX_VALUE_BYTES,
+    DeadLetterError,
+    DeadLetters,
+    dlq_topic_for,
+    record_reasons,
+)
 from tests.fakes import RecordingProducer
 
 
@@ -63,3 +69,17 @@ def test_a_dead_letter_that_was_not_written_stays_pending() -> None:
         with pytest.raises(DeadLetterError, match="logs/0@5"):
             letters.flush()
     assert letters.pending == 1
+
+
+def test_a_dead_letter_never_exceeds_what_a_default_broker_takes() -> None:
+    """With ``--max-line-bytes`` above 1 MiB a cut record is still larger than the dead-letter topic accepts by
+    default (``message.max.bytes`` 1 MiB); its dead letter would fail for ever and stop the worker on that
+    record at every restart. The value is cut to fit, and ``original.bytes`` says how large the record was."""
+    producer = RecordingProducer()
+    letters = DeadLetters(producer)  # type: ignore[arg-type]
+    letters.send("logs", 0, 7, b"x" * (4 << 20), ["truncated"], detail="d", extra={"original.bytes": "10485760"})
+    letters.send("logs", 0, 8, b"\xff" * (2 << 20), ["invalid_utf8"])
+    cut, bad = producer.sent
+    assert len(cut["value"]) == MAX_VALUE_BYTES and cut["headers"]["original.bytes"] == b"10485760"
+    assert len(bad["value"]) == MAX_VALUE_BYTES and bad["headers"]["original.bytes"] == str(2 << 20).encode()
+    assert MAX_VALUE_BYTES + 64 * 1024 <= 1 << 20  # room for the key, headers and batch overhead

@@ -239,3 +239,22 @@ def test_refusal_reasons_name_what_failed(tmp_path: Path) -> None:
     assert reason() == "load_error"
     assert refusal_reason(ModelError("x.skops holds types Logwarden does not trust: ['os.system']")) == "untrusted_type"
     assert refusal_reason(ModelError("built with masking rules v0, this version uses v3")) == "incompatible_settings"
+
+
+def test_a_version_refused_at_start_is_not_tried_again_until_the_pointer_moves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The worker started on the last good version because the current one is damaged (one error line then,
+    ``WorkerContext.refuse_current``): the watcher must not log the same refusal at every poll."""
+    registry = ModelRegistry(tmp_path / "reg")
+    good = registry.publish(make_bundle(1))
+    bad = registry.publish(make_bundle(2))
+    (registry.path_of(bad) / "features.json").write_bytes(b"")
+    serving, refused = registry.load_last_good()
+    assert serving.version == good and [v for v, _ in refused] == [bad]
+    watcher = ModelWatcher(registry, serving, SETTINGS, WorkerMetrics(), refused=bad)
+    with caplog.at_level(logging.ERROR, logger="pipeline.stream.reload"):
+        assert watcher.check() is None and watcher.check() is None
+    assert not caplog.records
+    fixed = registry.publish(make_bundle(3))  # a good version promoted: taken as usual
+    prepared = watcher.check()
+    assert prepared is not None and prepared.bundle.version == fixed

@@ -11,7 +11,7 @@ import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 
 from pipeline.stream.checkpoint import Checkpoint
-from pipeline.stream.ledger import MAX_STATE_BYTES, SavedState, parse_metadata
+from pipeline.stream.ledger import MAX_STATE_BYTES, SavedState, inline_metadata, parse_metadata
 from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.state_topic import (
     CHUNK_BYTES,
@@ -19,6 +19,7 @@ from pipeline.stream.state_topic import (
     assemble,
     decode_state,
     encode_state,
+    load_start,
     parse_ref,
 )
 
@@ -178,3 +179,60 @@ def test_checkpoint_counts_dropped_entries_and_writes_an_unchanged_state_once() 
     again = SavedState.from_dict(json.loads(bounded.to_json()))
     assert checkpoint.commit({TP: _Point(100, again)})
     assert len(producer.log) == written and len(consumer.commits) == 1  # same state: nothing new written
+
+
+# --- a damaged replay state is detected, reported in one line, and the partition starts cold (issue 13) ----
+
+@pytest.mark.parametrize("state", [
+    [], "x", None, {"v": 1}, {"v": 1, "o": "x"}, {"v": 1, "o": 5, "e": [1, 2]},
+    {"v": 1, "o": 5, "e": {"f": {"id": []}}}, {"v": 1, "o": 5, "e": {"f": {"id": "abc"}}},
+    {"v": 1, "o": 5, "e": {"f": []}}, {"v": 1, "o": 5, "w": "nan"}, {"v": 1, "o": 5, "t": "inf"},
+    {"v": 1, "o": 5, "w": [1]}, {"v": 2, "o": 5},
+], ids=repr)
+def test_a_malformed_saved_state_is_a_value_error(state: Any) -> None:
+    with pytest.raises(ValueError):
+        SavedState.from_dict(state)
+
+
+class _Committed:
+    def __init__(self, offset: int, metadata: str) -> None:
+        self.offset, self.metadata = offset, metadata
+
+
+class _StubConsumer:
+    def __init__(self, committed: _Committed) -> None:
+        self._committed = committed
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> _Committed:
+        return self._committed
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+def _inline(offset: int) -> str:
+    state = SavedState(offset, 100.0, 99.0, {("message", "blk_1"): offset + 2}, {})
+    text = inline_metadata(state)
+    assert text is not None
+    return text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero_length", "flipped", "wrong_shape", "other_offset"])
+def test_damaged_commit_metadata_starts_the_partition_cold_with_one_warning(
+        damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    good = _inline(40)
+    metadata = {"truncated": good[: len(good) // 2], "zero_length": "", "flipped": good.replace('"o":40', '"o":"4x"'),
+                "wrong_shape": json.dumps({"logwarden": 1, "state": []}), "other_offset": _inline(41)}[damage]
+    tp = TopicPartition("logs", 0)
+    consumer = _StubConsumer(_Committed(40, metadata))
+    with caplog.at_level("INFO"):
+        start, state = load_start(consumer, tp, StateTopic.__new__(StateTopic))  # type: ignore[arg-type]
+    assert (start, state) == (40, None) and consumer.seeks == [(tp, 40)]  # from the committed offset, cold
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if damage == "zero_length":
+        assert warnings == []  # no metadata is no state, not a damaged one
+    else:
+        assert len(warnings) == 1 and "logs/0" in warnings[0] and "\n" not in warnings[0], warnings
+    good_start = load_start(_StubConsumer(_Committed(40, good)), tp, StateTopic.__new__(StateTopic))  # type: ignore[arg-type]
+    assert good_start[1] is not None and good_start[1].skip == {("message", "blk_1"): 42}
