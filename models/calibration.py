@@ -78,11 +78,11 @@ def auto_threshold(scores: np.ndarray, target_fpr: float, group: np.ndarray) -> 
       that holding one is the system's normal state, not an incident;
     * the score ranks the group as a block: the windows outside it that score at least as high as its weakest
       member are at most ``target_fpr`` of the group's size, rounded up (a cut just below the group then
-      flags windows that are, but for that share, all members; one stray window is a share of any group). Incidents are unusual in the score too, above the
-      system's ordinary variety; a normal job phase with templates of its own is a group by its templates
-      but not by its score (other windows are as unusual), and taking it for contamination flags it, and
-      windows like it, in every later window of that phase (measured: test FPR 8.6% and 14.4% on two
-      time-window runs before this rule).
+      flags windows that are, but for that share, all members; one stray window is a share of any group).
+      Incidents are unusual in the score too, above the system's ordinary variety; a normal job phase with
+      templates of its own is a group by its templates but not by its score (other windows are as
+      unusual), and taking it for contamination flags every later window of that phase (measured: test
+      FPR 8.6% and 14.4% on two time-window runs before this rule).
 
     The cut then flags every member (it lies below the group's weakest score level) and may go lower,
     into a wider gap of the training scores, as long as the other windows it flags stay within the
