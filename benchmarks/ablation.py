@@ -48,16 +48,18 @@ def windows_of(workdir: Path, rate: float, seed: int, sizes: tuple[int, int] = F
     streams = build_streams(workdir, sizes[0], sizes[1], rate, seed, test_rate=0.03)
     paths = streams["paths"]
     settings = PipelineSettings(log_format=HDFS_LOG_FORMAT, entity_regex=ENTITY_REGEX).validated()
-    miner, train, _ = jobs.learn_windows([str(paths["train.log"])], settings)
+    miner, train, _, settings = jobs.learn_windows([str(paths["train.log"])], settings)
     matcher = TemplateMiner.from_state(miner.to_state())
 
     def tag(message: str) -> TemplateMatch:
         return matcher.match(message)
 
-    chain = RecordChain(settings, tag)
+    known = {str(w_tid) for w in train for w_tid in w.counts}
+    stats = jobs.JobStats()
+    source = jobs.Input([str(paths["test.log"])], settings, None, stats)
+    chain = RecordChain(source.settings, tag, known=known.__contains__)
     test = []
-    lines = jobs._raw_lines([str(paths["test.log"])], settings, chain.decoder, None)
-    for batch in jobs.windowed(chain, lines, jobs.JobStats(), settings):
+    for batch in jobs.windowed(chain, source.lines(chain.decoder), stats, source.settings):
         test.extend(batch)
     return ([(w.entity_id, dict(w.counts)) for w in train], [(w.entity_id, dict(w.counts)) for w in test],
             streams["test_labels"])

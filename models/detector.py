@@ -35,11 +35,14 @@ Threshold (``contamination``):
 * ``"auto"`` (default): the ``"clean"`` cut, lowered only for a group of training windows that looks like
   incidents (:func:`models.calibration.auto_threshold`): the windows in a template state fewer than 5% of
   them were in, when that group is *separated* (doubling the rarity level to 10% adds no window,
-  :meth:`models.novelty.TemplateStats.contamination_rows`), holds at most 25% of the windows, and every
-  member has a combined tail probability of at most 1/2. The cut then flags the whole group and may go
-  lower only while the other windows it flags stay within ``target_fpr`` of them. A system's own long tail
-  of rare templates is not separated, so clean training keeps the clean cut. Measured weak spot: a normal
-  job phase with templates of its own (a separated group) is taken for contamination.
+  :meth:`models.novelty.TemplateStats.contamination_rows`), holds at most 25% of the windows, every
+  member has a combined tail probability of at most 1/2, and the score ranks the group as a block (other
+  windows scoring as high as its weakest member: at most ``target_fpr`` of its size, rounded up). The cut
+  then flags the whole group and may go lower only while the other windows it flags stay within
+  ``target_fpr`` of them. A system's own long tail of rare templates is not separated, and a normal job
+  phase with templates of its own is not a block in the score, so clean training keeps the clean cut.
+  Weak spot: a small burst (a few windows of a few hundred) is neither, so only its strongest windows pass
+  the clean cut.
 """
 
 from __future__ import annotations
