@@ -75,12 +75,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from collections.abc import Collection
 from typing import Any
 
-from drain3.drain import Drain, LogCluster
+from drain3.drain import Drain, LogCluster, Node
 
 from pipeline.records import TemplateMatch
 from pipeline.stages import template_tree
+from pipeline.stages.template_index import LEAF_SCAN, ClusterIndex, add_to_tree, seq_distance
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
 from pipeline.stages.template_rules import (
     RULES_OFF,
@@ -106,27 +108,41 @@ class _MaskedDrain(Drain):
     """Drain whose similarity counts a position masked in both template and message as equal.
 
     Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
+    The matching itself is :mod:`pipeline.stages.template_index`'s: exactly Drain's choice, without comparing
+    the message with every cluster of a crowded leaf.
     """
 
     exclude: frozenset[int] = frozenset()
+    index: ClusterIndex
+
+    def add_log_message(self, content: str) -> tuple[LogCluster, str]:
+        cluster, update = super().add_log_message(content)
+        if update != "none":
+            self.index.add(cluster)
+        return cluster, update
 
     def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
         if self.exclude:
             cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
-        return super().fast_match(cluster_ids, tokens, sim_th, include_params)
+        if len(cluster_ids) <= LEAF_SCAN:
+            return super().fast_match(cluster_ids, tokens, sim_th, include_params)
+        return self.index.best(self, cluster_ids, tokens, sim_th, include_params)
 
     def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
-        if not seq1:
-            return 1.0, 0
-        sim = params = 0
-        for tpl_tok, tok in zip(seq1, seq2, strict=True):
-            if tpl_tok == MASK:
-                params += 1
-                if include_params or tok == MASK:
-                    sim += 1
-            elif tpl_tok == tok:
-                sim += 1
-        return sim / len(seq1), params
+        return seq_distance(seq1, seq2, include_params)
+
+    def add_seq_to_prefix_tree(self, root_node: Node, cluster: LogCluster) -> None:
+        add_to_tree(self, root_node, cluster)
+        self.index.by_length.clear()
+
+    def get_clusters_ids_for_seq_len(self, seq_fir: int | str) -> Collection[int]:
+        # Every unknown line at inference asks for all clusters of its length (drain3's fallback search):
+        # kept until a cluster is added (a merge adds its target back), instead of a walk per line.
+        cached = self.index.by_length.get(seq_fir)
+        if cached is None or cached[0] is not self.root_node:
+            cached = self.index.by_length[seq_fir] = (self.root_node,
+                                                      tuple(super().get_clusters_ids_for_seq_len(seq_fir)))
+        return cached[1]
 
 
 @dataclass(slots=True)
@@ -176,6 +192,7 @@ class TemplateMiner:
             param_str=MASK,
             parametrize_numeric_tokens=True,
         )
+        self._drain.index = ClusterIndex(self._drain.id_to_cluster)
         self._stats: dict[int, ClusterStats] = {}
         self._final: dict[int, _Final] = {}
         self._known: dict[str, str] | None = None
@@ -265,6 +282,7 @@ class TemplateMiner:
         target = (generalised or parts)[0]
         stats = ClusterStats.merged([self._stats[c.cluster_id] for c in parts], self._cap)
         template_tree.merge_clusters(self._drain, target, parts)
+        self._drain.index.add(target)
         index.add(target)
         for c in parts:
             self._final.pop(c.cluster_id, None)
