@@ -209,7 +209,7 @@ def _child(args: list[str]) -> dict[str, Any]:
     """Run ``args`` to completion; its wall and CPU seconds (user + system, from the children's rusage)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    done = subprocess.run(args, cwd=REPO, capture_output=True, check=False)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -290,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated, any of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--stream", action="store_true", help="also the Kafka/Elasticsearch section")
     for key in FULL:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=int, help=f"default {FULL[key]:,} ({QUICK[key]:,} quick)")
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int,
+                            help=f"default {FULL[key]:,} ({QUICK[key]:,} quick)")
     parser.add_argument("--drain3-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drain3_file:

@@ -18,7 +18,6 @@ saved.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from drain3.drain import Drain, LogCluster, Node
 
@@ -158,7 +157,11 @@ def add_to_tree(drain: Drain, root_node: Node, cluster: LogCluster) -> None:
     depth = 1
     for token in tokens:
         if depth >= drain.max_node_depth or depth >= token_count:
-            node.cluster_ids.append(cluster.cluster_id)
+            ids = node.cluster_ids
+            if isinstance(ids, list):
+                ids.append(cluster.cluster_id)
+            else:  # a leaf that is not a list (never made by drain3 or us): as drain3 does it
+                node.cluster_ids = [*ids, cluster.cluster_id]
             return
         children = node.key_to_child_node
         if token in children:

@@ -74,16 +74,16 @@ which can instantiate arbitrary types on load, so we never use it.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
 from collections.abc import Collection
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from drain3.drain import Drain, LogCluster, Node
 
 from pipeline.records import TemplateMatch
 from pipeline.stages import template_tree
-from pipeline.stages.template_index import LEAF_SCAN, ClusterIndex, add_to_tree, seq_distance
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
+from pipeline.stages.template_index import LEAF_SCAN, ClusterIndex, add_to_tree, seq_distance
 from pipeline.stages.template_rules import (
     RULES_OFF,
     ClusterStats,

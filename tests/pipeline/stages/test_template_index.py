@@ -7,7 +7,9 @@ import random
 import string
 import time
 
-from pipeline.stages import template_index
+import pytest
+
+from pipeline.stages import templates
 from pipeline.stages.templates import TemplateMiner
 
 
@@ -39,7 +41,7 @@ def test_a_burst_of_unrelated_lines_is_learnt_and_matched_in_linear_time() -> No
     assert time.process_time() - start < 3.0 + 12 * small
 
 
-def test_the_index_makes_drains_choice(monkeypatch: object) -> None:
+def test_the_index_makes_drains_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every leaf through the index (LEAF_SCAN 0) gives the state and matches the plain scan gives."""
     rng = random.Random(3)
     lines = [f"{rng.choice(['open', 'close', 'read'])} file {rng.choice(['a', 'b', 'c', 'd'])} "
@@ -48,18 +50,11 @@ def test_the_index_makes_drains_choice(monkeypatch: object) -> None:
     rng.shuffle(lines)
 
     def run(scan: int) -> str:
-        setattr(template_index, "LEAF_SCAN", scan)
-        from pipeline.stages import templates  # noqa: PLC0415
-
-        setattr(templates, "LEAF_SCAN", scan)
+        monkeypatch.setattr(templates, "LEAF_SCAN", scan)
         miner = TemplateMiner()
         handles = [miner.learn_cluster(line) for line in lines]
         finals = [miner.final_template(h).template_id for h in handles]
         matched = [miner.match(line).template_id for line in lines[::2] + junk(50, seed=8, words=6)]
         return json.dumps([finals, matched, miner.to_state()], sort_keys=True)
 
-    original = template_index.LEAF_SCAN
-    try:
-        assert run(0) == run(10**9)
-    finally:
-        run(original)
+    assert run(0) == run(10**9)
