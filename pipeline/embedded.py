@@ -275,7 +275,7 @@ def learn_windows(
 
     Returns the settings in force too: ``--log-format auto`` resolved to the preset it picked. ``miner``: start
     from it (a warm start, :meth:`TemplateMiner.warm_start`) instead of an empty one."""
-    miner = miner if miner is not None else TemplateMiner()
+    miner = miner if miner is not None else TemplateMiner.for_settings(settings.max_templates)
     stats = JobStats()
     windows: list[Window] = []
 
@@ -458,7 +458,7 @@ def parse(
     Ids and texts are the final ones after all lines were learned, so the same template has the same
     id on every row. Memory: one small int per line.
     """
-    miner = TemplateMiner()
+    miner = TemplateMiner.for_settings(settings.max_templates)
     stats = JobStats()
     handles: list[int | TemplateMatch] = []
     # Only the chain's decoding step: parse templates every line, entities and windows play no part.

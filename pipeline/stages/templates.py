@@ -67,6 +67,14 @@ picks a frozen cluster to generalise, and first-word merges leave frozen cluster
 the vocabulary and known ones keep their text and id. :meth:`TemplateMiner.match` follows the same rule: known
 templates of frozen clusters first, then the clusters learnt since.
 
+Template cap
+------------
+``MinerConfig.max_clusters`` (``--max-templates``, 50,000 by default) bounds the state. Once that many clusters
+exist, a line that would start a new one is counted in :attr:`TemplateMiner.other_lines` (a counter for
+metrics and the training summary) and tagged with the one template :data:`OTHER_TEMPLATE`, whose id is the
+hash of its text like every other id; lines that fit an existing cluster are learnt as before. Matching is
+unchanged: after training a line that fits no template still gets the id of its own text (``known=False``).
+
 Persistence is plain JSON (:meth:`TemplateMiner.to_state`): drain3's own snapshots use jsonpickle,
 which can instantiate arbitrary types on load, so we never use it.
 """
@@ -92,8 +100,11 @@ from pipeline.stages.template_rules import (
     kept_positions,
 )
 
-__all__ = ["MinerConfig", "TemplateMiner", "template_id"]
+__all__ = ["OTHER_TEMPLATE", "MinerConfig", "TemplateMiner", "template_id"]
 
+# The template of the lines learnt once the template cap was reached (see the module doc).
+OTHER_TEMPLATE = "<other: lines beyond the template cap>"
+_OTHER = -1  # the pseudo cluster id of OTHER_TEMPLATE in handles
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
 _FROZEN_CACHE = 100_000
@@ -183,6 +194,11 @@ class TemplateMiner:
     Not thread-safe; give each worker its own instance (``from_state`` of the same state).
     """
 
+    @classmethod
+    def for_settings(cls, max_templates: int) -> TemplateMiner:
+        """A new miner with the default rules and ``max_templates`` as its cluster cap (``--max-templates``)."""
+        return cls(MinerConfig(max_clusters=int(max_templates)))
+
     def __init__(self, config: MinerConfig | None = None) -> None:
         self.config = config or MinerConfig()
         self._drain = _MaskedDrain(
@@ -204,6 +220,7 @@ class TemplateMiner:
         self._frozen_by_len: dict[int, list[int]] | None = None
         self._frozen_cache: dict[str, int | None] = {}
         self._cap = max(2, self.config.max_enum_values)
+        self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -217,6 +234,10 @@ class TemplateMiner:
         frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
         if frozen is not None:
             entry = (frozen, self._stats[frozen].project(tokens))
+        elif len(self._drain.id_to_cluster) >= self.config.max_clusters and self._would_create(joined):
+            self.other_lines += 1
+            self._known = None
+            entry = (_OTHER, ())
         else:
             self._drain.exclude = self._frozen
             try:
@@ -241,9 +262,21 @@ class TemplateMiner:
             self._handles.append(entry)
         return handle
 
+    def _would_create(self, joined: str) -> bool:
+        """Whether Drain would start a new cluster for this masked message (the search ``add_log_message`` does)."""
+        drain = self._drain
+        drain.exclude = self._frozen
+        try:
+            found = drain.tree_search(drain.root_node, drain.get_content_as_tokens(joined), drain.sim_th, False)
+        finally:
+            drain.exclude = frozenset()
+        return found is None
+
     def learn(self, message: str) -> TemplateMatch:
         """Learn one message (may create or generalise templates); return its template as of now."""
         cid, key = self._entry(self.learn_cluster(message))
+        if cid == _OTHER:
+            return TemplateMatch(template_id(OTHER_TEMPLATE), OTHER_TEMPLATE, True)
         template = tuple(self._cluster(cid).log_template_tokens)
         stats = self._stats[cid]
         final = _Final(kept_positions(template, stats, self.config), fixed_words(template, stats, self.config),
@@ -254,6 +287,8 @@ class TemplateMiner:
     def final_template(self, handle: int) -> TemplateMatch:
         """The template, as of the current state, of a line learnt with :meth:`learn_cluster`."""
         cid, key = self._entry(handle)
+        if cid == _OTHER:
+            return TemplateMatch(template_id(OTHER_TEMPLATE), OTHER_TEMPLATE, True)
         final = self._final_of(cid)
         return _copy(final.by_combo[tuple(key[p] for p in final.kept)])
 
@@ -366,6 +401,8 @@ class TemplateMiner:
                 for cid in self._drain.id_to_cluster
                 for m in self._final_of(cid).by_combo.values()
             }
+            if self.other_lines:
+                self._known[template_id(OTHER_TEMPLATE)] = OTHER_TEMPLATE
         return self._known
 
     def template_counts(self) -> dict[str, int]:
@@ -375,6 +412,9 @@ class TemplateMiner:
             final = self._final_of(cid)
             for combo, m in final.by_combo.items():
                 counts[m.template_id] = counts.get(m.template_id, 0) + final.sizes[combo]
+        if self.other_lines:
+            tid = template_id(OTHER_TEMPLATE)
+            counts[tid] = counts.get(tid, 0) + self.other_lines
         return counts
 
     def __len__(self) -> int:
@@ -416,6 +456,7 @@ class TemplateMiner:
             "config": asdict(self.config),
             "clusters_counter": self._drain.clusters_counter,
             "frozen": sorted(self._frozen),
+            "other_lines": self.other_lines,
             "tree": template_tree.node_to_json(self._drain.root_node),
             "clusters": [
                 {
@@ -462,6 +503,7 @@ class TemplateMiner:
                 except ValueError as exc:
                     raise ValueError(f"cluster {cid}: {exc}") from exc
             miner._frozen = frozenset(int(cid) for cid in state.get("frozen", ()))
+            miner.other_lines = int(state.get("other_lines", 0))
             if not miner._frozen <= set(miner._stats):
                 raise ValueError("frozen clusters that do not exist")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
