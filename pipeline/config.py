@@ -127,6 +127,8 @@ class PipelineSettings:
     allowed_lateness: float = 60.0
     max_clock_skew: float = 86400.0
     max_line_bytes: int = 65536
+    # Template-state bound while learning (MinerConfig.max_clusters): beyond it new lines go to one "other" template.
+    max_templates: int = 50_000
     # "auto" (estimated from the training windows), "clean" (training is normal: cut at target_fpr) or the
     # expected abnormal share of the training windows, a number in (0, 0.5). Plain data: models/ interprets it.
     contamination: float | str = "auto"
@@ -172,6 +174,8 @@ class PipelineSettings:
         if int(self.max_line_bytes) < 256:
             raise LogwardenError("--max-line-bytes must be at least 256")
         zone(self.timezone)  # an unknown zone is an error here, before any input is read
+        if int(self.max_templates) < 1:
+            raise LogwardenError(f"--max-templates must be at least 1, got {self.max_templates}")
         if int(self.multiline_max_lines) < 1:
             raise LogwardenError(f"--multiline-max-lines must be at least 1, got {self.multiline_max_lines}")
         if self.multiline_start is not None:

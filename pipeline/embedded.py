@@ -275,7 +275,7 @@ def learn_windows(
 
     Returns the settings in force too: ``--log-format auto`` resolved to the preset it picked. ``miner``: start
     from it (a warm start, :meth:`TemplateMiner.warm_start`) instead of an empty one."""
-    miner = miner if miner is not None else TemplateMiner()
+    miner = miner if miner is not None else TemplateMiner.for_settings(settings.max_templates)
     stats = JobStats()
     windows: list[Window] = []
 
@@ -371,11 +371,12 @@ def detect(
     bundle: ModelBundle | None,
     progress: Progress | None = None,
     force: bool = False,
+    lines: Iterator[RawLine] | None = None,
 ) -> tuple[Iterator[dict[str, Any]], JobStats]:
     """Score every window of ``paths``. Returns a lazy iterator of documents and the stats it fills.
 
     Without ``bundle`` a model is trained on the input first (kept in memory, version ``adhoc``; ``force`` as
-    for :func:`train`).
+    for :func:`train`). ``lines`` replaces reading ``paths`` when a model is given (the throughput benchmark).
     """
     if bundle is None:
         miner, windows, stats, settings = learn_windows(paths, settings, progress)
@@ -386,7 +387,7 @@ def detect(
         bundle.version = "adhoc"
         return _score_all(Scorer(bundle), windows, stats), stats
     stats = JobStats()
-    return _detect_stream(paths, settings, bundle, stats, progress), stats
+    return _detect_stream(paths, settings, bundle, stats, progress, lines), stats
 
 
 def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterator[dict[str, Any]]:
@@ -398,7 +399,7 @@ def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats) -> Iterat
 
 
 def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: ModelBundle, stats: JobStats,
-                   progress: Progress | None) -> Iterator[dict[str, Any]]:
+                   progress: Progress | None, lines: Iterator[RawLine] | None = None) -> Iterator[dict[str, Any]]:
     try:
         miner = TemplateMiner.from_state(bundle.miner_state)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
@@ -413,7 +414,7 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
             unseen.add(match.template_id)
         return match
 
-    source = Input(paths, settings, progress, stats)
+    source = Input(paths, settings, progress, stats, lines=lines)
     settings = source.settings
     vocabulary = set(getattr(bundle.features, "vocabulary_", ()))
     chain = RecordChain(settings, tag, known=vocabulary.__contains__)
@@ -457,7 +458,7 @@ def parse(
     Ids and texts are the final ones after all lines were learned, so the same template has the same
     id on every row. Memory: one small int per line.
     """
-    miner = TemplateMiner()
+    miner = TemplateMiner.for_settings(settings.max_templates)
     stats = JobStats()
     handles: list[int | TemplateMatch] = []
     # Only the chain's decoding step: parse templates every line, entities and windows play no part.

@@ -101,7 +101,7 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
                  warm_start: ModelBundle | None = None, sample_windows: int = DEFAULT_SAMPLE_WINDOWS,
                  seed: int = 0, on_progress: WindowProgress | None = None) -> ModelBundle:
     """One pass over ``lines``; a model fitted on a reservoir sample of its windows (see the module doc)."""
-    miner = warm_miner(warm_start) if warm_start is not None else TemplateMiner()
+    miner = warm_miner(warm_start) if warm_start is not None else TemplateMiner.for_settings(settings.max_templates)
     stats = JobStats()
     reservoir = Reservoir(sample_windows, seed)
     entities: set[tuple[str, str]] = set()
@@ -147,6 +147,10 @@ def train_stream(lines: Iterator[RawLine], settings: PipelineSettings, *, force:
     limit = max(1, MAX_MATRIX_CELLS // max(1, len(templates)))
     sample = reservoir.subset(sample, limit)
     stats.warnings = training_warnings(stats.windows, len(entities), settings, force)
+    if miner.other_lines:
+        stats.warnings.append(
+            f"{miner.other_lines} lines fit none of the {settings.max_templates} templates and went to one 'other' "
+            "template (--max-templates): the input holds more distinct messages than any log's statements")
     stats.flags, odd = training_flags_of(stats.windows, [lines for _, lines in reservoir.items])
     stats.warnings.extend(odd)
     bundle = fit_counts(miner, sample, templates, bundle_settings, stats, seed)

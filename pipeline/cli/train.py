@@ -154,6 +154,9 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
                    + default_text(PipelineSettings, "target_fpr"))
 @click.option("--index-prefix", help="Index prefix of the template catalog (with --es-url)."
               + default_text(WorkerOptions, "index_prefix"))
+@click.option("--max-templates", type=click.IntRange(min=1),
+              help="Bound of the template state: once this many templates exist, lines that fit none of them go to "
+              "one 'other' template (counted in the summary)." + default_text(PipelineSettings, "max_templates"))
 @click.option("--sample-windows", type=click.IntRange(min=1),
               help="Memory bound: the forest and threshold are fitted on a uniform reservoir sample of at most this "
               "many windows (templates and window counts cover the whole input, read once, streaming).  "

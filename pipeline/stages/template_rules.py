@@ -58,7 +58,10 @@ class MinerConfig:
     ``lines_per_word`` 10 asks for ten times more lines than words (three words need 30 lines) and
     ``min_word_lines`` 3 for every word to be seen on three lines or more; ``fixed_digit_lines`` 20
     for a digit word to be seen unchanged on twenty lines. First words merge beyond
-    ``max_enum_values`` different ones.
+    ``max_enum_values`` different ones. ``max_clusters`` bounds the template state: once that many clusters
+    exist, a line that fits none of them goes to one "other" template instead of a new cluster (a stream of
+    high-cardinality junk cannot grow the state, or the model's vocabulary, without bound; real systems have
+    hundreds to a few thousand templates).
     """
 
     sim_th: float = 0.6
@@ -73,6 +76,7 @@ class MinerConfig:
     fixed_digit_lines: int = 20
     min_word_lines: int = 3
     merge_first_words: bool = True
+    max_clusters: int = 50_000
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sim_th <= 1.0:
@@ -87,6 +91,8 @@ class MinerConfig:
             raise ValueError(f"lines_per_word must be at least 2, got {self.lines_per_word}")
         if self.fixed_digit_lines < 2:
             raise ValueError(f"fixed_digit_lines must be at least 2, got {self.fixed_digit_lines}")
+        if self.max_clusters < 1:
+            raise ValueError(f"max_clusters must be at least 1, got {self.max_clusters}")
         if self.min_word_lines < 1:
             raise ValueError(f"min_word_lines must be at least 1, got {self.min_word_lines}")
 

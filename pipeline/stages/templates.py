@@ -67,6 +67,14 @@ picks a frozen cluster to generalise, and first-word merges leave frozen cluster
 the vocabulary and known ones keep their text and id. :meth:`TemplateMiner.match` follows the same rule: known
 templates of frozen clusters first, then the clusters learnt since.
 
+Template cap
+------------
+``MinerConfig.max_clusters`` (``--max-templates``, 50,000 by default) bounds the state. Once that many clusters
+exist, a line that would start a new one is counted in :attr:`TemplateMiner.other_lines` (a counter for
+metrics and the training summary) and tagged with the one template :data:`OTHER_TEMPLATE`, whose id is the
+hash of its text like every other id; lines that fit an existing cluster are learnt as before. Matching is
+unchanged: after training a line that fits no template still gets the id of its own text (``known=False``).
+
 Persistence is plain JSON (:meth:`TemplateMiner.to_state`): drain3's own snapshots use jsonpickle,
 which can instantiate arbitrary types on load, so we never use it.
 """
@@ -74,14 +82,16 @@ which can instantiate arbitrary types on load, so we never use it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drain3.drain import Drain, LogCluster
+from drain3.drain import Drain, LogCluster, Node
 
 from pipeline.records import TemplateMatch
 from pipeline.stages import template_tree
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
+from pipeline.stages.template_index import LEAF_SCAN, ClusterIndex, add_to_tree, seq_distance
 from pipeline.stages.template_rules import (
     RULES_OFF,
     ClusterStats,
@@ -90,8 +100,11 @@ from pipeline.stages.template_rules import (
     kept_positions,
 )
 
-__all__ = ["MinerConfig", "TemplateMiner", "template_id"]
+__all__ = ["OTHER_TEMPLATE", "MinerConfig", "TemplateMiner", "template_id"]
 
+# The template of the lines learnt once the template cap was reached (see the module doc).
+OTHER_TEMPLATE = "<other: lines beyond the template cap>"
+_OTHER = -1  # the pseudo cluster id of OTHER_TEMPLATE in handles
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
 _FROZEN_CACHE = 100_000
@@ -106,27 +119,41 @@ class _MaskedDrain(Drain):
     """Drain whose similarity counts a position masked in both template and message as equal.
 
     Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
+    The matching itself is :mod:`pipeline.stages.template_index`'s: exactly Drain's choice, without comparing
+    the message with every cluster of a crowded leaf.
     """
 
     exclude: frozenset[int] = frozenset()
+    index: ClusterIndex
+
+    def add_log_message(self, content: str) -> tuple[LogCluster, str]:
+        cluster, update = super().add_log_message(content)
+        if update != "none":
+            self.index.add(cluster)
+        return cluster, update
 
     def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
         if self.exclude:
             cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
-        return super().fast_match(cluster_ids, tokens, sim_th, include_params)
+        if len(cluster_ids) <= LEAF_SCAN:
+            return super().fast_match(cluster_ids, tokens, sim_th, include_params)
+        return self.index.best(self, cluster_ids, tokens, sim_th, include_params)
 
     def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
-        if not seq1:
-            return 1.0, 0
-        sim = params = 0
-        for tpl_tok, tok in zip(seq1, seq2, strict=True):
-            if tpl_tok == MASK:
-                params += 1
-                if include_params or tok == MASK:
-                    sim += 1
-            elif tpl_tok == tok:
-                sim += 1
-        return sim / len(seq1), params
+        return seq_distance(seq1, seq2, include_params)
+
+    def add_seq_to_prefix_tree(self, root_node: Node, cluster: LogCluster) -> None:
+        add_to_tree(self, root_node, cluster)
+        self.index.by_length.clear()
+
+    def get_clusters_ids_for_seq_len(self, seq_fir: int | str) -> Collection[int]:
+        # Every unknown line at inference asks for all clusters of its length (drain3's fallback search):
+        # kept until a cluster is added (a merge adds its target back), instead of a walk per line.
+        cached = self.index.by_length.get(seq_fir)
+        if cached is None or cached[0] is not self.root_node:
+            cached = self.index.by_length[seq_fir] = (self.root_node,
+                                                      tuple(super().get_clusters_ids_for_seq_len(seq_fir)))
+        return cached[1]
 
 
 @dataclass(slots=True)
@@ -167,6 +194,11 @@ class TemplateMiner:
     Not thread-safe; give each worker its own instance (``from_state`` of the same state).
     """
 
+    @classmethod
+    def for_settings(cls, max_templates: int) -> TemplateMiner:
+        """A new miner with the default rules and ``max_templates`` as its cluster cap (``--max-templates``)."""
+        return cls(MinerConfig(max_clusters=int(max_templates)))
+
     def __init__(self, config: MinerConfig | None = None) -> None:
         self.config = config or MinerConfig()
         self._drain = _MaskedDrain(
@@ -176,6 +208,7 @@ class TemplateMiner:
             param_str=MASK,
             parametrize_numeric_tokens=True,
         )
+        self._drain.index = ClusterIndex(self._drain.id_to_cluster)
         self._stats: dict[int, ClusterStats] = {}
         self._final: dict[int, _Final] = {}
         self._known: dict[str, str] | None = None
@@ -187,6 +220,7 @@ class TemplateMiner:
         self._frozen_by_len: dict[int, list[int]] | None = None
         self._frozen_cache: dict[str, int | None] = {}
         self._cap = max(2, self.config.max_enum_values)
+        self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -200,6 +234,10 @@ class TemplateMiner:
         frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
         if frozen is not None:
             entry = (frozen, self._stats[frozen].project(tokens))
+        elif len(self._drain.id_to_cluster) >= self.config.max_clusters and self._would_create(joined):
+            self.other_lines += 1
+            self._known = None
+            entry = (_OTHER, ())
         else:
             self._drain.exclude = self._frozen
             try:
@@ -224,9 +262,21 @@ class TemplateMiner:
             self._handles.append(entry)
         return handle
 
+    def _would_create(self, joined: str) -> bool:
+        """Whether Drain would start a new cluster for this masked message (the search ``add_log_message`` does)."""
+        drain = self._drain
+        drain.exclude = self._frozen
+        try:
+            found = drain.tree_search(drain.root_node, drain.get_content_as_tokens(joined), drain.sim_th, False)
+        finally:
+            drain.exclude = frozenset()
+        return found is None
+
     def learn(self, message: str) -> TemplateMatch:
         """Learn one message (may create or generalise templates); return its template as of now."""
         cid, key = self._entry(self.learn_cluster(message))
+        if cid == _OTHER:
+            return TemplateMatch(template_id(OTHER_TEMPLATE), OTHER_TEMPLATE, True)
         template = tuple(self._cluster(cid).log_template_tokens)
         stats = self._stats[cid]
         final = _Final(kept_positions(template, stats, self.config), fixed_words(template, stats, self.config),
@@ -237,6 +287,8 @@ class TemplateMiner:
     def final_template(self, handle: int) -> TemplateMatch:
         """The template, as of the current state, of a line learnt with :meth:`learn_cluster`."""
         cid, key = self._entry(handle)
+        if cid == _OTHER:
+            return TemplateMatch(template_id(OTHER_TEMPLATE), OTHER_TEMPLATE, True)
         final = self._final_of(cid)
         return _copy(final.by_combo[tuple(key[p] for p in final.kept)])
 
@@ -265,6 +317,7 @@ class TemplateMiner:
         target = (generalised or parts)[0]
         stats = ClusterStats.merged([self._stats[c.cluster_id] for c in parts], self._cap)
         template_tree.merge_clusters(self._drain, target, parts)
+        self._drain.index.add(target)
         index.add(target)
         for c in parts:
             self._final.pop(c.cluster_id, None)
@@ -348,6 +401,8 @@ class TemplateMiner:
                 for cid in self._drain.id_to_cluster
                 for m in self._final_of(cid).by_combo.values()
             }
+            if self.other_lines:
+                self._known[template_id(OTHER_TEMPLATE)] = OTHER_TEMPLATE
         return self._known
 
     def template_counts(self) -> dict[str, int]:
@@ -357,6 +412,9 @@ class TemplateMiner:
             final = self._final_of(cid)
             for combo, m in final.by_combo.items():
                 counts[m.template_id] = counts.get(m.template_id, 0) + final.sizes[combo]
+        if self.other_lines:
+            tid = template_id(OTHER_TEMPLATE)
+            counts[tid] = counts.get(tid, 0) + self.other_lines
         return counts
 
     def __len__(self) -> int:
@@ -398,6 +456,7 @@ class TemplateMiner:
             "config": asdict(self.config),
             "clusters_counter": self._drain.clusters_counter,
             "frozen": sorted(self._frozen),
+            "other_lines": self.other_lines,
             "tree": template_tree.node_to_json(self._drain.root_node),
             "clusters": [
                 {
@@ -444,6 +503,7 @@ class TemplateMiner:
                 except ValueError as exc:
                     raise ValueError(f"cluster {cid}: {exc}") from exc
             miner._frozen = frozenset(int(cid) for cid in state.get("frozen", ()))
+            miner.other_lines = int(state.get("other_lines", 0))
             if not miner._frozen <= set(miner._stats):
                 raise ValueError("frozen clusters that do not exist")
         except (KeyError, TypeError, AttributeError, ValueError) as exc:

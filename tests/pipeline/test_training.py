@@ -58,3 +58,18 @@ def test_the_matrix_bound_subsamples_the_sample(monkeypatch: pytest.MonkeyPatch)
     bundle = training.train_files([str(SAMPLE)], SETTINGS, force=True)
     templates = bundle.stats["templates"]
     assert bundle.stats["sampled_windows"] == (100 * 30) // templates < bundle.stats["windows"]
+
+
+def test_max_templates_bounds_the_vocabulary_and_says_so() -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from pipeline.stages.templates import OTHER_TEMPLATE  # noqa: PLC0415
+
+    capped = training.train_files([str(SAMPLE)], replace(SETTINGS, max_templates=5))
+    assert OTHER_TEMPLATE in capped.features.templates_.values()
+    assert capped.miner_state["other_lines"] > 0
+    assert len(capped.miner_state["clusters"]) == 5
+    assert any("--max-templates" in w for w in capped.stats["warnings"])
+    assert not any("--max-templates" in w for w in training.train_files([str(SAMPLE)], SETTINGS).stats["warnings"])
+    with pytest.raises(LogwardenError, match="max-templates"):
+        PipelineSettings().merged({"max_templates": 0})

@@ -279,3 +279,48 @@ def test_frozen_clusters_must_exist_in_the_state() -> None:
     state["frozen"] = [999]
     with pytest.raises(ValueError, match="frozen clusters"):
         TemplateMiner.from_state(state)
+
+
+def test_the_template_cap_sends_lines_beyond_it_to_one_other_template() -> None:
+    import random  # noqa: PLC0415
+    import string  # noqa: PLC0415
+
+    from pipeline.stages.templates import OTHER_TEMPLATE  # noqa: PLC0415
+
+    rng = random.Random(13)
+
+    def junk(n: int) -> list[str]:
+        return [" ".join("".join(rng.choice(string.ascii_letters) for _ in range(8)) for _ in range(6))
+                for _ in range(n)]
+
+    def state_size(lines: int) -> tuple[int, TemplateMiner]:
+        miner = TemplateMiner(MinerConfig(max_clusters=50))
+        for line in TRAIN:
+            miner.learn(line)
+        for line in junk(lines):
+            miner.learn_cluster(line)
+        return len(json.dumps(miner.to_state())), miner
+
+    small, _ = state_size(500)
+    big, miner = state_size(5000)
+    assert len(miner._drain.id_to_cluster) == 50
+    assert big == pytest.approx(small, rel=0.05)  # the state does not grow with the junk
+    other = miner.final_template(miner.learn_cluster("zzzz yyyy xxxx wwww vvvv uuuu"))
+    assert other.template == OTHER_TEMPLATE and other.template_id == template_id(OTHER_TEMPLATE)
+    assert miner.templates()[other.template_id] == OTHER_TEMPLATE
+    # a line of a known template is still learnt as that template, not as "other"
+    known = miner.final_template(miner.learn_cluster("Failed password for bob from 10.0.0.9 port 7000 ssh2"))
+    assert known.template != OTHER_TEMPLATE and "password" in known.template
+    count = miner.other_lines
+    assert count > 4000
+    restored = TemplateMiner.from_state(json.loads(json.dumps(miner.to_state())))
+    assert restored.other_lines == count
+    assert restored.template_counts()[template_id(OTHER_TEMPLATE)] == count
+    # matching is unchanged: an unknown line still gets its own text's id
+    assert not restored.match("qqqq rrrr ssss tttt uuuu vvvv").known
+
+
+def test_the_template_cap_defaults_generous_and_rejects_nonsense() -> None:
+    assert MinerConfig().max_clusters >= 10_000
+    with pytest.raises(ValueError, match="max_clusters"):
+        MinerConfig(max_clusters=0)
