@@ -11,8 +11,9 @@ model call has a fixed cost of tens of milliseconds, so one call per poll would 
 themselves) -> index the anomalies every ``flush_interval`` (step 1 of the commit order alone: indexing
 early is always safe, ids are deterministic) -> every ``commit_interval`` (or when the sink buffer fills): a
 checkpoint (score the queue, flush sink, flush dead letters, save state, commit). A queued window is still
-*pending* in its partition (it holds its offsets), so no checkpoint can commit past it. When Elasticsearch is down the worker pauses every
-partition and keeps calling ``poll`` (heartbeats and ``max.poll.interval.ms`` stay satisfied, nothing is
+*pending* in its partition (it holds its offsets), so no checkpoint can commit past it.
+
+When Elasticsearch is down the worker pauses every partition and keeps calling ``poll`` (heartbeats and ``max.poll.interval.ms`` stay satisfied, nothing is
 fetched), retries the flush with backoff and resumes when it succeeds. SIGTERM: flush, commit, close the
 consumer (leaves the group). ``exit_when_idle``: after that long without a record, close every window
 (end of input), index, commit, exit 0.
