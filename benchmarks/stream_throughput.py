@@ -66,11 +66,16 @@ def _worker_args(topic: str, group: str, prefix: str, model: Path, bootstrap: st
 
 
 def _watch(workers: list[ss.Worker], lines: int, timeout: float) -> dict[str, Any]:
-    """Poll the workers until they exit: times and CPU at their first record and when all lines were read."""
-    first = last = None
-    cpu_first: list[float] = []
-    cpu_last: list[float] = []
-    per_worker: list[float] = [0.0] * len(workers)
+    """Poll the workers until they exit; the figures cover the span in which every worker owned partitions.
+
+    From the first moment all workers hold partitions (the group has settled; a worker that started sooner
+    may have read alone before) to the last increase of the records read: the records read in that span
+    (re-reads after the rebalance included: they are work done) and the CPU the workers used in it.
+    """
+    settled = last = None
+    at_settled: tuple[float, list[float]] = (0.0, [])
+    at_last: tuple[float, list[float]] = (0.0, [])
+    counts = [0.0] * len(workers)
     deadline = time.monotonic() + timeout
     while any(w.proc.poll() is None for w in workers):
         if time.monotonic() > deadline:
@@ -78,25 +83,29 @@ def _watch(workers: list[ss.Worker], lines: int, timeout: float) -> dict[str, An
                 w.close()
             raise SystemExit(f"workers did not finish within {timeout} s:\n{workers[0].text()[-3000:]}")
         cpus = [ss.cpu_seconds(w.pid) or 0.0 for w in workers]
+        scraped = [w.metrics() for w in workers]
         now = time.monotonic()
-        counts = [w.records() if w.proc.poll() is None else per_worker[i] for i, w in enumerate(workers)]
-        per_worker = [max(a, b) for a, b in zip(per_worker, counts, strict=True)]
-        seen = sum(per_worker)
-        if seen > 0 and first is None:
-            first, cpu_first = now, cpus
-        if seen >= lines and last is None:
-            last, cpu_last = now, cpus
+        before = sum(counts)
+        counts = [max(c, m.get("logwarden_worker_records_total", 0.0)) for c, m in zip(counts, scraped, strict=True)]
+        owned = [m.get("logwarden_worker_assigned_partitions", 0.0) for m in scraped]
+        if settled is None and all(owned) and sum(owned) >= 4:
+            settled, at_settled = now, (before, cpus)
+        if settled is not None and sum(counts) > before:
+            last, at_last = now, (sum(counts), cpus)
         time.sleep(0.05)
     end = time.monotonic()
     codes = [w.proc.returncode for w in workers]
-    if any(codes) or first is None or last is None:
-        raise SystemExit(f"worker failed ({codes}, read {per_worker} of {lines}):\n{workers[0].text()[-3000:]}")
-    span = max(last - first, 1e-3)
-    cpu = sum(b - a for a, b in zip(cpu_first, cpu_last, strict=True))
-    return {"lines": lines, "lines_per_second": round(lines / span, 1), "seconds": round(span, 2),
-            "cpu_seconds": round(cpu, 2), "cpu_seconds_per_million_lines": round(cpu / lines * 1e6, 1),
+    if any(codes) or settled is None or last is None or sum(counts) < lines:
+        raise SystemExit(f"worker failed ({codes}, read {counts} of {lines}):\n{workers[0].text()[-3000:]}")
+    span = max(last - settled, 1e-3)
+    measured = at_last[0] - at_settled[0]
+    cpu = sum(b - a for a, b in zip(at_settled[1], at_last[1], strict=True))
+    return {"lines": lines, "measured_lines": int(measured), "lines_per_second": round(measured / span, 1),
+            "seconds": round(span, 2), "cpu_seconds": round(cpu, 2),
+            "cpu_seconds_per_million_lines": round(cpu / max(measured, 1) * 1e6, 1),
+            "read_before_group_settled": int(at_settled[0]),
             "whole_process_seconds": round(end - min(w.started for w in workers) - IDLE_EXIT, 2),
-            "records_per_worker": [int(n) for n in per_worker],
+            "records_per_worker": [int(n) for n in counts],
             "anomalies_indexed": sum(int(w.summary().get("anomalies_indexed", 0)) for w in workers)}
 
 

@@ -13,10 +13,10 @@ early is always safe, ids are deterministic) -> every ``commit_interval`` (or wh
 checkpoint (score the queue, flush sink, flush dead letters, save state, commit). A queued window is still
 *pending* in its partition (it holds its offsets), so no checkpoint can commit past it.
 
-When Elasticsearch is down the worker pauses every partition and keeps calling ``poll`` (heartbeats and ``max.poll.interval.ms`` stay satisfied, nothing is
-fetched), retries the flush with backoff and resumes when it succeeds. SIGTERM: flush, commit, close the
-consumer (leaves the group). ``exit_when_idle``: after that long without a record, close every window
-(end of input), index, commit, exit 0.
+When Elasticsearch is down the worker pauses every partition and keeps calling ``poll`` (heartbeats and
+``max.poll.interval.ms`` stay satisfied, nothing is fetched), retries the flush with backoff and resumes when
+it succeeds. SIGTERM: flush, commit, close the consumer (leaves the group). ``exit_when_idle``: after that
+long without a record, close every window (end of input), index, commit, exit 0.
 
 Rebalances: the listener runs on kafka-python's IO thread while the main thread is parked in ``poll``.
 On revocation it checkpoints the revoked partitions and awaits the commit; on assignment it pauses the
