@@ -46,8 +46,9 @@ from benchmarks import stream_support as ss
 
 IDLE_EXIT = 3.0
 SESSION_GAP, LATENESS = 60.0, 5.0  # the model's (as the worker integration tests train it)
-FULL = {"records": 100_000, "latency_lines": 19_473, "latency_rate": 1000.0, "open_windows": 100_000}
-QUICK = {"records": 6_000, "latency_lines": 3_000, "latency_rate": 600.0, "open_windows": 5_000}
+MAX_SESSION = 3600.0  # the default --max-session
+FULL: dict[str, float] = {"records": 100_000, "latency_lines": 19_473, "latency_rate": 1000.0, "open_windows": 100_000}
+QUICK: dict[str, float] = {"records": 6_000, "latency_lines": 3_000, "latency_rate": 600.0, "open_windows": 5_000}
 CPU_NOTE = ("2 cores are shared by the workers, Kafka and Elasticsearch (and whatever else runs): lines/s of two "
             "workers shows what the cores allowed; CPU seconds per million lines is the honest scaling figure")
 
@@ -227,7 +228,8 @@ def _latency(work: Path, name: str, model: Path, count: int, rate: float, bootst
     ensure_topics(bootstrap, {topic: (4, {})})
     worker = ss.Worker(work, "latency", _worker_args(
         topic, group, group, model, bootstrap, es_url, "--session-gap", f"{gap * 1000:.0f}ms",
-        "--allowed-lateness", f"{lateness * 1000:.0f}ms", "--exit-when-idle", f"{2 * (gap + lateness) + 3:.1f}s"))
+        "--allowed-lateness", f"{lateness * 1000:.0f}ms",
+        "--max-session", f"{MAX_SESSION / factor:.1f}s", "--exit-when-idle", f"{2 * (gap + lateness) + 3:.1f}s"))
     seen: dict[str, tuple[float, dict[str, Any]]] = {}
     stop = threading.Event()
     es = Elasticsearch(es_url, request_timeout=10).options(ignore_status=404)
@@ -254,11 +256,14 @@ def _latency(work: Path, name: str, model: Path, count: int, rate: float, bootst
         producer = make_producer(bootstrap, linger_ms=5)
         rng = ss.random.Random(14)
         start = time.monotonic()
+        backlog = 0.0  # records produced but not yet read by the worker, sampled twice a second
         for i, line in enumerate(lines):
             pause = start + i / rate - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
             producer.send(topic, value=ss.ecs_record(line, time.time(), i * 160, rng), key=ss.key_of(line))
+            if i % max(1, int(rate / 2)) == 0:
+                backlog = max(backlog, i - worker.records())
         producer.flush()
         achieved = len(lines) / (time.monotonic() - start)
         producer.close()
@@ -270,13 +275,14 @@ def _latency(work: Path, name: str, model: Path, count: int, rate: float, bootst
     after, since_produce, early = [], [], 0
     for found_at, window in seen.values():
         start_t, end_t = _iso(window["start"]), _iso(window["end"])
-        closable = min(end_t + gap, start_t + 3600 / factor) + lateness
+        closable = min(end_t + gap, start_t + MAX_SESSION / factor) + lateness
         after.append(found_at - closable)
         since_produce.append(found_at - end_t)
         early += found_at < closable
     return {"lines": len(lines), "rate_lines_per_second": rate, "achieved_rate": round(achieved, 1),
             "time_factor": round(factor, 2), "session_gap_seconds": round(gap, 3),
             "allowed_lateness_seconds": round(lateness, 3), "anomaly_documents": len(seen),
+            "max_backlog_seconds": round(backlog / rate, 2),
             "after_close_seconds": _quantiles(after), "produce_to_searchable_seconds": _quantiles(since_produce),
             "goal": "after_close p99 <= 2 s", "met": bool(after) and _quantiles(after)["p99"] <= 2.0}
 
@@ -322,16 +328,22 @@ def _memory(work: Path, name: str, model: Path, count: int, bootstrap: str, es_u
 
 def run(quick: bool = False, bootstrap: str = "127.0.0.1:9092", es_url: str = "http://127.0.0.1:9200",
         parts: tuple[str, ...] = ("throughput", "latency", "memory"), records: int | None = None,
-        open_windows: int | None = None) -> dict[str, Any]:
-    """Every stream figure of one run as a dict (what ``benchmarks/throughput.py`` embeds)."""
-    sizes = dict(QUICK if quick else FULL)
+        open_windows: int | None = None, sizes: dict[str, float] | None = None) -> dict[str, Any]:
+    """Every stream figure of one run as a dict (what ``benchmarks/throughput.py`` embeds).
+
+    ``sizes`` overrides entries of :data:`FULL` / :data:`QUICK` (``records``, ``latency_lines``,
+    ``latency_rate``, ``open_windows``); the smoke test runs smaller still.
+    """
+    chosen = {**(QUICK if quick else FULL), **(sizes or {})}
     if records:
-        sizes["records"] = records
+        chosen["records"] = records
     if open_windows:
-        sizes["open_windows"] = open_windows
+        chosen["open_windows"] = open_windows
+    sizes = chosen
     name = f"lw-bench-stream-{uuid.uuid4().hex[:8]}"
     created: dict[str, list[str]] = {"topics": [], "groups": [], "prefixes": []}
-    result: dict[str, Any] = {"benchmark": "stream_throughput", "quick": quick, "python": sys.version.split()[0],
+    result: dict[str, Any] = {"benchmark": "stream_throughput", "run": name, "quick": quick,
+                              "python": sys.version.split()[0],
                               "confluent_kafka": _has_confluent()}
     with tempfile.TemporaryDirectory(prefix="lw-bench-stream-") as tmp:
         work = Path(tmp)
@@ -342,12 +354,14 @@ def run(quick: bool = False, bootstrap: str = "127.0.0.1:9092", es_url: str = "h
              "--session-gap", f"{SESSION_GAP:.0f}s", "--allowed-lateness", f"{LATENESS:.0f}s")
         try:
             if "throughput" in parts:
-                result["throughput"] = _throughput(work, name, model, sizes["records"], bootstrap, es_url, created)
+                result["throughput"] = _throughput(work, name, model, int(sizes["records"]), bootstrap, es_url,
+                                                   created)
             if "latency" in parts:
                 result["latency"] = _latency(work, name, model, int(sizes["latency_lines"]),
                                              float(sizes["latency_rate"]), bootstrap, es_url, created)
             if "memory" in parts:
-                result["memory"] = _memory(work, name, model, sizes["open_windows"], bootstrap, es_url, created)
+                result["memory"] = _memory(work, name, model, int(sizes["open_windows"]), bootstrap, es_url,
+                                           created)
         finally:
             ss.cleanup(bootstrap, es_url, **created)
     return result
