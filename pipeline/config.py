@@ -255,6 +255,11 @@ class WorkerOptions:
     es_setup: bool = True
     template_catalog_interval: float = 30.0  # 0: do not write the <prefix>-templates catalog
     max_poll_records: int = 500
+    # Closed windows are scored in batches (one model call has a fixed cost): at this many, or after this long.
+    score_batch: int = 1000
+    score_delay: float = 0.2
+    # Scored anomalies are indexed this often between checkpoints (searchable sooner than commit_interval).
+    flush_interval: float = 0.5
     client_id: str = "logwarden-worker"
     es_auth: dict[str, str] = field(default_factory=dict)
     # Hot reload: the registry is polled this often for a new current version (not with --model-version).

@@ -43,9 +43,10 @@ def client_config(bootstrap_servers: str, **extra: Any) -> dict[str, Any]:
     return {"bootstrap_servers": servers, **kafka_security(), **extra}
 
 
-def make_producer(bootstrap_servers: str, max_request_size: int = 1 << 20, **extra: Any) -> KafkaProducer:
+def make_producer(bootstrap_servers: str, max_request_size: int = 1 << 20, linger_ms: int = 20,
+                  **extra: Any) -> KafkaProducer:
     """An idempotent producer with ``acks=all`` (nothing acknowledged is lost)."""
-    config = client_config(bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=20,
+    config = client_config(bootstrap_servers, acks="all", enable_idempotence=True, linger_ms=linger_ms,
                            max_request_size=max_request_size, **extra)
     try:
         return KafkaProducer(**config)

@@ -53,6 +53,26 @@ def make_sink(options: WorkerOptions) -> BulkSink:
                              owns_client=True)
 
 
+def consumer_config(opts: WorkerOptions) -> dict[str, Any]:
+    """The worker's kafka-python consumer settings (also what :mod:`benchmarks.stream_throughput` reads with)."""
+    session_ms = int(opts.session_timeout * 1000)
+    return client_config(
+        opts.bootstrap_servers,
+        group_id=opts.group_id,
+        client_id=opts.client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        allow_auto_create_topics=False,
+        max_poll_records=opts.max_poll_records,
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=max(1000, session_ms // 3),
+        max_poll_interval_ms=300_000,
+        # Incremental cooperative rebalancing (KIP-429): a joining or leaving worker moves only the
+        # partitions that change owner; the others keep being consumed through the rebalance.
+        partition_assignment_strategy=(CooperativeStickyAssignor,),
+    )
+
+
 class WorkerContext:
     """Model, scorer, clients, sink and dead letters for one worker."""
 
@@ -105,24 +125,8 @@ class WorkerContext:
 
     def make_consumer(self) -> KafkaConsumer:
         opts = self.options
-        session_ms = int(opts.session_timeout * 1000)
-        config = client_config(
-            opts.bootstrap_servers,
-            group_id=opts.group_id,
-            client_id=opts.client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            allow_auto_create_topics=False,
-            max_poll_records=opts.max_poll_records,
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=max(1000, session_ms // 3),
-            max_poll_interval_ms=300_000,
-            # Incremental cooperative rebalancing (KIP-429): a joining or leaving worker moves only the
-            # partitions that change owner; the others keep being consumed through the rebalance.
-            partition_assignment_strategy=(CooperativeStickyAssignor,),
-        )
         try:
-            return KafkaConsumer(**config)
+            return KafkaConsumer(**consumer_config(opts))
         except KafkaError as exc:
             raise LogwardenError(f"cannot connect to Kafka at {opts.bootstrap_servers}: {exc}") from None
 

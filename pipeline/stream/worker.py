@@ -5,13 +5,18 @@ This module is the loop and the rebalance listener only. The commit order is :me
 documents effectively-once, are in :mod:`pipeline.stream.ledger`; per-partition processing (the shared record
 chain) in :mod:`pipeline.stream.partition`; scoring and the sink in :mod:`pipeline.stream.output`.
 
-Loop: ``poll`` (at most ``max_poll_records``) -> window each record of its partition -> score closed
-windows -> every ``commit_interval`` (or when the sink buffer fills): a checkpoint (flush sink, flush dead
-letters, save state, commit). When Elasticsearch is down the worker pauses every
-partition and keeps calling ``poll`` (heartbeats and ``max.poll.interval.ms`` stay satisfied, nothing is
-fetched), retries the flush with backoff and resumes when it succeeds. SIGTERM: flush, commit, close the
-consumer (leaves the group). ``exit_when_idle``: after that long without a record, close every window
-(end of input), index, commit, exit 0.
+Loop: ``poll`` (at most ``max_poll_records``) -> window each record of its partition -> queue closed
+windows -> score the queue once it holds ``score_batch`` windows or its oldest waited ``score_delay`` (a
+model call has a fixed cost of tens of milliseconds, so one call per poll would cost more than the windows
+themselves) -> index the anomalies every ``flush_interval`` (step 1 of the commit order alone: indexing
+early is always safe, ids are deterministic) -> every ``commit_interval`` (or when the sink buffer fills): a
+checkpoint (score the queue, flush sink, flush dead letters, save state, commit). A queued window is still
+*pending* in its partition (it holds its offsets), so no checkpoint can commit past it.
+
+When Elasticsearch is down the worker pauses every partition and keeps calling ``poll`` (heartbeats and
+``max.poll.interval.ms`` stay satisfied, nothing is fetched), retries the flush with backoff and resumes when
+it succeeds. SIGTERM: flush, commit, close the consumer (leaves the group). ``exit_when_idle``: after that
+long without a record, close every window (end of input), index, commit, exit 0.
 
 Rebalances: the listener runs on kafka-python's IO thread while the main thread is parked in ``poll``.
 On revocation it checkpoints the revoked partitions and awaits the commit; on assignment it pauses the
@@ -79,6 +84,11 @@ class Worker:
         self._next_idle_check = 0.0
         self._last_activity = time.monotonic()
         self._next_checkpoint = time.monotonic() + self.opts.commit_interval
+        self._next_flush = time.monotonic() + self.opts.flush_interval
+        # Closed windows waiting to be scored (each still pending in its partition) and when the oldest came.
+        self._queued: list[Window] = []
+        self._queued_sources: list[Source] = []
+        self._queued_since = 0.0
         if models is None and self.opts.model_dir and not self.opts.model_version:
             models = open_registry(self.opts.model_dir, self.opts.bootstrap_servers)
         self.watcher = None if models is None else ModelWatcher(
@@ -134,6 +144,9 @@ class Worker:
             self._process(batch)
             self._last_activity = time.monotonic()
         now = time.monotonic()
+        if self._queued and (len(self._queued) >= self.opts.score_batch
+                             or now - self._queued_since >= self.opts.score_delay):
+            self.score_queued()
         if not self.output.down and now >= self._next_idle_check:
             self._close_idle(now)
             self._next_idle_check = now + 1.0
@@ -148,6 +161,10 @@ class Worker:
             self.commit()
             self._next_checkpoint = now + self.opts.commit_interval
             self._update_lag()
+        elif self.output.sink.pending and now >= self._next_flush:
+            self._next_flush = now + self.opts.flush_interval
+            if not self.output.flush():
+                self._pause_all()  # down: the retry and the resume go through commit(), as above
 
     def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         closed: list[Window] = []
@@ -161,9 +178,7 @@ class Worker:
             windows, where = stream.read(records, self.metrics, self.ctx.dead_letters)
             closed.extend(windows)
             sources.extend(where)
-        self.output.score(closed, sources)
-        for stream in self.streams.values():
-            stream.accept()
+        self._queue(closed, sources)
         self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
 
     def _expire(self, now: float) -> None:
@@ -174,10 +189,7 @@ class Worker:
             windows, where = stream.expire(now, self.metrics, self.ctx.dead_letters)
             closed.extend(windows)
             sources.extend(where)
-        if closed:
-            self.output.score(closed, sources)
-            for stream in self.streams.values():
-                stream.accept()
+        self._queue(closed, sources)
 
     def _close_idle(self, now: float) -> None:
         """Close windows whose entity sent nothing for ``idle_timeout`` of processing time (a quiet partition's
@@ -195,10 +207,23 @@ class Worker:
             sources.extend(where)
         if closed:
             self.metrics.windows_closed_idle.inc(idle)
-            self.output.score(closed, sources)
-            for stream in self.streams.values():
-                stream.accept()
+            self._queue(closed, sources)
             self.metrics.open_windows.set(sum(s.open_count for s in self.streams.values()))
+
+    def _queue(self, windows: list[Window], sources: list[Source]) -> None:
+        if windows:
+            if not self._queued:
+                self._queued_since = time.monotonic()
+            self._queued.extend(windows)
+            self._queued_sources.extend(sources)
+
+    def score_queued(self) -> None:
+        """Score every queued window into the sink buffer; then (only then) their partitions accept them."""
+        windows, sources = self._queued, self._queued_sources
+        self._queued, self._queued_sources = [], []
+        self.output.score(windows, sources)
+        for stream in self.streams.values():
+            stream.accept()
 
     def alive(self) -> tuple[bool, str]:
         """Liveness: the loop completed a poll within ``liveness_timeout`` (a stuck loop is restarted)."""
@@ -213,6 +238,7 @@ class Worker:
         is down and resumes it when the sink is back. False when nothing new could be committed."""
         if self.fatal:
             return False  # after a fatal error nothing more is committed: the records are read again
+        self.score_queued()
         ok = self.checkpoint.commit(self.streams)
         if self.output.down:
             self._pause_all()
@@ -228,9 +254,8 @@ class Worker:
             for window in stream.flush(self.metrics, self.ctx.dead_letters):
                 closed.append(window)
                 sources.append(stream.source_of(window))
-        self.output.score(closed, sources)
-        for stream in self.streams.values():
-            stream.accept()
+        self._queue(closed, sources)
+        self.score_queued()
         self.metrics.open_windows.set(0)
         while True:
             ok = self.commit()
@@ -248,6 +273,7 @@ class Worker:
         if self.fatal or not owned or self.output.down:
             return  # nothing safe to add: the new owner re-reads from the last commit
         try:
+            self.score_queued()  # the main thread is parked in poll: the queue is ours to score
             await self.checkpoint.commit_revoked(self.streams, owned)
         except DeadLetterError as exc:
             log.error("a dead letter could not be written; stopping without committing further: %s", exc)

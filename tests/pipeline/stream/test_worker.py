@@ -69,7 +69,8 @@ class Rig:
         self.es.events = self.events
         self.producer = RecordingProducer(self.events)
         self.consumer = FakeConsumer(partitions, self.events)
-        values: dict[str, Any] = {"commit_interval": 3600.0, **options}
+        # Sink flushes only at checkpoints the tests ask for; closed windows scored in the step that closed them.
+        values: dict[str, Any] = {"commit_interval": 3600.0, "flush_interval": 3600.0, "score_delay": 0.0, **options}
         opts = WorkerOptions(topics=("logs",), settings=SETTINGS, **values)
         self.worker = Worker(worker_context(opts, scorer, tag, self.es, self.producer), consumer=self.consumer)
 
@@ -402,3 +403,58 @@ def test_liveness_follows_completed_polls(scorer: Scorer) -> None:
     rig.worker.last_poll -= 31
     ok, reason = rig.worker.alive()
     assert not ok and reason.startswith("no completed poll for 31")
+
+
+# ------------------------------------------------------------------------- issue 14: batched scoring
+def scored(rig: Rig) -> float:
+    return rig.worker.metrics.registry.get_sample_value("logwarden_worker_windows_scored_total") or 0.0
+
+
+def test_closed_windows_wait_in_the_queue_holding_their_offsets_until_scored(scorer: Scorer) -> None:
+    """A queued window is pending: its partition's checkpoint offset stays at its first record until it is
+    scored, and a checkpoint scores the queue before it flushes and commits."""
+    rig = Rig(scorer, score_delay=3600.0)
+    rig.consumer.append(TP0, *TP0_LINES)
+    rig.subscribe()
+    rig.worker.step()
+    rig.worker.step()
+    assert scored(rig) == 0 and len(rig.worker._queued) == 3  # alice, bob, carol closed by dave's record
+    offset, _ = rig.worker.streams[TP0].checkpoint()
+    assert offset == 0  # alice's queued window holds offset 0
+    assert rig.worker.commit() is True
+    assert scored(rig) == 3 and rig.worker._queued == []
+    assert rig.indexed() == ["alice"] and rig.events == ["bulk", "producer.flush", "commit"]
+    assert rig.consumer.committed_at(TP0) == 2  # eve's open window (offset 2) holds the commit now
+
+
+def test_a_full_queue_is_scored_at_once(scorer: Scorer) -> None:
+    rig = Rig(scorer, score_delay=3600.0, score_batch=3)
+    rig.consumer.append(TP0, *TP0_LINES)
+    rig.subscribe()
+    rig.worker.step()
+    rig.worker.step()
+    assert scored(rig) == 3 and rig.worker._queued == [] and rig.worker.output.pending == 1
+    assert rig.events == []  # scored into the sink buffer; flushed at the next flush or checkpoint
+
+
+def test_anomalies_are_indexed_every_flush_interval_without_committing(scorer: Scorer) -> None:
+    rig = Rig(scorer, flush_interval=0.01)
+    rig.consumer.append(TP0, *TP0_LINES)
+    rig.subscribe()
+    deadline = time.monotonic() + 5
+    while not rig.events and time.monotonic() < deadline:
+        rig.worker.step()
+    assert rig.events == ["bulk"] and rig.indexed() == ["alice"]
+    assert rig.consumer.commits == []  # only a checkpoint commits (commit_interval is an hour)
+
+
+def test_a_failed_interim_flush_pauses_input_like_a_failed_checkpoint(scorer: Scorer) -> None:
+    rig = Rig(scorer, flush_interval=0.01)
+    rig.es.down = True
+    rig.consumer.append(TP0, *TP0_LINES)
+    rig.subscribe()
+    deadline = time.monotonic() + 5
+    while not rig.worker.output.down and time.monotonic() < deadline:
+        rig.worker.step()
+    assert rig.worker.output.down and rig.gauge("paused") == 1 and TP0 in rig.consumer.paused()
+    assert rig.consumer.commits == []
