@@ -91,7 +91,7 @@ class FakeElasticsearch:
     """In-memory Elasticsearch for unit tests; ``fake.client()`` returns a real client wired to it.
 
     Script failures for the next bulk requests by appending to ``bulk_outcomes``: ``"down"`` (connection
-    refused), ``"timeout"``, an HTTP status for the whole request (``503``), or ``"items:429"`` (every item
+    refused), ``"timeout"``, an HTTP status for the whole request (``503``), or ``"items:409"`` (every item stored, answered with a version conflict), ``"items:429"`` (every item
     rejected with that status). ``down = True`` refuses every request until reset. A document whose
     ``log.count`` is not an integer is rejected like a mapping error (``document_parsing_exception``).
     ``ilm``/``data_streams`` say which optional modules the fake server has.
@@ -221,6 +221,11 @@ class FakeElasticsearch:
                                    f"'{doc_id}'. Preview of field's value: '{count}'",
                          "caused_by": {"type": "number_format_exception", "reason": f'For input string: "{count}"'}}
                 items.append({op_type: {**base, "status": 400, "error": error}})
+                continue
+            if outcome == "items:409":  # another write of the same _id got there first (it is stored)
+                self.docs.setdefault(index, {})[doc_id] = source
+                error = {"type": "version_conflict_engine_exception", "reason": f"[{doc_id}]: version conflict"}
+                items.append({op_type: {**base, "status": 409, "error": error}})
                 continue
             if op_type == "create" and doc_id in self.docs.get(index, {}):
                 error = {"type": "version_conflict_engine_exception", "reason": f"[{doc_id}]: document already exists"}

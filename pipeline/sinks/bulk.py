@@ -17,7 +17,9 @@ Per item of a bulk response (:meth:`BulkSink._sort`), whichever server answered:
 * any other 4xx (``document_parsing_exception``, ``mapper_parsing_exception``, ``illegal_argument``...):
   the document itself is bad and will never index: returned in ``FlushResult.rejected`` with the reason,
   never retried.
-* 409 on ``create`` (data streams): a replay of a document already indexed, counted as indexed.
+* 409 on ``create`` (data streams): a replay of a document already indexed, counted as indexed; on ``index``
+  (a version conflict: another write of the same deterministic ``_id``, e.g. two owners of a partition around
+  a rebalance) likewise: the window's document is there, so it is neither retried nor dead-lettered.
 
 A subclass supplies the client: :meth:`BulkSink._stream` (the client's ``streaming_bulk`` with
 ``yield_ok=True`` and errors not raised), :attr:`BulkSink.transport_errors` (connection errors and
@@ -211,7 +213,7 @@ class BulkSink:
             _, info = next(iter(item.items()))
             status = info.get("status", "N/A")
             doc_id = str(info.get("_id"))
-            if ok or (self.data_stream and status == 409):  # 409 on create: a replay, already indexed
+            if ok or status == 409:  # a replay (create) or a concurrent write of the same _id (index): it is there
                 if self._buffer.pop(doc_id, None) is not None:
                     self._carry.indexed += 1
                 continue

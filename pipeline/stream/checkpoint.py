@@ -28,6 +28,9 @@ on the consumer's IO thread, which also sends heartbeats, so a revocation checkp
 retries, the producer flush and the state write. A step that does not finish in time ends the checkpoint
 without a commit: the new owner reads again from the last commit, and deterministic ``_id`` s make that
 harmless, while a member that blocked its heartbeats would be expelled from the group mid-rebalance.
+
+The fault tests make the worker die between any two steps (``LOGWARDEN_TEST_CRASH_AT``, a test-only hook:
+:mod:`pipeline.stream.faults`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from kafka import OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from pipeline.stream.dead_letters import DeadLetters
+from pipeline.stream.faults import CrashPoints
 from pipeline.stream.ledger import SavedState, inline_metadata, reference_metadata
 from pipeline.stream.metrics import WorkerMetrics
 from pipeline.stream.output import AnomalyOutput
@@ -69,6 +73,9 @@ class Checkpoint:
         self.metrics = metrics
         self.last_commit: dict[TopicPartition, tuple[int, str]] = {}
         self._large: dict[TopicPartition, tuple[str, str]] = {}  # (digest, metadata) last written
+        self.crash = CrashPoints.from_env()  # test-only fault injection (pipeline.stream.faults); off when unset
+        self._busy = False  # the checkpoint in progress had anomalies to index
+        self._via_topic = False  # ... and wrote a replay state to the state topic
 
     def commit(self, streams: Mapping[TopicPartition, Checkpointable],
                partitions: Iterable[TopicPartition] | None = None) -> bool:
@@ -84,6 +91,7 @@ class Checkpoint:
             log.warning("offset commit failed (retried at the next checkpoint): %s", exc)
             return False
         self._committed(offsets)
+        self.crash.reached("after_commit", self._busy, self._via_topic)
         return True
 
     async def commit_revoked(self, streams: Mapping[TopicPartition, Checkpointable],
@@ -106,6 +114,7 @@ class Checkpoint:
             log.warning("commit on revocation failed (the new owner re-reads from the last commit): %s", exc)
             return False
         self._committed(offsets)
+        self.crash.reached("after_commit", self._busy, self._via_topic)
         return True
 
     def forget(self, tp: TopicPartition) -> None:
@@ -120,12 +129,16 @@ class Checkpoint:
 
         ``budget`` bounds each step (seconds); without it each uses its own, longer retry budget.
         """
+        self._busy = self.output.pending > 0
+        self._via_topic = False
         if not self.output.flush(budget):
             return None
+        self.crash.reached("after_bulk", self._busy)
         if budget is None:
             self.dead_letters.flush()
         else:
             self.dead_letters.flush(timeout=budget)
+        self.crash.reached("after_dead_letters", self._busy)
         chosen = [tp for tp in (partitions if partitions is not None else list(streams)) if tp in streams]
         points: dict[TopicPartition, tuple[int, SavedState]] = {}
         for tp in chosen:
@@ -133,6 +146,7 @@ class Checkpoint:
             if point is not None:
                 points[tp] = point
         metadata = self._save_states(points, budget)
+        self.crash.reached("after_state", self._busy, self._via_topic)
         return {tp: OffsetAndMetadata(offset, metadata[tp], -1) for tp, (offset, _) in points.items()
                 if self.last_commit.get(tp) != (offset, metadata[tp])}
 
@@ -158,6 +172,11 @@ class Checkpoint:
         for tp, ref in written.items():
             metadata[tp] = reference_metadata(points[tp][0], ref)
             self._large[tp] = (large[tp].digest, metadata[tp])
+        if written:
+            self._via_topic = True
+            self.metrics.state_topic_writes.inc(len(written))
+            log.info("replay state of %s written to the state topic (too large for commit metadata)",
+                     sorted(f"{tp.topic}/{tp.partition}" for tp in written))
         return metadata
 
     # ----------------------------------------------------------------------------------------- step 4

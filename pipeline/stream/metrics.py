@@ -78,6 +78,12 @@ class WorkerMetrics:
         self.committed = Gauge("logwarden_worker_committed_offset", "Last offset committed by this worker.",
                                ["topic", "partition"], registry=r)
         self.commits = Counter("logwarden_worker_commits", "Successful offset commits.", registry=r)
+        self.state_topic_writes = Counter(
+            "logwarden_worker_state_topic_writes",
+            "Replay states too large for commit metadata, written to the compacted state topic.", registry=r)
+        self.partitions_lost = Counter(
+            "logwarden_worker_partitions_lost",
+            "Partitions taken away without a revocation (session or max.poll.interval.ms expired).", registry=r)
         self.sink_up = Gauge("logwarden_worker_sink_up", "1 while Elasticsearch takes documents.", registry=r)
         self.paused = Gauge("logwarden_worker_paused", "1 while partitions are paused for back-pressure.",
                             registry=r)
@@ -108,7 +114,8 @@ class WorkerMetrics:
         names = {"records": self.records, "replay_skipped": self.replay_skipped, "no_entity": self.no_entity,
                  "windows_scored": self.windows_scored, "anomalies_indexed": self.anomalies_indexed,
                  "dead_letters": self.dead_letters, "decode_errors": self.decode_errors, "commits": self.commits,
-                 "multiline_records": self.multiline_records}
+                 "multiline_records": self.multiline_records, "state_topic_writes": self.state_topic_writes,
+                 "partitions_lost": self.partitions_lost}
         totals: dict[str, float] = {}
         for name, metric in names.items():
             totals[name] = sum(s.value for family in metric.collect() for s in family.samples

@@ -244,6 +244,7 @@ def load_start(
         log.info("%s/%d: commit metadata is not Logwarden's; rebuilding windows without replay state",
                  tp.topic, tp.partition)
     consumer.seek(tp, offset)
+    via = " from the state topic" if state is not None and data is not None and "ref" in data else ""
     log.info("%s/%d: starting at committed offset %d (%s)", tp.topic, tp.partition, offset,
-             f"replay state: {state.entities()} entities" if state is not None else "no replay state")
+             f"replay state: {state.entities()} entities{via}" if state is not None else "no replay state")
     return offset, state

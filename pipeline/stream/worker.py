@@ -57,7 +57,7 @@ class _Rebalance(AsyncConsumerRebalanceListener):
         self.worker.on_assigned(set(assigned))
 
     async def on_partitions_lost(self, lost: Any) -> None:
-        self.worker.drop(set(lost))
+        self.worker.lost(set(lost))
 
 
 class Worker:
@@ -282,6 +282,15 @@ class Worker:
             log.warning("could not checkpoint revoked partitions: %s", exc)
         if self.output.down:
             self._pause_all()
+
+    def lost(self, partitions: set[TopicPartition]) -> None:
+        """IO thread: the group took ``partitions`` away without a revocation (this member expired: no heartbeat
+        within the session timeout, or no poll within ``max.poll.interval.ms``). Nothing is committed for them."""
+        if partitions:
+            log.warning("partitions lost (group membership expired; the new owner re-reads from the last commit): %s",
+                        sorted(f"{tp.topic}/{tp.partition}" for tp in partitions))
+            self.metrics.partitions_lost.inc(len(partitions))
+        self.drop(partitions)
 
     def drop(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:

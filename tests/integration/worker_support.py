@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -113,12 +115,27 @@ def free_port() -> int:
 class WorkerProcess:
     """``logwarden worker`` as a subprocess with JSON logs in a file and a metrics port."""
 
-    def __init__(self, tmp: Path, name: str, args: list[str]) -> None:
+    def __init__(self, tmp: Path, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        """``env``: variables added to this process's environment (e.g. the test-only crash hook)."""
         self.port = free_port()
         self.log_path = tmp / f"{name}.log"
         self._log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--json-logs", "--metrics-port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the worker process now (0 once it has exited)."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def messages(self, contains: str) -> list[str]:
+        return [str(e.get("message", "")) for e in self.events() if contains in str(e.get("message", ""))]
 
     def wait(self, timeout: float) -> int:
         try:
@@ -369,3 +386,214 @@ def elasticsearch_stopped(es_url: str) -> Iterator[int]:
         yield pid
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+# ------------------------------------------------------------------ one worker stream per test (the rig)
+def split_sample(tmp: Path, parts: int, path: Path = SAMPLE) -> list[Path]:
+    """``path`` cut into ``parts`` consecutive files of (about) equal line counts, written under ``tmp``."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    size = len(lines) // parts
+    chunks = []
+    for i in range(parts):
+        chunk = tmp / f"chunk{i}.log"
+        chunk.write_bytes(b"".join(lines[i * size: (i + 1) * size if i < parts - 1 else len(lines)]))
+        chunks.append(chunk)
+    return chunks
+
+
+@dataclass
+class Rig:
+    """What a worker integration test sets up every time: its topic (created on first use), group, index
+    prefix, the worker command line and the worker processes (killed at teardown)."""
+
+    bootstrap: str
+    es_url: str
+    es: Elasticsearch
+    admin: KafkaAdminClient
+    group: str
+    tmp: Path
+    cleanup: Cleanup
+    make_topic: Callable[..., str]
+    partitions: int = 4
+    workers: list[WorkerProcess] = field(default_factory=list)
+    _topic: str | None = None
+
+    @property
+    def topic(self) -> str:
+        """The test's input topic (also its index prefix), created with :attr:`partitions` on first use."""
+        if self._topic is None:
+            self._topic = self.cleanup.worker_stream(self.make_topic(partitions=self.partitions), self.group)
+        return self._topic
+
+    def args(self, *extra: str, model_dir: Path | str | None = None, es_url: str | None = None,
+             group: str | None = None) -> list[str]:
+        return worker_args(self.topic, group or self.group, self.topic, self.bootstrap, es_url or self.es_url,
+                           Path(model_dir) if model_dir is not None else expected().model_dir, *extra)
+
+    def start(self, name: str, *extra: str, env: dict[str, str] | None = None, **where: Any) -> WorkerProcess:
+        """A worker on the rig's stream (``where``: ``model_dir``, ``es_url``, ``group`` overrides)."""
+        worker = WorkerProcess(self.tmp, name, self.args(*extra, **where), env=env)
+        self.workers.append(worker)
+        return worker
+
+    def replay(self, path: Path = SAMPLE, **kwargs: Any) -> ReplayStats:
+        return replay_now(path, self.topic, self.bootstrap, partitions=self.partitions, **kwargs)
+
+    def replay_in_background(self, rate: float | None, path: Path = SAMPLE) -> tuple[threading.Thread, dict[str, Any]]:
+        return replay_in_background(path, self.topic, self.bootstrap, rate, partitions=self.partitions)
+
+    def docs(self) -> dict[str, dict[str, Any]]:
+        return indexed(self.es, self.topic)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+@pytest.fixture
+def rig(kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_admin: KafkaAdminClient,
+        kafka_topic_factory: Callable[..., str], kafka_group_id: str, cleanup: Cleanup,
+        tmp_path: Path) -> Iterator[Rig]:
+    made = Rig(kafka_bootstrap, es_url, es_client, kafka_admin, kafka_group_id, tmp_path, cleanup,
+               kafka_topic_factory)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+# ---------------------------------------------------- the reference run and whole-document comparison
+@dataclass
+class Reference:
+    """One uninterrupted worker run over the sample (its own topic, group and indices, kept for the session)."""
+
+    topic: str
+    partitions: int
+    docs: dict[str, dict[str, Any]]  # window key -> document
+
+    def location(self, key: str) -> tuple[int, int]:
+        """(partition, first Kafka offset) of a reference window: the records a commit must not pass."""
+        window = self.docs[key]["window"]
+        return int(str(window["stream"]).rsplit("/", 1)[1]), int(window["offset"])
+
+
+_REFERENCES: dict[tuple[int, str], Reference] = {}
+
+
+@pytest.fixture(scope="session")
+def reference_run(kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_admin: KafkaAdminClient,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], Reference]]:
+    """``reference(partitions) -> Reference``: one worker reads the replayed sample from start to end, undisturbed.
+
+    Fault tests compare their documents with this run's, whole (:func:`assert_same_documents`). Runs once per
+    partition count and session; the topic and indices are deleted at the end of the session.
+    """
+    made: list[str] = []
+
+    def run(partitions: int = 4) -> Reference:
+        found = _REFERENCES.get((partitions, kafka_bootstrap))
+        if found is not None:
+            return found
+        want = expected()
+        name = f"lw-test-reference-{partitions}p-{uuid.uuid4().hex[:10]}"
+        kafka_admin.create_topics([NewTopic(name, partitions, 1)], timeout_ms=30_000)
+        made.append(name)
+        sent = replay_now(SAMPLE, name, kafka_bootstrap, partitions=partitions)
+        assert sent.lines == want.lines
+        worker = WorkerProcess(tmp_path_factory.mktemp("reference"), "reference",
+                               worker_args(name, name, name, kafka_bootstrap, es_url, want.model_dir,
+                                           "--exit-when-idle", "4s"))
+        try:
+            code = worker.wait(180)
+        finally:
+            worker.close()
+        assert code == 0, worker.text()[-3000:]
+        docs = indexed(es_client, name)
+        assert set(docs) == want.ids, "the reference run itself disagrees with detect"
+        _REFERENCES[(partitions, kafka_bootstrap)] = Reference(name, partitions, docs)
+        return _REFERENCES[(partitions, kafka_bootstrap)]
+
+    yield run
+    existing = set(kafka_admin.list_topics())
+    for name in made:
+        doomed = [t for t in (name, f"{name}.dlq", f"{name}.logwarden-state") if t in existing]
+        with contextlib.suppress(KafkaError):
+            kafka_admin.delete_topics(doomed, timeout_ms=30_000)
+        with contextlib.suppress(KafkaError):
+            kafka_admin.delete_groups([name])
+        drop_prefix(es_client, name)
+
+
+def comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document as two runs over different topics must agree on it: everything, with the topic name left out
+    of ``window.stream`` (the partition stays). The ``_id`` follows from the content (:func:`indexed` checks)."""
+    copy = json.loads(json.dumps(doc))
+    stream = copy.get("window", {}).get("stream")
+    if stream:
+        copy["window"]["stream"] = "<topic>/" + str(stream).rsplit("/", 1)[1]
+    return dict(copy)
+
+
+def assert_same_documents(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]]) -> None:
+    """No loss, no duplicate, no partial window: the same windows, each document equal field for field."""
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    assert not missing and not extra, f"{len(missing)} windows missing (e.g. {missing[:3]}), " \
+                                      f"{len(extra)} unexpected (e.g. {extra[:3]})"
+    differ = [key for key in want if comparable(got[key]) != comparable(want[key])]
+    if differ:
+        key = differ[0]
+        a, b = comparable(got[key]), comparable(want[key])
+        fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        pytest.fail(f"{len(differ)} documents differ from the uninterrupted run; first {key}, fields {fields}:\n"
+                    f"got  {json.dumps({k: a.get(k) for k in fields})[:1500]}\n"
+                    f"want {json.dumps({k: b.get(k) for k in fields})[:1500]}")
+
+
+class CommitWatch:
+    """Samples a group's committed offsets in a thread and checks each sample against what was resolved *after*
+    it was read: a window of the reference whose first record lies below a committed offset must already be
+    indexed (or, with ``dead_lettered``, on the dead-letter topic). Reading the offsets first makes the check
+    race-free: whatever the worker committed was resolved before the commit, hence before the look-up."""
+
+    def __init__(self, rig: Rig, reference: Reference, interval: float = 0.5,
+                 dead_lettered: Callable[[], set[str]] | None = None) -> None:
+        self.rig, self.reference, self.interval = rig, reference, interval
+        self.dead_lettered = dead_lettered
+        self.samples: list[dict[int, int]] = []
+        self.violations: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CommitWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        offsets = committed_offsets(self.rig.admin, self.rig.group)
+        if not offsets:
+            return
+        try:
+            resolved = set(self.rig.docs())
+        except Exception:  # noqa: BLE001 - Elasticsearch frozen or slow: no verdict from this sample
+            return
+        if self.dead_lettered is not None:
+            resolved |= self.dead_lettered()
+        self.samples.append(offsets)
+        for key in self.reference.docs:
+            partition, first = self.reference.location(key)
+            if offsets.get(partition, 0) > first and key not in resolved:
+                self.violations.append(f"partition {partition} committed at {offsets[partition]} past window {key} "
+                                       f"(first offset {first}), which was neither indexed nor dead-lettered")
+
+    def check(self, at_least: int = 3) -> None:
+        assert len(self.samples) >= at_least, f"only {len(self.samples)} commit samples: the check saw nothing"
+        assert not self.violations, self.violations[:5]

@@ -89,6 +89,19 @@ def test_data_stream_mode_writes_creates_and_counts_a_replay_conflict_as_indexed
     assert list(fake.docs) == ["lw-anomalies"]
 
 
+def test_a_version_conflict_on_index_counts_as_indexed_not_rejected() -> None:
+    """With deterministic ids a 409 is another write of the same window (two owners around a rebalance):
+    the document is there, so it is neither retried nor dead-lettered."""
+    fake = FakeElasticsearch()
+    fake.bulk_outcomes = ["items:409"]
+    sink = make_sink(fake)
+    for doc in docs(3):
+        sink.add(as_document(doc))
+    result = sink.flush()
+    assert (result.indexed, result.rejected, sink.pending) == (3, [], 0)
+    assert fake.bulk_requests == 1 and len(fake.all_docs()) == 3
+
+
 # --------------------------------------------------------------------------------- retries, failures
 def test_429_items_are_retried_then_indexed() -> None:
     fake = FakeElasticsearch()
