@@ -252,6 +252,7 @@ class WorkerOptions:
     session_timeout: float = 10.0
     es_timeout: float = 10.0
     es_compat: str = "auto"
+    es_insecure_skip_verify: bool = False  # --es-insecure-skip-verify: no certificate checks (a loud warning)
     es_setup: bool = True
     template_catalog_interval: float = 30.0  # 0: do not write the <prefix>-templates catalog
     max_poll_records: int = 500

@@ -24,6 +24,8 @@ from pipeline.config import DEFAULT_ES_URL, DEFAULT_INDEX_PREFIX, DEFAULT_SINK, 
 from pipeline.errors import LogwardenError
 
 ES_COMPAT_CHOICES = ("auto", "8", "9")  # = pipeline.sinks.elasticsearch.client.ES_COMPAT_CHOICES
+INSECURE_HELP = ("Do NOT verify the https server's certificate (logged as a warning): only for a test cluster whose "
+                 "CA you cannot get; give its CA with --ca-certs / LOGWARDEN_ES_CA_CERTS instead.")
 
 
 def make_es_client(*args: Any, **kwargs: Any) -> Any:
@@ -62,6 +64,8 @@ def _replicas(value: str) -> int | str:
 @click.option("--ca-certs", envvar="LOGWARDEN_ES_CA_CERTS", show_envvar=True,
               type=click.Path(exists=True, dir_okay=False),
               help="CA bundle for an https URL.")
+@click.option("--es-insecure-skip-verify", is_flag=True, default=False, envvar="LOGWARDEN_ES_INSECURE_SKIP_VERIFY",
+              help=INSECURE_HELP)
 @click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True, help="Primary shards per index.")
 @click.option("--replicas", default="auto", show_default=True,
               help="Replicas per index, or 'auto' (0 on one node, 1 on a cluster).")
@@ -80,14 +84,14 @@ def _replicas(value: str) -> int | str:
                    "server. Not used with --sink opensearch.")
 def es_setup(
     sink: str, es_url: str, index_prefix: str, api_key: str | None, username: str | None, password: str | None,
-    ca_certs: str | None, shards: int, replicas: str, ilm: bool, retention: str, data_stream: bool, timeout: float,
-    es_compat: str,
+    ca_certs: str | None, es_insecure_skip_verify: bool, shards: int, replicas: str, ilm: bool, retention: str,
+    data_stream: bool, timeout: float, es_compat: str,
 ) -> None:
     """Create (idempotently) the index template, daily index and alias anomaly documents go to."""
     if sink == "opensearch":
         _opensearch_setup(es_url, index_prefix, api_key, username, password, ca_certs, shards=shards,
                           replicas=_replicas(replicas), use_ilm=ilm, use_data_stream=data_stream, retention=retention,
-                          timeout=timeout)
+                          timeout=timeout, insecure_skip_verify=es_insecure_skip_verify)
         return
     from elastic_transport import TransportError  # noqa: PLC0415 - see the module docstring
     from elasticsearch import ApiError  # noqa: PLC0415
@@ -96,7 +100,7 @@ def es_setup(
     from pipeline.sinks.elasticsearch.layout import setup_indices  # noqa: PLC0415
 
     client = make_es_client(es_url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1,
-                            compat=es_compat)
+                            compat=es_compat, insecure_skip_verify=es_insecure_skip_verify)
     try:
         major = server_major(client)
         done = setup_indices(client, index_prefix, shards=shards, replicas=_replicas(replicas), use_ilm=ilm,
@@ -111,7 +115,8 @@ def es_setup(
         click.echo(f"{resource}: {outcome}")
 
 
-def publish_templates(es_url: str, prefix: str, templates: dict[str, str], version: str) -> dict[str, int]:
+def publish_templates(es_url: str, prefix: str, templates: dict[str, str], version: str, *,
+                      insecure_skip_verify: bool = False) -> dict[str, int]:
     """``train --es-url``: the new model's templates into ``<prefix>-templates`` (see the catalog module)."""
     import os  # noqa: PLC0415
 
@@ -126,7 +131,8 @@ def publish_templates(es_url: str, prefix: str, templates: dict[str, str], versi
     client = make_es_client(es_url, os.environ.get("LOGWARDEN_ES_API_KEY"), os.environ.get("LOGWARDEN_ES_USERNAME"),
                             os.environ.get("LOGWARDEN_ES_PASSWORD"), timeout=30, max_retries=1,
                             ca_certs=os.environ.get("LOGWARDEN_ES_CA_CERTS"),
-                            compat=os.environ.get("LOGWARDEN_ES_COMPAT", "auto"))
+                            compat=os.environ.get("LOGWARDEN_ES_COMPAT", "auto"),
+                            insecure_skip_verify=insecure_skip_verify)
     try:
         setup_catalog(client, prefix)
         return TemplateCatalog(client, prefix, version).publish_model(templates, version)
@@ -139,8 +145,9 @@ def publish_templates(es_url: str, prefix: str, templates: dict[str, str], versi
 
 
 def _opensearch_setup(url: str, prefix: str, api_key: str | None, username: str | None, password: str | None,
-                      ca_certs: str | None, *, timeout: float, **layout: Any) -> None:
-    client = make_os_client(url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1)
+                      ca_certs: str | None, *, timeout: float, insecure_skip_verify: bool, **layout: Any) -> None:
+    client = make_os_client(url, api_key, username, password, timeout=timeout, ca_certs=ca_certs, max_retries=1,
+                            insecure_skip_verify=insecure_skip_verify)
     # The client module is importable now (make_os_client raised the install hint otherwise).
     from pipeline.sinks.opensearch.client import TransportError, describe_error, server_version  # noqa: PLC0415
     from pipeline.sinks.opensearch.layout import setup_indices  # noqa: PLC0415

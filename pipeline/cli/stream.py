@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from pipeline.cli.common import Command, decoding_options, open_registry, resolve, settings_from, window_options
+from pipeline.cli.es import INSECURE_HELP
 from pipeline.config import DEFAULT_BOOTSTRAP_SERVERS, DURATION, INPUT_FORMATS, SINKS, WorkerOptions, default_text
 from pipeline.errors import LogwardenError
 
@@ -79,6 +80,8 @@ def _default(name: str) -> str:
               help="Where anomalies are indexed: Elasticsearch or OpenSearch (pip install 'logwarden[opensearch]'); "
                    "the --es-* options and LOGWARDEN_ES_* secrets apply to either." + _default("sink"))
 @click.option("--es-url", envvar="LOGWARDEN_ES_URL", help="Elasticsearch (or OpenSearch) URL." + _default("es_url"))
+@click.option("--es-insecure-skip-verify", is_flag=True, default=None, envvar="LOGWARDEN_ES_INSECURE_SKIP_VERIFY",
+              help=INSECURE_HELP)
 @click.option("--index-prefix", help="Index prefix: <prefix>-anomalies-YYYY.MM.DD." + _default("index_prefix"))
 @click.option("--no-es-setup", is_flag=True, default=None, help="Do not create the index template and alias.")
 @click.option("--template-catalog-interval", type=DURATION,

@@ -32,6 +32,7 @@ from pipeline.cli.common import (
     warn,
     window_options,
 )
+from pipeline.cli.es import INSECURE_HELP  # the help text; cli.es imports no client at load
 from pipeline.cli.evaluate import run_evaluation
 from pipeline.cli.files import check_model_dir, force_option, report_warnings, stats_line
 from pipeline.config import (
@@ -100,7 +101,8 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
     from pipeline.sources.es_range import EsRange  # noqa: PLC0415
 
     auth: dict[str, Any] = {name: os.environ[var] for var, name in ES_SECRETS.items() if os.environ.get(var)}
-    client = make_es_client(flags.get("es_url") or DEFAULT_ES_URL, timeout=60.0, max_retries=3, **auth)
+    client = make_es_client(flags.get("es_url") or DEFAULT_ES_URL, timeout=60.0, max_retries=3,
+                            insecure_skip_verify=bool(flags.get("es_insecure_skip_verify")), **auth)
     source = EsRange(client, index, window["since"], window["until"], query=flags.get("query"),
                      message_field=flags.get("message_field") or "message",
                      time_field=flags.get("time_field") or "@timestamp", entity_field=settings.entity_field,
@@ -130,6 +132,8 @@ def _train_es(index: str, flags: dict[str, Any], settings: PipelineSettings, win
               help="Elasticsearch to read with --source es:INDEX; also records the model's templates in the "
               "<prefix>-templates catalog there (credentials from LOGWARDEN_ES_API_KEY or "
               f"LOGWARDEN_ES_USERNAME/PASSWORD).  [default with --source es: {DEFAULT_ES_URL}]")
+@click.option("--es-insecure-skip-verify", is_flag=True, default=None, envvar="LOGWARDEN_ES_INSECURE_SKIP_VERIFY",
+              help=INSECURE_HELP)
 @click.option("--query", help="With --source es:INDEX: only these documents: a query string "
               "(host.name:web-1 AND log.level:error, Lucene syntax, which simple KQL filters share) or a JSON query "
               "DSL object.")
@@ -259,7 +263,8 @@ def publish(registry: Any, bundle: ModelBundle, flags: dict[str, Any]) -> None:
 
         prefix = flags.get("index_prefix") or default_of(WorkerOptions, "index_prefix")
         try:
-            done = publish_templates(flags["es_url"], prefix, bundle.features.templates_, version)
+            done = publish_templates(flags["es_url"], prefix, bundle.features.templates_, version,
+                                     insecure_skip_verify=bool(flags.get("es_insecure_skip_verify")))
         except LogwardenError as exc:
             warn(f"the model is published, but its templates are not in the catalog: {exc}")
         else:

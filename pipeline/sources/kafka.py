@@ -3,7 +3,12 @@
 Connection security comes from the environment so secrets stay out of flags, config files and process
 listings: ``LOGWARDEN_KAFKA_SECURITY_PROTOCOL`` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
 ``LOGWARDEN_KAFKA_SASL_MECHANISM`` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), ``LOGWARDEN_KAFKA_SASL_USERNAME``,
-``LOGWARDEN_KAFKA_SASL_PASSWORD`` and ``LOGWARDEN_KAFKA_SSL_CAFILE``.
+``LOGWARDEN_KAFKA_SASL_PASSWORD``, ``LOGWARDEN_KAFKA_SSL_CAFILE`` (the CA bundle the broker's certificate must
+chain to; the system's CAs without it), and for a listener that wants a client certificate
+``LOGWARDEN_KAFKA_SSL_CERTFILE``, ``LOGWARDEN_KAFKA_SSL_KEYFILE`` (and ``LOGWARDEN_KAFKA_SSL_KEY_PASSWORD``).
+The broker's certificate must name the host connected to: hostname checking is on, and only
+``LOGWARDEN_KAFKA_SSL_INSECURE_SKIP_HOSTNAME_CHECK=true`` turns it off (with a warning). Mistakes are one
+line before any client is built (:func:`kafka_security`, :mod:`pipeline.sources.kafka_probe`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pipeline.errors import LogwardenError
 from pipeline.records import RawLine
+from pipeline.sources.kafka_probe import check_connection
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +33,71 @@ _ENV = {
     "LOGWARDEN_KAFKA_SASL_USERNAME": "sasl_plain_username",
     "LOGWARDEN_KAFKA_SASL_PASSWORD": "sasl_plain_password",
     "LOGWARDEN_KAFKA_SSL_CAFILE": "ssl_cafile",
+    "LOGWARDEN_KAFKA_SSL_CERTFILE": "ssl_certfile",
+    "LOGWARDEN_KAFKA_SSL_KEYFILE": "ssl_keyfile",
+    "LOGWARDEN_KAFKA_SSL_KEY_PASSWORD": "ssl_password",
 }
+SKIP_HOSTNAME_CHECK = "LOGWARDEN_KAFKA_SSL_INSECURE_SKIP_HOSTNAME_CHECK"
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_FILES = {"ssl_cafile": "LOGWARDEN_KAFKA_SSL_CAFILE", "ssl_certfile": "LOGWARDEN_KAFKA_SSL_CERTFILE",
+          "ssl_keyfile": "LOGWARDEN_KAFKA_SSL_KEYFILE"}
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def kafka_security(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Client settings for TLS/SASL read from ``LOGWARDEN_KAFKA_*`` environment variables."""
+    """Client settings for TLS/SASL read from ``LOGWARDEN_KAFKA_*`` environment variables, checked.
+
+    A protocol or mechanism that does not exist, a SASL protocol without a user and password, or a TLS
+    file that cannot be read is a LogwardenError naming the variable (never its secret value).
+    """
     env = os.environ if env is None else env
-    return {name: env[var] for var, name in _ENV.items() if env.get(var)}
+    found: dict[str, Any] = {name: env[var] for var, name in _ENV.items() if env.get(var)}
+    protocol = str(found.get("security_protocol", "PLAINTEXT")).upper()
+    if protocol not in PROTOCOLS:
+        raise LogwardenError(f"LOGWARDEN_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(PROTOCOLS)}, "
+                             f"got {found['security_protocol']!r}")
+    if "security_protocol" in found:
+        found["security_protocol"] = protocol
+    if protocol.startswith("SASL_"):
+        mechanism = str(found.get("sasl_mechanism", "PLAIN")).upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise LogwardenError(f"LOGWARDEN_KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, "
+                                 f"got {found.get('sasl_mechanism')!r}")
+        found["sasl_mechanism"] = mechanism
+        if not found.get("sasl_plain_username") or not found.get("sasl_plain_password"):
+            raise LogwardenError(f"{protocol} needs LOGWARDEN_KAFKA_SASL_USERNAME and LOGWARDEN_KAFKA_SASL_PASSWORD")
+    elif "sasl_mechanism" in found or "sasl_plain_username" in found:
+        raise LogwardenError(f"SASL credentials are set but LOGWARDEN_KAFKA_SECURITY_PROTOCOL is {protocol}: use "
+                             "SASL_SSL (or SASL_PLAINTEXT)")
+    for name, var in _FILES.items():
+        if name in found and not os.access(found[name], os.R_OK):
+            raise LogwardenError(f"{var}: cannot read {found[name]}")
+    if "ssl_keyfile" in found and "ssl_certfile" not in found:
+        raise LogwardenError("LOGWARDEN_KAFKA_SSL_KEYFILE is set without LOGWARDEN_KAFKA_SSL_CERTFILE")
+    if protocol.endswith("SSL"):
+        found["ssl_check_hostname"] = str(env.get(SKIP_HOSTNAME_CHECK, "")).strip().lower() not in _TRUE
+        if not found["ssl_check_hostname"]:
+            log.warning("Kafka TLS hostname checking is OFF (%s): a broker with any certificate the CA signed "
+                        "is accepted for any host name", SKIP_HOSTNAME_CHECK)
+    elif any(name in found for name in _FILES):
+        raise LogwardenError(f"TLS files are set but LOGWARDEN_KAFKA_SECURITY_PROTOCOL is {protocol}: use SSL or "
+                             "SASL_SSL")
+    return found
 
 
 def client_config(bootstrap_servers: str, **extra: Any) -> dict[str, Any]:
+    """kafka-python settings for ``bootstrap_servers``: the security settings above, then ``extra``.
+
+    For TLS or SASL the first call probes one broker (:func:`kafka_probe.check_connection`), so an
+    untrusted certificate or a wrong password is one clear error line instead of a 30 s bootstrap timeout.
+    """
     servers = [part.strip() for part in bootstrap_servers.split(",") if part.strip()]
     if not servers:
         raise LogwardenError("no Kafka bootstrap servers given (--bootstrap-servers)")
-    return {"bootstrap_servers": servers, **kafka_security(), **extra}
+    security = kafka_security()
+    check_connection(servers, security)
+    return {"bootstrap_servers": servers, **security, **extra}
 
 
 def make_producer(bootstrap_servers: str, max_request_size: int = 1 << 20, linger_ms: int = 20,

@@ -42,13 +42,15 @@ def make_sink(options: WorkerOptions) -> BulkSink:
         from pipeline.sinks.opensearch.bulk import OpenSearchSink  # noqa: PLC0415 - an optional extra
         from pipeline.sinks.opensearch.client import make_os_client  # noqa: PLC0415
 
-        client = make_os_client(options.es_url, timeout=options.es_timeout, max_retries=1, **auth)
+        client = make_os_client(options.es_url, timeout=options.es_timeout, max_retries=1,
+                                insecure_skip_verify=options.es_insecure_skip_verify, **auth)
         return OpenSearchSink(client, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
                               owns_client=True)
     from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink  # noqa: PLC0415
     from pipeline.sinks.elasticsearch.client import make_es_client  # noqa: PLC0415
 
-    es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, compat=options.es_compat, **auth)
+    es = make_es_client(options.es_url, timeout=options.es_timeout, max_retries=1, compat=options.es_compat,
+                        insecure_skip_verify=options.es_insecure_skip_verify, **auth)
     return ElasticsearchSink(es, options.index_prefix, max_retries=1, request_timeout=options.es_timeout,
                              owns_client=True)
 

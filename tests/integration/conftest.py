@@ -11,6 +11,11 @@ CI starts every server, so a missing one is a broken run, not a reason to go gre
 Tests use the 9.x server unless they are marked :data:`both_es_servers`, which runs them once against each
 major (``es_url`` is parametrized indirectly; ``es_client`` and everything built on it follow).
 
+The secured servers (``scripts/services up kafka-secure elasticsearch-secure``) are found through the client
+files the script writes under ``LOGWARDEN_SERVICES_DIR`` (default ``<repo>/.services``):
+``kafka-secure/client/client.env`` and ``elasticsearch-secure/client/client.env`` (fixtures
+:func:`secure_kafka` and :func:`secure_es`); absent or not answering, they skip locally and fail under CI.
+
 Every test gets its own topic, consumer group and index names and the fixtures delete what they created,
 so tests can run in any order against long-lived servers.
 """
@@ -23,6 +28,8 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -247,3 +254,105 @@ def os_prefix(request: pytest.FixtureRequest, os_client: Any) -> Iterator[str]:
     prefix = unique_name(request, "lw-test")
     yield prefix
     drop_prefix(os_client, prefix)
+
+
+# ---------------------------------------------------------------------------------- secured servers
+@dataclass(frozen=True)
+class SecureKafka:
+    """The secured broker of ``scripts/services up kafka-secure``: SASL_SSL (SCRAM-SHA-512) and SSL (client
+    certificate) listeners, the CA that signed them, a SCRAM user and a client certificate."""
+
+    sasl_bootstrap: str
+    ssl_bootstrap: str
+    ca_file: str
+    client_cert: str
+    client_key: str
+    username: str
+    password: str
+
+    def sasl_env(self, **overrides: str) -> dict[str, str]:
+        """The LOGWARDEN_KAFKA_* variables a user sets for the SASL_SSL listener."""
+        return {"LOGWARDEN_KAFKA_BOOTSTRAP": self.sasl_bootstrap, "LOGWARDEN_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "LOGWARDEN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "LOGWARDEN_KAFKA_SASL_USERNAME": self.username,
+                "LOGWARDEN_KAFKA_SASL_PASSWORD": self.password, "LOGWARDEN_KAFKA_SSL_CAFILE": self.ca_file,
+                **overrides}
+
+    def ssl_env(self, **overrides: str) -> dict[str, str]:
+        """The LOGWARDEN_KAFKA_* variables for the SSL listener (mutual TLS)."""
+        return {"LOGWARDEN_KAFKA_BOOTSTRAP": self.ssl_bootstrap, "LOGWARDEN_KAFKA_SECURITY_PROTOCOL": "SSL",
+                "LOGWARDEN_KAFKA_SSL_CAFILE": self.ca_file, "LOGWARDEN_KAFKA_SSL_CERTFILE": self.client_cert,
+                "LOGWARDEN_KAFKA_SSL_KEYFILE": self.client_key, **overrides}
+
+    def admin_config(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.sasl_bootstrap, "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password, "ssl_cafile": self.ca_file}
+
+
+@dataclass(frozen=True)
+class SecureElasticsearch:
+    """The secured node of ``scripts/services up elasticsearch-secure``: https with its own CA, a superuser."""
+
+    url: str
+    ca_file: str
+    username: str
+    password: str
+
+    def admin(self) -> Elasticsearch:
+        return make_es_client(self.url, username=self.username, password=self.password, ca_certs=self.ca_file,
+                              timeout=30)
+
+
+def services_dir() -> Path:
+    root = Path(__file__).resolve().parents[2]
+    return Path(os.environ.get("LOGWARDEN_SERVICES_DIR", root / ".services"))
+
+
+def client_env(service: str) -> dict[str, str]:
+    """The KEY=VALUE lines scripts/services wrote for a secured service's clients (empty when absent)."""
+    path = services_dir() / service / "client" / "client.env"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="session")
+def secure_kafka() -> SecureKafka:
+    """The secured broker, after a SASL_SSL metadata round trip; skipped locally, a failure under CI."""
+    found = client_env("kafka-secure")
+    if not found:
+        unavailable(f"no secured Kafka (no {services_dir() / 'kafka-secure/client/client.env'}; "
+                    "scripts/services up kafka-secure)")
+    kafka = SecureKafka(found["SASL_BOOTSTRAP"], found["SSL_BOOTSTRAP"], found["CA_FILE"], found["CLIENT_CERT"],
+                        found["CLIENT_KEY"], found["USERNAME"], found["PASSWORD"])
+    host, _, port = kafka.sasl_bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        admin = KafkaAdminClient(**kafka.admin_config(), client_id="logwarden-tests-probe", request_timeout_ms=10_000)
+        try:
+            admin.describe_cluster()
+        finally:
+            admin.close()
+    except (KafkaError, OSError, ValueError) as exc:
+        unavailable(f"the secured Kafka is not reachable at {kafka.sasl_bootstrap} ({type(exc).__name__}: {exc})")
+    return kafka
+
+
+@pytest.fixture(scope="session")
+def secure_es() -> SecureElasticsearch:
+    """The secured Elasticsearch, after an authenticated health check over verified TLS."""
+    found = client_env("elasticsearch-secure")
+    if not found:
+        unavailable(f"no secured Elasticsearch (no {services_dir() / 'elasticsearch-secure/client/client.env'}; "
+                    "scripts/services up elasticsearch-secure)")
+    es = SecureElasticsearch(found["URL"], found["CA_FILE"], found["USERNAME"], found["PASSWORD"])
+    probe = es.admin()
+    try:
+        probe.cluster.health(wait_for_status="yellow", timeout="10s")
+    except (TransportError, ApiError, LogwardenError) as exc:
+        unavailable(f"the secured Elasticsearch is not reachable at {es.url} ({type(exc).__name__}: {exc})")
+    finally:
+        probe.close()
+    return es

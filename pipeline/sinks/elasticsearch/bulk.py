@@ -34,7 +34,7 @@ from pipeline.sinks.bulk import (
     item_reason,
 )
 from pipeline.sinks.elasticsearch.catalog import catalog_index, setup_catalog
-from pipeline.sinks.elasticsearch.client import describe_error
+from pipeline.sinks.elasticsearch.client import describe_error, is_certificate_error
 from pipeline.sinks.elasticsearch.layout import setup_indices
 
 # Re-exported: the worker and the tests import the sink's errors from here.
@@ -95,7 +95,8 @@ class ElasticsearchSink(BulkSink):
     def setup_layout(self, *, catalog: bool = False) -> dict[str, str]:
         """Index template, alias/data stream (and with ``catalog`` the ``<prefix>-templates`` index).
 
-        A configuration problem (400/401/403/404) is a :class:`LogwardenError`; anything else is
+        A configuration problem (400/401/403/404, a certificate that does not verify) is a
+        :class:`LogwardenError`; anything else is
         :class:`SinkUnavailable` (the caller waits and retries).
         """
         try:
@@ -108,6 +109,8 @@ class ElasticsearchSink(BulkSink):
                 raise LogwardenError(describe_error(exc)) from None
             raise SinkUnavailable(describe_error(exc)) from exc
         except TransportError as exc:
+            if is_certificate_error(exc):  # a configuration problem too: waiting would never fix it
+                raise LogwardenError(describe_error(exc)) from None
             raise SinkUnavailable(describe_error(exc)) from exc
 
     def close(self) -> None:

@@ -2,7 +2,10 @@
 
 Secrets (API key, password) come from the caller, which reads them from flags or environment variables
 (``LOGWARDEN_ES_API_KEY``, ``LOGWARDEN_ES_USERNAME``, ``LOGWARDEN_ES_PASSWORD``) so they need not appear in
-a process listing or a config file. Connection errors and timeouts are retried by the client's transport
+a process listing or a config file; a URL with a password in it is refused for the same reason (it would be
+printed wherever the URL is). An https URL's certificate is always verified (against ``ca_certs``, else the
+system's CAs, host name included); ``insecure_skip_verify`` (``--es-insecure-skip-verify``) is the one,
+loudly logged, way to turn that off. Connection errors and timeouts are retried by the client's transport
 with jittered exponential backoff (``retry_backoff_base``/``retry_backoff_cap``); status retries (429/5xx)
 are left to the bulk helper, which resends only the failed documents.
 
@@ -25,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from elastic_transport import ConnectionError as EsConnectionError
-from elastic_transport import ConnectionTimeout, HttpHeaders, Transport, TransportError
+from elastic_transport import ConnectionTimeout, HttpHeaders, TlsError, Transport, TransportError
 from elastic_transport.client_utils import DEFAULT
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import __versionstr__ as _client_version
@@ -33,13 +36,12 @@ from elasticsearch import __versionstr__ as _client_version
 from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
 from pipeline.sinks.bulk import api_reason
+from pipeline.sinks.connection import auth_failed, check_hosts, warn_insecure
 
 CLIENT_MAJOR = int(_client_version.partition(".")[0])
 SUPPORTED_MAJORS = (8, 9)
 ES_COMPAT_CHOICES = ("auto", *(str(m) for m in SUPPORTED_MAJORS))
 _COMPAT_RE = re.compile(r"compatible-with=\d+")
-
-
 class UnsupportedServer(LogwardenError):
     """The server is not an Elasticsearch major this client can talk to (or its major is unknown)."""
 
@@ -119,9 +121,11 @@ class CompatTransport(Transport):
                 meta, body = super().perform_request("GET", target, headers=probe, **kwargs)
                 if meta.status in (404, 405):  # no root endpoint (a node without the rest-root module)
                     continue
-                if meta.status in (401, 403):
+                if meta.status == 401:
+                    raise UnsupportedServer(auth_failed(401, f"GET {target}"))
+                if meta.status == 403:
                     raise UnsupportedServer(
-                        f"cannot detect the Elasticsearch version: GET {target} answered {meta.status}; "
+                        f"cannot detect the Elasticsearch version: GET {target} answered 403; "
                         "give --es-compat 8 or 9 (or grant the monitor cluster privilege)")
                 version = _version_in(body) if 200 <= meta.status < 300 else None
                 if version is None:
@@ -173,6 +177,7 @@ def make_es_client(
     retry_backoff: float = 0.5,
     retry_backoff_cap: float = 10.0,
     compat: str | int | None = "auto",
+    insecure_skip_verify: bool = False,
 ) -> Elasticsearch:
     """A client for ``url`` (comma-separated for several nodes); bad settings raise LogwardenError.
 
@@ -180,9 +185,7 @@ def make_es_client(
     request). Building the client does not contact the server; the first request does.
     """
     compat_major = parse_compat(compat)
-    hosts = [part.strip() for part in url.split(",") if part.strip()]
-    if not hosts:
-        raise LogwardenError("no Elasticsearch URL given (--es-url or LOGWARDEN_ES_URL)")
+    hosts = check_hosts(url)
     if bool(username) != bool(password):
         raise LogwardenError("Elasticsearch username and password go together (--username/--password)")
     if api_key and username:
@@ -203,6 +206,12 @@ def make_es_client(
         kwargs["basic_auth"] = (username, password)
     if ca_certs:
         kwargs["ca_certs"] = ca_certs
+    if insecure_skip_verify:
+        warn_insecure("Elasticsearch", url)
+        kwargs["verify_certs"] = False
+        kwargs["ssl_show_warn"] = False  # one warning above, not one per request
+    else:
+        kwargs["verify_certs"] = True
     try:
         client = Elasticsearch(hosts, **kwargs)
     except ValueError as exc:
@@ -215,12 +224,34 @@ def make_es_client(
 def describe_error(exc: Exception, url: str | None = None) -> str:
     """One line for a client error: what failed and, for API errors, Elasticsearch's own reason."""
     where = f" at {url}" if url else ""
+    if isinstance(exc, TlsError):
+        return f"TLS to Elasticsearch{where} failed ({tls_reason(exc)}); {TLS_HINT}"
     if isinstance(exc, ConnectionTimeout):
         return f"Elasticsearch{where} did not answer in time ({exc.message})"
     if isinstance(exc, EsConnectionError):
         return f"cannot reach Elasticsearch{where} ({exc.message})"
     if isinstance(exc, ApiError):
+        if exc.status_code in (401, 403):
+            return auth_failed(exc.status_code, api_reason(exc.body, exc.message), f"Elasticsearch{where}")
         return f"Elasticsearch{where} refused the request ({exc.status_code} {api_reason(exc.body, exc.message)})"
     if isinstance(exc, TransportError):
         return f"Elasticsearch{where} transport error ({exc.message})"
     return f"Elasticsearch{where}: {exc}"
+
+
+TLS_HINT = ("give the CA that signed the server's certificate with --ca-certs / LOGWARDEN_ES_CA_CERTS (the host name "
+            "must be in the certificate)")
+
+
+def tls_reason(exc: Exception) -> str:
+    """The certificate problem inside a TLS error (``certificate verify failed: ...``), else its message."""
+    text = str(getattr(exc, "message", exc))
+    match = re.search(r"certificate verify failed: ([^(\]')\"]+)", text)
+    if match:
+        return "certificate verify failed: " + match.group(1).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def is_certificate_error(exc: Exception) -> bool:
+    """True for a TLS error caused by the server's certificate (untrusted, expired, wrong host name)."""
+    return isinstance(exc, TlsError) and "certificate verify failed" in str(getattr(exc, "message", exc)).lower()

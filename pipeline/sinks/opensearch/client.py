@@ -21,6 +21,7 @@ from typing import Any
 from pipeline.config import DEFAULT_ES_URL
 from pipeline.errors import LogwardenError
 from pipeline.sinks.bulk import api_reason
+from pipeline.sinks.connection import check_hosts, warn_insecure
 
 INSTALL_HINT = "OpenSearch support needs opensearch-py: pip install 'logwarden[opensearch]'"
 
@@ -43,14 +44,14 @@ def make_os_client(
     timeout: float = 30.0,
     ca_certs: str | None = None,
     max_retries: int = 3,
+    insecure_skip_verify: bool = False,
 ) -> OpenSearch:
     """A client for ``url`` (comma-separated for several nodes); bad settings raise LogwardenError.
 
-    Building the client does not contact the server; the first request does.
+    Building the client does not contact the server; the first request does. Certificates are verified
+    unless ``insecure_skip_verify`` (logged as a warning).
     """
-    hosts = [part.strip() for part in url.split(",") if part.strip()]
-    if not hosts:
-        raise LogwardenError("no OpenSearch URL given (--es-url or LOGWARDEN_ES_URL)")
+    hosts = check_hosts(url, "OpenSearch")
     if bool(username) != bool(password):
         raise LogwardenError("OpenSearch username and password go together (LOGWARDEN_ES_USERNAME/_PASSWORD)")
     if api_key:
@@ -71,6 +72,10 @@ def make_os_client(
         kwargs["http_auth"] = (username, password)
     if ca_certs:
         kwargs["ca_certs"] = ca_certs
+    kwargs["verify_certs"] = not insecure_skip_verify
+    if insecure_skip_verify:
+        warn_insecure("OpenSearch", url)
+        kwargs["ssl_show_warn"] = False
     try:
         return OpenSearch(hosts, **kwargs)
     except (ValueError, TypeError) as exc:
