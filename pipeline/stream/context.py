@@ -78,10 +78,12 @@ def consumer_config(opts: WorkerOptions) -> dict[str, Any]:
 class WorkerContext:
     """Model, scorer, clients, sink and dead letters for one worker."""
 
+    # The registry's current version when it failed to load at start and another one serves (refuse_current).
+    refused_version: str | None = None
+
     def __init__(self, options: WorkerOptions, bundle: ModelBundle, metrics: WorkerMetrics | None = None) -> None:
         self.options = options.check()
         self.bundle = bundle
-        self.refused_version: str | None = None  # the current version, when it failed to load at start
         self.metrics = metrics or WorkerMetrics()
         self.metrics.set_model(bundle.version, bundle.created)
         self.metrics.expect_topics(self.options.topics)
