@@ -98,15 +98,17 @@ def test_auto_threshold_goes_below_the_group_only_within_the_clean_budget() -> N
     assert strict == pytest.approx((1.5 + 1.2) / 2)
 
 
-def test_auto_threshold_needs_the_score_to_rank_the_group_as_a_block() -> None:
-    # A group of 34 whose weakest members (0.97) are outscored by 3 other windows (1.0-1.2): the score does not
-    # single the group out (3 > 1% of 34), so it is a normal phase with templates of its own, not incidents.
-    scores = np.concatenate([np.full(20, 0.97), np.full(14, 1.5), [1.2, 1.1, 1.0], np.linspace(0.0, 0.9, 563)])
+def test_auto_threshold_needs_the_score_to_rank_the_group_above_all_but_the_budget() -> None:
+    # A group of 34 whose weakest members (0.35) are outscored by 10 other windows (0.4-0.6): more than 1% of the
+    # 566 others, so the score mixes the group with ordinary windows: the system's variety, not incidents.
+    scores = np.concatenate([np.full(20, 0.35), np.full(14, 1.5), np.linspace(0.4, 0.6, 10),
+                             np.linspace(0.0, 0.25, 556)])
     group = np.arange(600) < 34
     assert auto_threshold(scores, 0.01, group) == (2.0, 0.0)
-    # The same group with the strays below its weakest member is ranked as a block: credible.
-    block = np.concatenate([np.full(20, 0.97), np.full(14, 1.5), [0.95, 0.93, 0.92], np.linspace(0.0, 0.9, 563)])
-    assert auto_threshold(block, 0.01, group)[0] < 0.97
+    # The same group with only 3 of them above it fits the budget: credible.
+    block = np.concatenate([np.full(20, 0.35), np.full(14, 1.5), np.linspace(0.4, 0.6, 3),
+                            np.linspace(0.0, 0.25, 563)])
+    assert auto_threshold(block, 0.01, group)[0] < 0.35
 
 
 def test_contamination_rows_need_a_separated_group() -> None:
