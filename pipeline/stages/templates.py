@@ -108,6 +108,7 @@ _OTHER = -1  # the pseudo cluster id of OTHER_TEMPLATE in handles
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
 _FROZEN_CACHE = 100_000
+_MATCH_CACHE = 100_000
 
 
 def template_id(template_text: str) -> str:
@@ -221,6 +222,7 @@ class TemplateMiner:
         self._frozen_cache: dict[str, int | None] = {}
         self._cap = max(2, self.config.max_enum_values)
         self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
+        self._match_cache: dict[tuple[str, bool], int | None] = {}
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -231,6 +233,8 @@ class TemplateMiner:
         """
         tokens, raw = mask_tokens_raw(message)
         joined = " ".join(tokens)
+        if self._match_cache:
+            self._match_cache.clear()  # learning may change what a masked message matches
         frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
         if frozen is not None:
             entry = (frozen, self._stats[frozen].project(tokens))
@@ -369,16 +373,10 @@ class TemplateMiner:
         cluster: LogCluster | None = None
         if self._frozen:
             fid = self._known_frozen(tokens, raw, joined)
-            if fid is not None:
-                cluster = self._cluster(fid)
-            else:  # not a known template of a frozen cluster: the clusters learnt since may know it
-                self._drain.exclude = self._frozen
-                try:
-                    cluster = self._drain.match(joined, full_search_strategy="fallback")
-                finally:
-                    self._drain.exclude = frozenset()
+            # not a known template of a frozen cluster: the clusters learnt since may know it
+            cluster = self._cluster(fid) if fid is not None else self._drain_match(joined, True)
         if cluster is None:
-            cluster = self._drain.match(joined, full_search_strategy="fallback")
+            cluster = self._drain_match(joined, False)
         if cluster is None:
             text = " ".join(tokens)
         else:
@@ -389,6 +387,27 @@ class TemplateMiner:
             text = final.fill(tokens, raw)
         tid = template_id(text)
         return TemplateMatch(tid, text, known=tid in self._known_templates())
+
+    def _drain_match(self, joined: str, exclude_frozen: bool) -> LogCluster | None:
+        """Drain's match of a masked message, memoised: lines with a masked shape seen before need no tree search.
+
+        The answer depends only on the masked message and the clusters, so the memo is dropped whenever a line
+        is learnt (and bounded)."""
+        key = (joined, exclude_frozen)
+        cache = self._match_cache
+        if key in cache:
+            cid = cache[key]
+            return None if cid is None else self._cluster(cid)
+        drain = self._drain
+        drain.exclude = self._frozen if exclude_frozen else frozenset()
+        try:
+            cluster = drain.match(joined, full_search_strategy="fallback")
+        finally:
+            drain.exclude = frozenset()
+        if len(cache) >= _MATCH_CACHE:
+            cache.clear()
+        cache[key] = None if cluster is None else cluster.cluster_id
+        return cluster
 
     def templates(self) -> dict[str, str]:
         """Template id -> text for every trained template (a copy)."""
@@ -515,4 +534,5 @@ class TemplateMiner:
         """A miner to retrain from a previous model's state: its templates keep their ids (see the module doc)."""
         miner = cls.from_state(state)
         miner._frozen = frozenset(miner._stats)
+        miner._match_cache.clear()
         return miner
