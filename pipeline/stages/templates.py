@@ -82,16 +82,16 @@ which can instantiate arbitrary types on load, so we never use it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drain3.drain import Drain, LogCluster, Node
+from drain3.drain import LogCluster
 
 from pipeline.records import TemplateMatch
 from pipeline.stages import template_tree
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
-from pipeline.stages.template_index import LEAF_SCAN, ClusterIndex, add_to_tree, seq_distance
+from pipeline.stages.template_index import ClusterIndex
+from pipeline.stages.template_index import MaskedDrain as _MaskedDrain
 from pipeline.stages.template_rules import (
     RULES_OFF,
     ClusterStats,
@@ -114,47 +114,6 @@ _MATCH_CACHE = 100_000
 def template_id(template_text: str) -> str:
     """The stable id of a template text: ``T`` + 10 hex digits of its BLAKE2b hash."""
     return "T" + hashlib.blake2b(template_text.encode("utf-8"), digest_size=5).hexdigest()
-
-
-class _MaskedDrain(Drain):
-    """Drain whose similarity counts a position masked in both template and message as equal.
-
-    Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
-    The matching itself is :mod:`pipeline.stages.template_index`'s: exactly Drain's choice, without comparing
-    the message with every cluster of a crowded leaf.
-    """
-
-    exclude: frozenset[int] = frozenset()
-    index: ClusterIndex
-
-    def add_log_message(self, content: str) -> tuple[LogCluster, str]:
-        cluster, update = super().add_log_message(content)
-        if update != "none":
-            self.index.add(cluster)
-        return cluster, update
-
-    def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
-        if self.exclude:
-            cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
-        if len(cluster_ids) <= LEAF_SCAN:
-            return super().fast_match(cluster_ids, tokens, sim_th, include_params)
-        return self.index.best(self, cluster_ids, tokens, sim_th, include_params)
-
-    def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
-        return seq_distance(seq1, seq2, include_params)
-
-    def add_seq_to_prefix_tree(self, root_node: Node, cluster: LogCluster) -> None:
-        add_to_tree(self, root_node, cluster)
-        self.index.by_length.clear()
-
-    def get_clusters_ids_for_seq_len(self, seq_fir: int | str) -> Collection[int]:
-        # Every unknown line at inference asks for all clusters of its length (drain3's fallback search):
-        # kept until a cluster is added (a merge adds its target back), instead of a walk per line.
-        cached = self.index.by_length.get(seq_fir)
-        if cached is None or cached[0] is not self.root_node:
-            cached = self.index.by_length[seq_fir] = (self.root_node,
-                                                      tuple(super().get_clusters_ids_for_seq_len(seq_fir)))
-        return cached[1]
 
 
 @dataclass(slots=True)
