@@ -271,6 +271,7 @@ def run(sections: Sequence[str], sizes: dict[str, int], stream: bool = False, qu
     measures = {"inprocess": inprocess, "detect_process": detect_process, "train_rss": train_rss}
     for name in sections:
         report[name] = measures[name](sizes)
+        print(json.dumps({name: report[name]}), file=sys.stderr, flush=True)  # a long run keeps what it measured
     if stream:
         report["stream"] = stream_section(quick)
     return report
