@@ -35,8 +35,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from models.detector import WindowDetector
 from models.errors import ModelError
 from models.features import FeatureSpace
@@ -142,6 +140,8 @@ def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
         directory / "detector.json",
         {"params": bundle.detector.get_params(), "state": bundle.detector.fitted_state()},
     )
+    import skops.io as sio  # noqa: PLC0415 - skops pulls in much of scikit-learn: only when a model is written
+
     sio.dump(bundle.detector.forest_, directory / "forest.skops")
     _write_json(directory / "settings.json", bundle.settings)
     manifest = {
@@ -208,6 +208,8 @@ def load_bundle(directory: Path) -> ModelBundle:
         raise ModelError(f"{directory}: model format {manifest.get('format')!r} is not the format {FORMAT_VERSION} "
                          "this Logwarden reads; retrain the model")
     verify(directory, manifest)
+    import skops.io as sio  # noqa: PLC0415 - see save_bundle
+
     forest_path = directory / "forest.skops"
     try:
         untrusted = set(sio.get_untrusted_types(file=forest_path))

@@ -48,15 +48,17 @@ Threshold (``contamination``):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 from models.calibration import auto_threshold, calibrate_threshold
 from models.combine import combine, evidence, strongest
 from models.features import EXTRA_COLUMNS
 from models.novelty import TemplateStats
+
+if TYPE_CHECKING:  # scikit-learn is imported when a forest is fitted or loaded, not by `logwarden --help`
+    from sklearn.ensemble import IsolationForest
 
 N_EXTRA = len(EXTRA_COLUMNS)
 COMPONENTS = ("iforest", "rarity", "excess")
@@ -115,6 +117,8 @@ class WindowDetector:
         rows = self._forest_input(X)
         distinct, copies = np.unique(rows, axis=0, return_counts=True)
         sample = np.repeat(distinct, np.ceil(np.sqrt(copies)).astype(np.int64), axis=0)
+        from sklearn.ensemble import IsolationForest  # noqa: PLC0415
+
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=min(len(sample), int(self.max_samples)),

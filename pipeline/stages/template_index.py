@@ -1,4 +1,5 @@
-"""Drain's cluster choice without comparing a message with every cluster of its leaf.
+"""The miner's Drain (:class:`MaskedDrain`): masked similarity, and its cluster choice without comparing a
+message with every cluster of its leaf.
 
 Drain compares a message with every cluster in its prefix-tree leaf. Lines whose first words are all
 different (a burst of unrelated lines, high-cardinality junk) end up in one ``<*>`` leaf per length, and each
@@ -17,7 +18,8 @@ saved.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from drain3.drain import Drain, LogCluster, Node
 
@@ -135,6 +137,47 @@ class ClusterIndex:
                 elif cluster_ids.index(other.cluster_id) < cluster_ids.index(best.cluster_id):
                     best = other
         return best
+
+
+class MaskedDrain(Drain):
+    """Drain whose similarity counts a position masked in both template and message as equal.
+
+    Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
+    Its matching goes through :class:`ClusterIndex` in crowded leaves: exactly Drain's choice, without comparing
+    the message with every cluster there.
+    """
+
+    exclude: frozenset[int] = frozenset()
+    index: ClusterIndex
+
+    def add_log_message(self, content: str) -> tuple[LogCluster, str]:
+        cluster, update = super().add_log_message(content)
+        if update != "none":
+            self.index.add(cluster)
+        return cluster, update
+
+    def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
+        if self.exclude:
+            cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
+        if len(cluster_ids) <= LEAF_SCAN:
+            return super().fast_match(cluster_ids, tokens, sim_th, include_params)
+        return self.index.best(self, cluster_ids, tokens, sim_th, include_params)
+
+    def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
+        return seq_distance(seq1, seq2, include_params)
+
+    def add_seq_to_prefix_tree(self, root_node: Node, cluster: LogCluster) -> None:
+        add_to_tree(self, root_node, cluster)
+        self.index.by_length.clear()
+
+    def get_clusters_ids_for_seq_len(self, seq_fir: int | str) -> Collection[int]:
+        # Every unknown line at inference asks for all clusters of its length (drain3's fallback search):
+        # kept until a cluster is added (a merge adds its target back), instead of a walk per line.
+        cached = self.index.by_length.get(seq_fir)
+        if cached is None or cached[0] is not self.root_node:
+            cached = self.index.by_length[seq_fir] = (self.root_node,
+                                                      tuple(super().get_clusters_ids_for_seq_len(seq_fir)))
+        return cached[1]
 
 
 def add_to_tree(drain: Drain, root_node: Node, cluster: LogCluster) -> None:

@@ -82,16 +82,16 @@ which can instantiate arbitrary types on load, so we never use it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drain3.drain import Drain, LogCluster, Node
+from drain3.drain import LogCluster
 
 from pipeline.records import TemplateMatch
 from pipeline.stages import template_tree
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
-from pipeline.stages.template_index import LEAF_SCAN, ClusterIndex, add_to_tree, seq_distance
+from pipeline.stages.template_index import ClusterIndex
+from pipeline.stages.template_index import MaskedDrain as _MaskedDrain
 from pipeline.stages.template_rules import (
     RULES_OFF,
     ClusterStats,
@@ -108,52 +108,12 @@ _OTHER = -1  # the pseudo cluster id of OTHER_TEMPLATE in handles
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
 _FROZEN_CACHE = 100_000
+_MATCH_CACHE = 100_000
 
 
 def template_id(template_text: str) -> str:
     """The stable id of a template text: ``T`` + 10 hex digits of its BLAKE2b hash."""
     return "T" + hashlib.blake2b(template_text.encode("utf-8"), digest_size=5).hexdigest()
-
-
-class _MaskedDrain(Drain):
-    """Drain whose similarity counts a position masked in both template and message as equal.
-
-    Clusters in ``exclude`` are invisible to matching (the frozen clusters of a warm start while learning).
-    The matching itself is :mod:`pipeline.stages.template_index`'s: exactly Drain's choice, without comparing
-    the message with every cluster of a crowded leaf.
-    """
-
-    exclude: frozenset[int] = frozenset()
-    index: ClusterIndex
-
-    def add_log_message(self, content: str) -> tuple[LogCluster, str]:
-        cluster, update = super().add_log_message(content)
-        if update != "none":
-            self.index.add(cluster)
-        return cluster, update
-
-    def fast_match(self, cluster_ids: Any, tokens: Any, sim_th: float, include_params: bool) -> LogCluster | None:
-        if self.exclude:
-            cluster_ids = [cid for cid in cluster_ids if cid not in self.exclude]
-        if len(cluster_ids) <= LEAF_SCAN:
-            return super().fast_match(cluster_ids, tokens, sim_th, include_params)
-        return self.index.best(self, cluster_ids, tokens, sim_th, include_params)
-
-    def get_seq_distance(self, seq1: Any, seq2: Any, include_params: bool) -> tuple[float, int]:
-        return seq_distance(seq1, seq2, include_params)
-
-    def add_seq_to_prefix_tree(self, root_node: Node, cluster: LogCluster) -> None:
-        add_to_tree(self, root_node, cluster)
-        self.index.by_length.clear()
-
-    def get_clusters_ids_for_seq_len(self, seq_fir: int | str) -> Collection[int]:
-        # Every unknown line at inference asks for all clusters of its length (drain3's fallback search):
-        # kept until a cluster is added (a merge adds its target back), instead of a walk per line.
-        cached = self.index.by_length.get(seq_fir)
-        if cached is None or cached[0] is not self.root_node:
-            cached = self.index.by_length[seq_fir] = (self.root_node,
-                                                      tuple(super().get_clusters_ids_for_seq_len(seq_fir)))
-        return cached[1]
 
 
 @dataclass(slots=True)
@@ -221,6 +181,7 @@ class TemplateMiner:
         self._frozen_cache: dict[str, int | None] = {}
         self._cap = max(2, self.config.max_enum_values)
         self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
+        self._match_cache: dict[tuple[str, bool], int | None] = {}
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -231,6 +192,8 @@ class TemplateMiner:
         """
         tokens, raw = mask_tokens_raw(message)
         joined = " ".join(tokens)
+        if self._match_cache:
+            self._match_cache.clear()  # learning may change what a masked message matches
         frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
         if frozen is not None:
             entry = (frozen, self._stats[frozen].project(tokens))
@@ -369,16 +332,10 @@ class TemplateMiner:
         cluster: LogCluster | None = None
         if self._frozen:
             fid = self._known_frozen(tokens, raw, joined)
-            if fid is not None:
-                cluster = self._cluster(fid)
-            else:  # not a known template of a frozen cluster: the clusters learnt since may know it
-                self._drain.exclude = self._frozen
-                try:
-                    cluster = self._drain.match(joined, full_search_strategy="fallback")
-                finally:
-                    self._drain.exclude = frozenset()
+            # not a known template of a frozen cluster: the clusters learnt since may know it
+            cluster = self._cluster(fid) if fid is not None else self._drain_match(joined, True)
         if cluster is None:
-            cluster = self._drain.match(joined, full_search_strategy="fallback")
+            cluster = self._drain_match(joined, False)
         if cluster is None:
             text = " ".join(tokens)
         else:
@@ -389,6 +346,27 @@ class TemplateMiner:
             text = final.fill(tokens, raw)
         tid = template_id(text)
         return TemplateMatch(tid, text, known=tid in self._known_templates())
+
+    def _drain_match(self, joined: str, exclude_frozen: bool) -> LogCluster | None:
+        """Drain's match of a masked message, memoised: lines with a masked shape seen before need no tree search.
+
+        The answer depends only on the masked message and the clusters, so the memo is dropped whenever a line
+        is learnt (and bounded)."""
+        key = (joined, exclude_frozen)
+        cache = self._match_cache
+        if key in cache:
+            cid = cache[key]
+            return None if cid is None else self._cluster(cid)
+        drain = self._drain
+        drain.exclude = self._frozen if exclude_frozen else frozenset()
+        try:
+            cluster = drain.match(joined, full_search_strategy="fallback")
+        finally:
+            drain.exclude = frozenset()
+        if len(cache) >= _MATCH_CACHE:
+            cache.clear()
+        cache[key] = None if cluster is None else cluster.cluster_id
+        return cluster
 
     def templates(self) -> dict[str, str]:
         """Template id -> text for every trained template (a copy)."""
@@ -515,4 +493,5 @@ class TemplateMiner:
         """A miner to retrain from a previous model's state: its templates keep their ids (see the module doc)."""
         miner = cls.from_state(state)
         miner._frozen = frozenset(miner._stats)
+        miner._match_cache.clear()
         return miner

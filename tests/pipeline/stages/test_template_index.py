@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline.stages import templates
+from pipeline.stages import template_index
 from pipeline.stages.templates import TemplateMiner
 
 
@@ -50,7 +50,7 @@ def test_the_index_makes_drains_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     rng.shuffle(lines)
 
     def run(scan: int) -> str:
-        monkeypatch.setattr(templates, "LEAF_SCAN", scan)
+        monkeypatch.setattr(template_index, "LEAF_SCAN", scan)
         miner = TemplateMiner()
         handles = [miner.learn_cluster(line) for line in lines]
         finals = [miner.final_template(h).template_id for h in handles]
