@@ -122,13 +122,14 @@ def _plain_read(client: str, topic: str, group: str, lines: int, bootstrap: str)
 
 def read_topic(client: str, topic: str, group: str, expect: int, bootstrap: str) -> dict[str, Any]:
     """Read ``expect`` records and ``json.loads`` each value; lines/s and CPU from the first record to the last."""
+    from pipeline.config import WorkerOptions  # noqa: PLC0415
+
+    opts = WorkerOptions(topics=(topic,), group_id=group, bootstrap_servers=bootstrap)
     if client == "kafka-python":
         from kafka import KafkaConsumer  # noqa: PLC0415
 
-        from pipeline.config import WorkerOptions  # noqa: PLC0415
         from pipeline.stream.context import consumer_config  # noqa: PLC0415
 
-        opts = WorkerOptions(topics=(topic,), group_id=group, bootstrap_servers=bootstrap)
         consumer = KafkaConsumer(**consumer_config(opts))
         consumer.subscribe([topic])
 
@@ -143,7 +144,8 @@ def read_topic(client: str, topic: str, group: str, expect: int, bootstrap: str)
         consumer.subscribe([topic])
 
         def batch() -> list[bytes]:
-            return [m.value() for m in consumer.consume(num_messages=500, timeout=0.5) if m.error() is None]
+            got = consumer.consume(num_messages=opts.max_poll_records, timeout=0.5)
+            return [m.value() for m in got if m.error() is None]
     started = time.monotonic()
     count, first, cpu_first, decoded = 0, 0.0, 0.0, 0
     while count < expect and time.monotonic() - started < 300:
