@@ -255,7 +255,8 @@ class WorkerOptions:
     es_insecure_skip_verify: bool = False  # --es-insecure-skip-verify: no certificate checks (a loud warning)
     es_setup: bool = True
     template_catalog_interval: float = 30.0  # 0: do not write the <prefix>-templates catalog
-    max_poll_records: int = 500
+    # Records per poll: big enough that per-poll work (idle checks, metrics, a model call) is shared by many.
+    max_poll_records: int = 2000
     # Closed windows are scored in batches (one model call has a fixed cost): at this many, or after this long.
     score_batch: int = 1000
     score_delay: float = 0.2

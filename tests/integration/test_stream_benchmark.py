@@ -23,6 +23,8 @@ SIZES = {"records": 2_000, "latency_lines": 1_200, "latency_rate": 400.0, "open_
 def test_the_stream_benchmark_measures_every_figure_and_cleans_up(
         kafka_bootstrap: str, es_url: str, kafka_admin: KafkaAdminClient, es_client: Elasticsearch) -> None:
     found = stream_throughput.run(bootstrap=kafka_bootstrap, es_url=es_url, sizes=SIZES)
+    for part in ("throughput", "latency", "memory"):
+        assert "error" not in found[part], found[part]
     through = found["throughput"]
     plain = through["plain_read_kafka-python"]
     assert plain["records"] == plain["decoded"] == through["records"] == SIZES["records"]

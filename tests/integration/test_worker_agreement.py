@@ -24,7 +24,7 @@ from tests.integration.worker_support import (
     count_indexed,
     expected,
     indexed,
-    replay_in_background,
+    replay_held,
     replay_now,
     wait_for,
     worker_args,
@@ -112,7 +112,10 @@ def test_two_workers_in_one_group_share_partitions_and_agree(
     workers = [WorkerProcess(tmp_path, "worker1", args)]
     try:
         wait_for("the first worker to be ready", lambda: workers[0].http_status("/readyz") == 200, 60)
-        thread, result = replay_in_background(SAMPLE, topic, kafka_bootstrap, rate=3000)
+        # From two thirds of the sample on the stream only trickles until the second worker owns its partitions:
+        # it joins mid-stream however long its start-up takes (at full rate a worker that keeps up read the
+        # whole sample and went idle before a second one started on a loaded machine).
+        thread, result, release = replay_held(SAMPLE, topic, kafka_bootstrap, hold_at=2 * want.lines // 3)
         wait_for("commits past offset 0 and some anomalies indexed",
                  lambda: sum(committed_offsets(kafka_admin, kafka_group_id).values()) > 0
                  and count_indexed(es_client, topic) >= 3, 60)
@@ -120,6 +123,8 @@ def test_two_workers_in_one_group_share_partitions_and_agree(
         workers.append(WorkerProcess(tmp_path, "worker2", args))
         wait_for("both workers to own two partitions",
                  lambda: all(w.metric("logwarden_worker_assigned_partitions") == 2 for w in workers), 60)
+        assert thread.is_alive(), "the replay finished before the second worker took partitions over"
+        release.set()
         thread.join(120)
         assert "error" not in result, result.get("error")
         codes = [w.wait(120) for w in workers]

@@ -233,6 +233,41 @@ def replay_in_background(path: Path, topic: str, bootstrap: str, rate: float | N
     return thread, result
 
 
+def replay_held(path: Path, topic: str, bootstrap: str, hold_at: int, rate: float = 3000.0, trickle: float = 20.0
+                ) -> tuple[threading.Thread, dict[str, Any], threading.Event]:
+    """Replay ``path`` from a thread at ``rate`` lines/s, but from line ``hold_at`` on only ``trickle`` lines/s
+    until the returned event is set: the stream is still flowing (no worker goes idle) whatever time the test
+    needs in between, e.g. for a second worker to start and join. The dict gets ``lines`` or ``error``."""
+    from pipeline.sources.kafka import make_producer  # noqa: PLC0415
+    from pipeline.sources.replay import key_function  # noqa: PLC0415
+
+    result: dict[str, Any] = {}
+    release = threading.Event()
+
+    def run() -> None:
+        try:
+            key = key_function(ENTITY_REGEX)
+            producer = make_producer(bootstrap)
+            due = time.monotonic()
+            for i, line in enumerate(path.read_bytes().splitlines()):
+                due += 1.0 / (rate if i < hold_at or release.is_set() else trickle)
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                else:
+                    due = time.monotonic()
+                producer.send(topic, value=line, key=key(line.decode()))
+            producer.flush(timeout=60)
+            producer.close()
+            result["lines"] = i + 1
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result, release
+
+
 def replay_now(path: Path, topic: str, bootstrap: str, partitions: int = 4, **kwargs: Any) -> ReplayStats:
     return replay([str(path)], topic, bootstrap, key_regex=ENTITY_REGEX, partitions=partitions, progress=False,
                   **kwargs)
