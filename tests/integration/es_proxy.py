@@ -101,7 +101,9 @@ class BulkProxy:
                 fates.append((op, doc_id, self.plan(doc_id, len(self.attempts[doc_id])) if planned else None))
         forward = [pair for pair, (_, _, fate) in zip(pairs, fates, strict=True) if fate in (None, 409)]
         upstream: list[dict[str, Any]] = []
-        status, response_headers = 200, [("Content-Type", "application/json")]
+        # What the client checks on every answer: the product header and a media type it asked for.
+        status, response_headers = 200, [("Content-Type", headers.get("Accept", "application/json")),
+                                         ("X-Elastic-Product", "Elasticsearch")]
         if forward:
             status, response_headers, data = self._forward(method, path, headers,
                                                            b"\n".join(a + b"\n" + s for a, s in forward) + b"\n")
