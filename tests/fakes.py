@@ -91,8 +91,9 @@ class FakeElasticsearch:
     """In-memory Elasticsearch for unit tests; ``fake.client()`` returns a real client wired to it.
 
     Script failures for the next bulk requests by appending to ``bulk_outcomes``: ``"down"`` (connection
-    refused), ``"timeout"``, an HTTP status for the whole request (``503``), or ``"items:409"`` (every item stored, answered with a version conflict), ``"items:429"`` (every item
-    rejected with that status). ``down = True`` refuses every request until reset. A document whose
+    refused), ``"timeout"``, an HTTP status for the whole request (``503``), ``"items:409"`` (every item
+    stored, answered with a version conflict), or ``"items:429"`` (every item rejected with that status).
+    ``down = True`` refuses every request until reset. A document whose
     ``log.count`` is not an integer is rejected like a mapping error (``document_parsing_exception``).
     ``ilm``/``data_streams`` say which optional modules the fake server has.
     """

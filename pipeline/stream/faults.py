@@ -42,7 +42,8 @@ class CrashPoints:
             return
         step, _, count = spec.strip().partition(":")
         if step not in STEPS + TOPIC_STEPS or (count and not (count.isdigit() and int(count) >= 1)):
-            raise LogwardenError(f"{CRASH_ENV}={spec!r}: expected one of {', '.join(STEPS + TOPIC_STEPS)}, optionally :N (N >= 1)")
+            raise LogwardenError(f"{CRASH_ENV}={spec!r}: expected one of {', '.join(STEPS + TOPIC_STEPS)}, "
+                                 "optionally :N (N >= 1)")
         self.step, self.at = step, int(count or 1)
 
     @classmethod

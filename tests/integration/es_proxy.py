@@ -1,11 +1,13 @@
 """A small HTTP proxy in front of the real Elasticsearch that rewrites per-item bulk results, or delays bulks.
 
-Everything is forwarded unchanged except bulk requests (``PUT``/``POST .../_bulk``): for each item, :attr:`BulkProxy.plan` (``_id`` and
+Everything is forwarded unchanged except bulk requests (``PUT``/``POST .../_bulk``): for each item,
+:attr:`BulkProxy.plan` (``_id`` and
 how many times this ``_id`` was sent before -> ``None`` to forward, or a status) decides. An item answered
 429/5xx/400 is *not* forwarded (Elasticsearch never sees it) and gets an error item like Elasticsearch's; a
 409 item is forwarded (so it is indexed) and answered with a version conflict (another write of the same
 ``_id`` got there first). ``delay`` holds every bulk request that long first (a slow or stalled cluster).
-Only items of anomaly indices are planned; the template catalog's bulks pass through. Every bulk item is recorded with its time and the status it got (:attr:`BulkProxy.attempts`).
+Only items of anomaly indices are planned; the template catalog's bulks pass through. Every bulk item is
+recorded with its time and the status it got (:attr:`BulkProxy.attempts`).
 """
 
 from __future__ import annotations
@@ -101,7 +103,9 @@ class BulkProxy:
                 fates.append((op, doc_id, self.plan(doc_id, len(self.attempts[doc_id])) if planned else None))
         forward = [pair for pair, (_, _, fate) in zip(pairs, fates, strict=True) if fate in (None, 409)]
         upstream: list[dict[str, Any]] = []
-        status, response_headers = 200, [("Content-Type", "application/json")]
+        # What the client checks on every answer: the product header and a media type it asked for.
+        status, response_headers = 200, [("Content-Type", headers.get("Accept", "application/json")),
+                                         ("X-Elastic-Product", "Elasticsearch")]
         if forward:
             status, response_headers, data = self._forward(method, path, headers,
                                                            b"\n".join(a + b"\n" + s for a, s in forward) + b"\n")

@@ -9,12 +9,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from elasticsearch import Elasticsearch
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
@@ -23,16 +21,14 @@ from models.registry import ModelRegistry
 from pipeline.stream.model_topic import TopicRegistry
 from tests.integration.test_worker_reload import serving, settled
 from tests.integration.worker_support import (
-    SAMPLE,
-    Cleanup,
-    WorkerProcess,
+    Rig,
     cleanup,  # noqa: F401 - fixture
     cli,
     expected,
     indexed,
-    replay_now,
+    rig,  # noqa: F401 - fixture
+    split_sample,
     wait_for,
-    worker_args,
 )
 
 pytestmark = pytest.mark.integration
@@ -83,25 +79,16 @@ def test_publish_list_load_and_a_fenced_writer(kafka_bootstrap: str, kafka_topic
     reader.close()
 
 
-def test_two_workers_follow_the_topic_registry(
-    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
-    kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
-) -> None:
-    models_topic = f"{kafka_group_id}.models"
-    cleanup.topics.append(models_topic)
+def test_two_workers_follow_the_topic_registry(rig: Rig, tmp_path: Path) -> None:  # noqa: F811
+    kafka_bootstrap, es_client = rig.bootstrap, rig.es
+    models_topic = f"{rig.group}.models"
+    rig.cleanup.topics.append(models_topic)
     registry = TopicRegistry(kafka_bootstrap, models_topic)
     v1 = registry.publish(fresh(expected().model_dir))
-    lines = SAMPLE.read_bytes().splitlines(keepends=True)
-    third = len(lines) // 3
-    chunks = []
-    for i in range(3):
-        path = tmp_path / f"chunk{i}.log"
-        path.write_bytes(b"".join(lines[i * third: (i + 1) * third if i < 2 else len(lines)]))
-        chunks.append(path)
-    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
-    workers = [WorkerProcess(tmp_path, f"worker{i}", worker_args(
-        topic, kafka_group_id, topic, kafka_bootstrap, es_url, Path(f"kafka:{models_topic}"),
-        "--model-poll-interval", "1s", "--idle-close", "2s")) for i in range(2)]
+    chunks = split_sample(tmp_path, 3)
+    topic = rig.topic
+    workers = [rig.start(f"worker{i}", "--model-poll-interval", "1s", "--idle-close", "2s",
+                         model_dir=f"kafka:{models_topic}") for i in range(2)]
     seen: dict[str, dict] = {}
     read = 0
 
@@ -110,7 +97,7 @@ def test_two_workers_follow_the_topic_registry(
 
     def chunk(i: int, version: str) -> None:
         nonlocal read
-        read += replay_now(chunks[i], topic, kafka_bootstrap).lines
+        read += rig.replay(chunks[i]).lines
         wait_for(f"chunk {i} to be read", lambda: records() >= read, 120)
         wait_for(f"chunk {i}'s windows to close",
                  lambda: all(w.metric("logwarden_worker_open_windows") == 0 for w in workers), 60)
@@ -157,5 +144,4 @@ def test_two_workers_follow_the_topic_registry(
             w.kill(15)
         for w in workers:
             w.wait(60)
-            w.close()
         registry.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +18,13 @@ from tests.integration.conftest import both_es_servers, unique_name
 from tests.integration.worker_support import (
     HDFS_FORMAT,
     SAMPLE,
-    Cleanup,
-    WorkerProcess,
+    Rig,
     cleanup,  # noqa: F401 - fixture
     cli,
     expected,
     indexed,
-    replay_now,
+    rig,  # noqa: F401 - fixture
     wait_for,
-    worker_args,
 )
 
 pytestmark = pytest.mark.integration
@@ -76,12 +74,10 @@ def test_concurrent_writers_add_up_exactly(es_client: Elasticsearch, prefix: str
     assert found["hits"]["hits"][0]["_source"]["template"] == f"template {ids[5]} <*>"
 
 
-def test_train_records_its_vocabulary_and_a_worker_its_templates(
-    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
-    kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
-) -> None:
+def test_train_records_its_vocabulary_and_a_worker_its_templates(rig: Rig, tmp_path: Path) -> None:  # noqa: F811
     want = expected()
-    topic = cleanup.worker_stream(kafka_topic_factory(partitions=2), kafka_group_id)
+    rig.partitions = 2
+    es_url, es_client, topic = rig.es_url, rig.es, rig.topic
     # train --es-url: the vocabulary of the new version, all known by it.
     model_dir = tmp_path / "model"
     done = cli("train", str(SAMPLE), "--model-dir", str(model_dir), "--log-format", HDFS_FORMAT,
@@ -95,16 +91,11 @@ def test_train_records_its_vocabulary_and_a_worker_its_templates(
     assert all(doc["known"] and doc["model_versions"] == [version] for doc in docs.values())
 
     try:
-        replay_now(SAMPLE, topic, kafka_bootstrap, partitions=2)
-        worker = WorkerProcess(tmp_path, "worker", worker_args(topic, kafka_group_id, topic, kafka_bootstrap,
-                                                              es_url, model_dir, "--exit-when-idle", "4s",
-                                                              "--template-catalog-interval", "1s"))
-        try:
-            wait_for("the catalog to be written while the worker runs",
-                     lambda: sum(d.get("count", 0) for d in _catalog(es_client, topic).values()) > 0, 120)
-            assert worker.wait(240) == 0, worker.text()[-3000:]
-        finally:
-            worker.close()
+        rig.replay()
+        worker = rig.start("worker", "--exit-when-idle", "4s", "--template-catalog-interval", "1s", model_dir=model_dir)
+        wait_for("the catalog to be written while the worker runs",
+                 lambda: sum(d.get("count", 0) for d in _catalog(es_client, topic).values()) > 0, 120)
+        assert worker.wait(240) == 0, worker.text()[-3000:]
         anomalies = indexed(es_client, topic)
         assert len(anomalies) == len(want.ids)
         docs = _catalog(es_client, topic)

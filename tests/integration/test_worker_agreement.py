@@ -6,6 +6,9 @@ Also checks the worker's own observability: ``/metrics`` counts what the test se
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,19 +17,24 @@ import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaAdminClient
 
-from tests.integration.conftest import both_es_servers
+from tests.integration.conftest import both_es_servers, unavailable
 from tests.integration.worker_support import (
     SAMPLE,
     Cleanup,
+    Rig,
     WorkerProcess,
     cleanup,  # noqa: F401 - fixture
+    cli,
     committed_offsets,
     count_indexed,
     expected,
+    filebeat_ecs,
     indexed,
     replay_held,
     replay_now,
+    rig,  # noqa: F401 - fixture
     wait_for,
+    window_key,
     worker_args,
 )
 
@@ -143,3 +151,34 @@ def test_two_workers_in_one_group_share_partitions_and_agree(
     assert sum(s["records"] for s in summaries) >= want.lines
     taken_over = [e["message"] for e in workers[1].events() if "starting at committed offset" in e["message"]]
     assert taken_over, "the second worker should have resumed partitions from the first one's commits"
+
+
+def test_records_produced_by_kcat_as_filebeat_ecs_json_agree_with_detect(
+    rig: Rig, tmp_path: Path,  # noqa: F811
+) -> None:
+    """Produced by a client users run: ``kcat`` (librdkafka, its own partitioner) sends Filebeat-style ECS JSON
+    keyed by block id; the worker finds what ``detect`` finds in the same JSON (which agrees with the text)."""
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        unavailable("kcat is missing (apt-get install kcat; .ci/run installs it)")
+    want = expected()
+    keyed = filebeat_ecs(SAMPLE, tmp_path / "ecs.keyed")
+    out = tmp_path / "detect.jsonl"
+    cli("detect", str(keyed.with_suffix(".jsonl")), "--model-dir", str(want.model_dir), "--out", str(out))
+    reference = {window_key(d): d for d in map(json.loads, out.read_text().splitlines())}
+    assert set(reference) == want.ids
+    done = subprocess.run([kcat, "-P", "-b", rig.bootstrap, "-t", rig.topic, "-K", "\t", "-l", str(keyed)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    worker = rig.start("worker", "--exit-when-idle", "4s")
+    assert worker.wait(180) == 0, worker.text()[-3000:]
+    summary = worker.summary()
+    assert summary["records"] == want.lines and summary["decode_errors"] == 0 and summary["dead_letters"] == 0
+    assert len(summary["partitions_owned"]) == 4
+    docs = rig.docs()
+    assert set(docs) == set(reference)
+    for key, doc in docs.items():
+        for part in ("anomaly", "templates", "entity"):
+            assert doc[part] == reference[key][part], (key, part)
+        assert doc["log"]["count"] == reference[key]["log"]["count"]
+        assert doc["log"]["samples"] == reference[key]["log"]["samples"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,15 @@ from elasticsearch import Elasticsearch
 
 from models.registry import ModelRegistry
 from tests.integration.worker_support import (
-    SAMPLE,
-    Cleanup,
+    Rig,
     WorkerProcess,
     cleanup,  # noqa: F401 - fixture
     cli,
     expected,
     indexed,
-    replay_now,
+    rig,  # noqa: F401 - fixture
+    split_sample,
     wait_for,
-    worker_args,
 )
 
 pytestmark = pytest.mark.integration
@@ -64,34 +62,22 @@ def republish(registry: ModelRegistry, make_current: bool) -> str:
     return registry.publish(bundle, make_current=make_current)
 
 
-def test_promotion_corruption_and_rollback_reach_a_running_worker(
-    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, kafka_topic_factory: Callable[..., str],
-    kafka_group_id: str, cleanup: Cleanup, tmp_path: Path,  # noqa: F811
-) -> None:
+def test_promotion_corruption_and_rollback_reach_a_running_worker(rig: Rig, tmp_path: Path) -> None:  # noqa: F811
     model_dir = tmp_path / "models"
     shutil.copytree(expected().model_dir, model_dir)
     registry = ModelRegistry(model_dir)
     v1 = registry.current_version()
     assert v1 is not None
-    lines = SAMPLE.read_bytes().splitlines(keepends=True)
-    quarter = len(lines) // 4
-    chunks = []
-    for i in range(4):
-        path = tmp_path / f"chunk{i}.log"
-        path.write_bytes(b"".join(lines[i * quarter: (i + 1) * quarter if i < 3 else len(lines)]))
-        chunks.append(path)
-
-    topic = cleanup.worker_stream(kafka_topic_factory(partitions=4), kafka_group_id)
-    worker = WorkerProcess(tmp_path, "worker", worker_args(
-        topic, kafka_group_id, topic, kafka_bootstrap, es_url, model_dir, "--model-poll-interval", "1s",
-        "--idle-close", "2s"))
+    chunks = split_sample(tmp_path, 4)
+    es_client, topic = rig.es, rig.topic
+    worker = rig.start("worker", "--model-poll-interval", "1s", "--idle-close", "2s", model_dir=model_dir)
     seen: dict[str, dict] = {}
     read = 0
 
     def chunk(i: int, version: str) -> None:
         """Replay chunk i, wait until its windows are indexed, check the new documents' version."""
         nonlocal read
-        read += replay_now(chunks[i], topic, kafka_bootstrap).lines
+        read += rig.replay(chunks[i]).lines
         wait_for(f"chunk {i} to be read",
                  lambda: worker.metric("logwarden_worker_records_total", topic=topic) >= read, 120)
         wait_for(f"chunk {i}'s windows to close", lambda: worker.metric("logwarden_worker_open_windows") == 0, 60)
@@ -131,4 +117,3 @@ def test_promotion_corruption_and_rollback_reach_a_running_worker(
     finally:
         worker.kill(15)
         worker.wait(60)
-        worker.close()

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -632,3 +633,33 @@ class CommitWatch:
     def check(self, at_least: int = 3) -> None:
         assert len(self.samples) >= at_least, f"only {len(self.samples)} commit samples: the check saw nothing"
         assert not self.violations, self.violations[:5]
+
+
+# --------------------------------------------------------------------- records as Filebeat ships them
+_HDFS_LINE = re.compile(r"^(\d{2})(\d{2})(\d{2}) (\d{2})(\d{2})(\d{2}) (\d+) (\w+) ([^:]+): (.*)$")
+
+
+def filebeat_ecs(path: Path, out: Path) -> Path:
+    """``path`` (HDFS lines) as Filebeat-style ECS JSON, one ``KEY<TAB>JSON`` line per record for ``kcat -K``:
+    the key is the record's block id (the entity), the value has ``@timestamp``, ``message`` (the line's
+    content), ``log.level``, ``log.logger``, ``process.pid``, ``host.name``, ``log.file.path``, ``agent``, ``ecs``.
+    Also writes ``out.with_suffix('.jsonl')``, the values alone, for ``detect``."""
+    pattern = re.compile(ENTITY_REGEX)
+    keyed, plain = [], []
+    for number, raw in enumerate(path.read_text().splitlines()):
+        match = _HDFS_LINE.match(raw)
+        assert match, f"not an HDFS line: {raw!r}"
+        yy, mo, dd, hh, mi, ss, pid, level, logger, content = match.groups()
+        entity = pattern.search(content)
+        assert entity, raw
+        value = {"@timestamp": f"20{yy}-{mo}-{dd}T{hh}:{mi}:{ss}.000Z", "message": content,
+                 "log": {"level": level, "logger": logger, "file": {"path": "/var/log/hadoop/hdfs.log"},
+                         "offset": number},
+                 "process": {"pid": int(pid)}, "host": {"name": "hdfs-node"},
+                 "agent": {"type": "filebeat", "version": "8.15.0"}, "ecs": {"version": "8.0.0"}}
+        text = json.dumps(value, separators=(",", ":"))
+        keyed.append(f"{entity.group(0)}\t{text}")
+        plain.append(text)
+    out.write_text("\n".join(keyed) + "\n")
+    out.with_suffix(".jsonl").write_text("\n".join(plain) + "\n")
+    return out

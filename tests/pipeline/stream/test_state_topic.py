@@ -143,6 +143,8 @@ def test_references_of_another_shape_are_not_used() -> None:
 class _Up:
     """A sink output and dead letters that always work (``flush(timeout)`` as the real ones take it)."""
 
+    pending = 0  # nothing buffered (what the checkpoint reads before its flush)
+
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
