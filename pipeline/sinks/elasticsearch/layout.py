@@ -125,13 +125,34 @@ def setup_indices(
     done[f"index template {name}"] = _put_if_changed(client, "template", name, body)
 
     def join_alias(pattern: str, alias: str) -> int:
-        client.indices.put_alias(index=pattern, name=alias)
+        try:
+            client.indices.put_alias(index=pattern, name=alias)
+        except ApiError as exc:
+            # Adding an alias needs the broad `manage` index privilege, which a worker's role should not have;
+            # the index template puts every new daily index in the alias, so only indices made before the
+            # template need it. A role without it is fine as long as the alias already covers them all.
+            if exc.status_code != 403:
+                raise
+            outside = _outside_alias(client, pattern, alias)
+            if outside:
+                raise LogwardenError(
+                    f"daily indices {', '.join(outside[:3])} are not in the alias {alias} and this user may not "
+                    "add them (the `manage` index privilege): run `logwarden es-setup` once as a user who may"
+                ) from None
         return len(client.indices.get_alias(name=alias).body)
 
     return done | create_targets(
         prefix, use_data_stream, create_stream=lambda n: client.indices.create_data_stream(name=n),
         create_index=lambda n: client.indices.create(index=n), join_alias=join_alias,
         already_exists=lambda exc: isinstance(exc, ApiError) and exc.error in ALREADY_EXISTS)
+
+
+def _outside_alias(client: Elasticsearch, pattern: str, alias: str) -> list[str]:
+    """The indices matching ``pattern`` that ``alias`` does not cover (needs only view_index_metadata)."""
+    found = client.options(ignore_status=404).indices.get_alias(index=pattern)
+    if found.meta.status != 200:
+        return []
+    return sorted(name for name, entry in found.body.items() if alias not in (entry.get("aliases") or {}))
 
 
 def _refuse_concrete_index(client: Elasticsearch, name: str) -> None:
