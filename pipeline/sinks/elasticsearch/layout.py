@@ -40,7 +40,7 @@ from pipeline.sinks.anomaly_index import (
 )
 
 __all__ = ["ANOMALY_MAPPINGS", "MAPPING_VERSION", "TEMPLATE_PRIORITY", "alias_name", "check_prefix", "index_for",
-           "setup_indices", "supports_data_streams", "supports_ilm"]
+           "missing_privileges", "setup_indices", "supports_data_streams", "supports_ilm"]
 
 
 # ------------------------------------------------------------------------------------ feature probes
@@ -145,6 +145,37 @@ def setup_indices(
         prefix, use_data_stream, create_stream=lambda n: client.indices.create_data_stream(name=n),
         create_index=lambda n: client.indices.create(index=n), join_alias=join_alias,
         already_exists=lambda exc: isinstance(exc, ApiError) and exc.error in ALREADY_EXISTS)
+
+
+# What the worker does on its indices (docs/security.md, deploy/elasticsearch/worker-role.yml): create the
+# daily index and the catalog, index documents (overwriting on replay), read the catalog (mget), see index
+# metadata (the alias and the concrete-index check); and, unless --no-es-setup, its index template.
+WORKER_INDEX_PRIVILEGES = ("create_index", "index", "read", "view_index_metadata")
+SETUP_CLUSTER_PRIVILEGES = ("manage_index_templates",)
+
+
+def missing_privileges(client: Elasticsearch, prefix: str, *, setup: bool = True, catalog: bool = True) -> list[str]:
+    """The privileges the worker needs that its user lacks, as ``privilege on names`` (empty: all there).
+
+    Asks ``_security/user/_has_privileges``, which any user may ask about itself, so a role missing, say,
+    the ``index`` privilege stops the worker before it reads a record instead of when the first anomaly is
+    indexed. A cluster without security (the endpoint fails) has nothing to check.
+    """
+    names = [f"{alias_name(prefix)}-*"] + ([f"{prefix}-templates"] if catalog else [])
+    try:
+        found = client.options(ignore_status=(400, 401, 403, 404, 405, 500)).security.has_privileges(
+            cluster=list(SETUP_CLUSTER_PRIVILEGES) if setup else [],
+            index=[{"names": names, "privileges": list(WORKER_INDEX_PRIVILEGES)}])
+    except ApiError:
+        return []
+    if found.meta.status != 200 or found.body.get("has_all_requested", True):
+        return []
+    missing = [f"cluster privilege {name}" for name, ok in (found.body.get("cluster") or {}).items() if not ok]
+    for index, privileges in (found.body.get("index") or {}).items():
+        lacking = sorted(name for name, ok in privileges.items() if not ok)
+        if lacking:
+            missing.append(f"{', '.join(lacking)} on {index}")
+    return missing
 
 
 def _outside_alias(client: Elasticsearch, pattern: str, alias: str) -> list[str]:
