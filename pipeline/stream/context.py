@@ -154,13 +154,21 @@ class WorkerContext:
 
         (Named for the default sink; the OpenSearch sink sets up the same layout.)
         """
-        if not self.options.es_setup:
-            self.start_catalog()
-            return True
         backoff = Backoff(1.0, max_backoff)
         server, url = self.sink.server, self.options.es_url
         while not should_stop():
             try:
+                if isinstance(self.sink, ElasticsearchSink):
+                    # A role without what the worker needs stops it here, not at the first anomaly. With
+                    # --no-es-setup the worker never waited for the server before its loop, and still does not.
+                    try:
+                        self.sink.check_privileges(setup=self.options.es_setup, catalog=self.catalog is not None)
+                    except SinkUnavailable:
+                        if self.options.es_setup:
+                            raise
+                if not self.options.es_setup:
+                    self.start_catalog()
+                    return True
                 if isinstance(self.sink, ElasticsearchSink):
                     done = self.sink.setup_layout(catalog=self.catalog is not None)
                 else:

@@ -35,7 +35,7 @@ from pipeline.sinks.bulk import (
 )
 from pipeline.sinks.elasticsearch.catalog import catalog_index, setup_catalog
 from pipeline.sinks.elasticsearch.client import describe_error, is_certificate_error
-from pipeline.sinks.elasticsearch.layout import setup_indices
+from pipeline.sinks.elasticsearch.layout import missing_privileges, setup_indices
 
 # Re-exported: the worker and the tests import the sink's errors from here.
 __all__ = ["CONFIG_STATUS", "RETRYABLE_STATUS", "ElasticsearchSink", "FlushResult", "SinkBufferFull", "SinkError",
@@ -112,6 +112,16 @@ class ElasticsearchSink(BulkSink):
             if is_certificate_error(exc):  # a configuration problem too: waiting would never fix it
                 raise LogwardenError(describe_error(exc)) from None
             raise SinkUnavailable(describe_error(exc)) from exc
+
+    def check_privileges(self, *, setup: bool, catalog: bool) -> None:
+        """LogwardenError naming what the user may not do that the worker needs (see ``missing_privileges``)."""
+        try:
+            missing = missing_privileges(self.client, self.prefix, setup=setup, catalog=catalog)
+        except TransportError as exc:
+            raise SinkUnavailable(describe_error(exc)) from exc
+        if missing:
+            raise LogwardenError(f"the Elasticsearch user lacks privileges the worker needs: {'; '.join(missing)} "
+                                 "(docs/security.md, deploy/elasticsearch/worker-role.yml)")
 
     def close(self) -> None:
         if self._owned is not None:

@@ -162,7 +162,11 @@ def server_major(client: Elasticsearch) -> int:
     transport = client.transport
     if not isinstance(transport, CompatTransport):
         return CLIENT_MAJOR
-    return transport.compat_major if transport.compat_major is not None else transport.detect()
+    if transport.compat_major is not None:
+        return transport.compat_major
+    # The client's own headers carry its credentials (basic auth or API key): a secured cluster answers
+    # GET / only with them.
+    return transport.detect(getattr(client, "_headers", None))
 
 
 def make_es_client(

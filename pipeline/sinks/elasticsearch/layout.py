@@ -40,7 +40,7 @@ from pipeline.sinks.anomaly_index import (
 )
 
 __all__ = ["ANOMALY_MAPPINGS", "MAPPING_VERSION", "TEMPLATE_PRIORITY", "alias_name", "check_prefix", "index_for",
-           "setup_indices", "supports_data_streams", "supports_ilm"]
+           "missing_privileges", "setup_indices", "supports_data_streams", "supports_ilm"]
 
 
 # ------------------------------------------------------------------------------------ feature probes
@@ -125,13 +125,65 @@ def setup_indices(
     done[f"index template {name}"] = _put_if_changed(client, "template", name, body)
 
     def join_alias(pattern: str, alias: str) -> int:
-        client.indices.put_alias(index=pattern, name=alias)
+        try:
+            client.indices.put_alias(index=pattern, name=alias)
+        except ApiError as exc:
+            # Adding an alias needs the broad `manage` index privilege, which a worker's role should not have;
+            # the index template puts every new daily index in the alias, so only indices made before the
+            # template need it. A role without it is fine as long as the alias already covers them all.
+            if exc.status_code != 403:
+                raise
+            outside = _outside_alias(client, pattern, alias)
+            if outside:
+                raise LogwardenError(
+                    f"daily indices {', '.join(outside[:3])} are not in the alias {alias} and this user may not "
+                    "add them (the `manage` index privilege): run `logwarden es-setup` once as a user who may"
+                ) from None
         return len(client.indices.get_alias(name=alias).body)
 
     return done | create_targets(
         prefix, use_data_stream, create_stream=lambda n: client.indices.create_data_stream(name=n),
         create_index=lambda n: client.indices.create(index=n), join_alias=join_alias,
         already_exists=lambda exc: isinstance(exc, ApiError) and exc.error in ALREADY_EXISTS)
+
+
+# What the worker does on its indices (docs/security.md, deploy/elasticsearch/worker-role.yml): create the
+# daily index and the catalog, index documents (overwriting on replay), read the catalog (mget), see index
+# metadata (the alias and the concrete-index check); and, unless --no-es-setup, its index template.
+WORKER_INDEX_PRIVILEGES = ("create_index", "index", "read", "view_index_metadata")
+SETUP_CLUSTER_PRIVILEGES = ("manage_index_templates",)
+
+
+def missing_privileges(client: Elasticsearch, prefix: str, *, setup: bool = True, catalog: bool = True) -> list[str]:
+    """The privileges the worker needs that its user lacks, as ``privilege on names`` (empty: all there).
+
+    Asks ``_security/user/_has_privileges``, which any user may ask about itself, so a role missing, say,
+    the ``index`` privilege stops the worker before it reads a record instead of when the first anomaly is
+    indexed. A cluster without security (the endpoint fails) has nothing to check.
+    """
+    names = [f"{alias_name(prefix)}-*"] + ([f"{prefix}-templates"] if catalog else [])
+    try:
+        found = client.options(ignore_status=(400, 401, 403, 404, 405, 500)).security.has_privileges(
+            cluster=list(SETUP_CLUSTER_PRIVILEGES) if setup else [],
+            index=[{"names": names, "privileges": list(WORKER_INDEX_PRIVILEGES)}])
+    except ApiError:
+        return []
+    if found.meta.status != 200 or found.body.get("has_all_requested", True):
+        return []
+    missing = [f"cluster privilege {name}" for name, ok in (found.body.get("cluster") or {}).items() if not ok]
+    for index, privileges in (found.body.get("index") or {}).items():
+        lacking = sorted(name for name, ok in privileges.items() if not ok)
+        if lacking:
+            missing.append(f"{', '.join(lacking)} on {index}")
+    return missing
+
+
+def _outside_alias(client: Elasticsearch, pattern: str, alias: str) -> list[str]:
+    """The indices matching ``pattern`` that ``alias`` does not cover (needs only view_index_metadata)."""
+    found = client.options(ignore_status=404).indices.get_alias(index=pattern)
+    if found.meta.status != 200:
+        return []
+    return sorted(name for name, entry in found.body.items() if alias not in (entry.get("aliases") or {}))
 
 
 def _refuse_concrete_index(client: Elasticsearch, name: str) -> None:

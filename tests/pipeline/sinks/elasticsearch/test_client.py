@@ -173,6 +173,22 @@ def test_detection_without_privilege_says_what_to_do(node: FakeNode) -> None:
     assert node.seen[0][2].get("authorization") == "ApiKey abc"
 
 
+@pytest.mark.parametrize("node", [("9.5.2",)], indirect=True)
+def test_server_major_asks_with_the_clients_credentials(node: FakeNode) -> None:
+    """es-setup asks for the major before any other request: a secured cluster answers only with credentials."""
+    client = make_es_client(node.url, username="writer", password="pw")
+    assert server_major(client) == 9
+    assert node.seen[0][1] == "/"
+    assert node.seen[0][2].get("authorization") == "Basic d3JpdGVyOnB3"  # writer:pw
+
+
+@pytest.mark.parametrize("node", [("8.19.21", True, 401)], indirect=True)
+def test_detection_with_wrong_credentials_says_so(node: FakeNode) -> None:
+    client = make_es_client(node.url, username="writer", password="wrong")
+    with pytest.raises(UnsupportedServer, match=r"refused the credentials \(401 GET /\): check LOGWARDEN_ES_USERNAME"):
+        client.count(index="i")
+
+
 @pytest.mark.parametrize("node", [("7.17.9",)], indirect=True)
 def test_7x_is_refused_with_the_supported_range(node: FakeNode) -> None:
     with pytest.raises(UnsupportedServer, match=r"Elasticsearch 7\.17\.9 is not supported \(8\.x and 9\.x are\)"):

@@ -122,3 +122,50 @@ def test_mapping_covers_every_document_field() -> None:
     assert props["templates"]["properties"]["template"]["fields"]["keyword"]["type"] == "keyword"
     assert props["log"]["properties"]["count"]["type"] == "integer"
     assert alias_name("x") == "x-anomalies"
+
+
+# -- the worker's privileges, asked before it reads a record ----------------------------------------------------
+class _Answer:
+    def __init__(self, status: int, body: dict) -> None:
+        self.meta = type("Meta", (), {"status": status})()
+        self.body = body
+
+
+class _PrivilegeClient:
+    """Answers ``_has_privileges`` like Elasticsearch; records what was asked."""
+
+    def __init__(self, status: int, body: dict) -> None:
+        self.answer = _Answer(status, body)
+        self.asked: dict = {}
+        self.security = self
+
+    def options(self, **_: object) -> _PrivilegeClient:
+        return self
+
+    def has_privileges(self, **request: object) -> _Answer:
+        self.asked = request
+        return self.answer
+
+
+def test_missing_privileges_names_each_one_and_its_indices() -> None:
+    from pipeline.sinks.elasticsearch.layout import missing_privileges  # noqa: PLC0415
+
+    body = {"has_all_requested": False, "cluster": {"manage_index_templates": True},
+            "index": {"lw-anomalies-*": {"create_index": True, "index": False, "read": True,
+                                         "view_index_metadata": True},
+                      "lw-templates": {"create_index": True, "index": False, "read": False,
+                                       "view_index_metadata": True}}}
+    client = _PrivilegeClient(200, body)
+    assert missing_privileges(client, "lw") == ["index on lw-anomalies-*", "index, read on lw-templates"]  # type: ignore[arg-type]
+    assert client.asked["cluster"] == ["manage_index_templates"]
+    assert client.asked["index"] == [{"names": ["lw-anomalies-*", "lw-templates"],
+                                      "privileges": ["create_index", "index", "read", "view_index_metadata"]}]
+    missing_privileges(client, "lw", setup=False, catalog=False)  # type: ignore[arg-type]
+    assert client.asked["cluster"] == [] and client.asked["index"][0]["names"] == ["lw-anomalies-*"]
+
+
+def test_a_cluster_without_security_has_nothing_to_check() -> None:
+    from pipeline.sinks.elasticsearch.layout import missing_privileges  # noqa: PLC0415
+
+    assert missing_privileges(_PrivilegeClient(500, {"error": "security is disabled"}), "lw") == []  # type: ignore[arg-type]
+    assert missing_privileges(_PrivilegeClient(200, {"has_all_requested": True}), "lw") == []  # type: ignore[arg-type]
