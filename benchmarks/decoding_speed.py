@@ -17,12 +17,12 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.loghub import LOG_FORMATS, SYSTEMS, raw_log_path
+from benchmarks.throughput import best_of
 from pipeline.records import RawLine
 from pipeline.sources.files import read_lines
 from pipeline.stages.decoding import Decoder
@@ -33,12 +33,7 @@ def _rate(lines: int, run: Callable[[], object], rounds: int = 3) -> dict[str, i
 
     Best, not mean: other load only ever slows a run. CPU time is the steadier number on a shared machine.
     """
-    wall = cpu = float("inf")
-    for _ in range(rounds):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        run()
-        wall = min(wall, time.perf_counter() - start)
-        cpu = min(cpu, time.process_time() - start_cpu)
+    wall, cpu = best_of(run, rounds)
     return {"wall": round(lines / wall), "cpu": round(lines / max(cpu, 1e-9))}
 
 

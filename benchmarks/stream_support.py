@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,18 +160,9 @@ class Worker:
 
     def metrics(self) -> dict[str, float]:
         """Current sample totals (summed over labels); empty while the server is not up."""
-        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+        from benchmarks.worker_throughput import scrape  # noqa: PLC0415
 
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return {}
-        totals: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-        return totals
+        return scrape(self.port)
 
     def records(self) -> float:
         return self.metrics().get("logwarden_worker_records_total", 0.0)

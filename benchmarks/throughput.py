@@ -78,7 +78,7 @@ def drain3_miner(masking: bool = True) -> Any:
     return TemplateMiner(config=config)
 
 
-def _best(run: Callable[[], object], rounds: int) -> tuple[float, float]:
+def best_of(run: Callable[[], object], rounds: int) -> tuple[float, float]:
     """Best wall and CPU seconds of ``rounds`` runs (other load only ever slows a run)."""
     wall = cpu = float("inf")
     for _ in range(rounds):
@@ -174,7 +174,7 @@ def _compare(cases: Sequence[Case], rounds: int) -> dict[str, Any]:
                             counts[f"{case.name}.{key}"] = value
                     else:
                         getattr(case, kind)()
-                w, c = _best(run, 1)
+                w, c = best_of(run, 1)
                 wall, cpu = wall + w, cpu + c
             totals[kind] = [min(totals[kind][0], wall), min(totals[kind][1], cpu)]
     rates = {kind: _rates(lines, wall, cpu) for kind, (wall, cpu) in totals.items()}
