@@ -49,6 +49,22 @@ def tls_context(security: Mapping[str, Any]) -> ssl.SSLContext:
     return context
 
 
+def verify_hint(message: str) -> str:
+    """What to do about a certificate verification failure, from OpenSSL's message.
+
+    Python 3.13 verifies strictly (``VERIFY_X509_STRICT``, RFC 5280): a CA without a ``keyUsage`` extension or a
+    certificate with malformed extensions that 3.11 accepted is refused there, and the fix is to re-issue the
+    certificate, not to change the CA file setting.
+    """
+    lowered = message.lower()
+    if "hostname" in lowered or "ip address" in lowered:
+        return "; connect with a name the certificate lists (hostname checking is on)"
+    if "key usage" in lowered or "basic constraints" in lowered or "authority key identifier" in lowered:
+        return ("; Python 3.13+ checks certificates strictly (RFC 5280): re-issue the CA with "
+                "keyUsage=critical,keyCertSign,cRLSign and the broker's certificate with keyUsage and subjectAltName")
+    return "; check LOGWARDEN_KAFKA_SSL_CAFILE"
+
+
 def _frame(api_key: int, version: int, correlation: int, body: bytes) -> bytes:
     header = struct.pack(">hhih", api_key, version, correlation, len(_CLIENT_ID)) + _CLIENT_ID
     return struct.pack(">i", len(header) + len(body)) + header + body
@@ -161,11 +177,8 @@ def _probe_one(host: str, port: int, protocol: str, security: Mapping[str, Any],
             try:
                 sock = context.wrap_socket(raw, server_hostname=host)
             except ssl.SSLCertVerificationError as exc:
-                hint = ("; connect with a name the certificate lists (hostname checking is on)"
-                        if "hostname" in str(exc.verify_message).lower() or "ip address" in
-                        str(exc.verify_message).lower() else "; check LOGWARDEN_KAFKA_SSL_CAFILE")
                 raise LogwardenError(f"TLS to {where} failed: the broker's certificate is not trusted "
-                                     f"({exc.verify_message}){hint}") from None
+                                     f"({exc.verify_message}){verify_hint(str(exc.verify_message))}") from None
             except ssl.SSLError as exc:
                 raise LogwardenError(f"TLS to {where} failed ({exc.reason or exc})") from None
         conn = _Conn(sock)

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.errors import LogwardenError
 from pipeline.sources.kafka import SKIP_HOSTNAME_CHECK, kafka_security
-from pipeline.sources.kafka_probe import check_connection
+from pipeline.sources.kafka_probe import check_connection, verify_hint
 
 
 def test_nothing_set_is_plaintext() -> None:
@@ -75,8 +75,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("openssl is needed to make test certificates")
     d = tmp_path_factory.mktemp("certs")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=test CA", "-addext", "basicConstraints=critical,CA:TRUE", cwd=d)
-    (d / "ext").write_text("subjectAltName=DNS:broker.example\nbasicConstraints=CA:FALSE\n")
+             "-subj", "/CN=test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)  # Python 3.13 refuses a CA without it
+    (d / "ext").write_text("subjectAltName=DNS:broker.example\nbasicConstraints=CA:FALSE\n"
+                           "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
              "/CN=broker.example", cwd=d)
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -145,3 +147,15 @@ def test_an_unreachable_broker_is_left_to_the_clients_retries() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     check_connection([f"127.0.0.1:{port}"], {"security_protocol": "SSL"}, timeout=2)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("CA cert does not include key usage extension", "re-issue the CA with keyUsage"),
+    ("Basic Constraints of CA cert not marked critical", "re-issue the CA with keyUsage"),
+    ("Hostname mismatch, certificate is not valid for 'x'.", "connect with a name the certificate lists"),
+    ("IP address mismatch, certificate is not valid for '127.0.0.1'.", "connect with a name the certificate lists"),
+    ("unable to get local issuer certificate", "check LOGWARDEN_KAFKA_SSL_CAFILE"),
+])
+def test_a_verification_failure_says_what_to_change(message: str, expected: str) -> None:
+    """OpenSSL's words (as Python 3.11-3.13 print them) map to the setting or certificate to fix."""
+    assert expected in verify_hint(message)
