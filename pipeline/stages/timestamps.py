@@ -26,6 +26,13 @@ _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _FUTURE_SLACK = 2 * 86400.0
 
+_LEAP_YEAR = 2000  # a year with Feb 29, for formats that name no year
+
+
+def _has_year(fmt: str) -> bool:
+    return "%Y" in fmt or "%y" in fmt
+
+
 _DIRECTIVES = {
     "Y": r"(?P<Y>\d{4})",
     "y": r"(?P<y>\d{2})",
@@ -164,7 +171,7 @@ class TimeParser:
                 fallback = True
         if fallback:
             try:
-                datetime.strptime("", fmt)
+                datetime.strptime("", fmt if _has_year(fmt) else f"{fmt} %Y")
             except ValueError as exc:
                 if "directive" in str(exc) or "stray %" in str(exc):
                     raise FormatError(f"--time-format {fmt!r} is invalid: {exc}") from None
@@ -197,18 +204,21 @@ class TimeParser:
         return self._from_groups(match.groups()), match.end()
 
     def _from_strptime(self, text: str) -> float:
-        parsed = datetime.strptime(text, self._strptime or "")
+        fmt = self._strptime or ""
+        if _has_year(fmt):
+            parsed = datetime.strptime(text, fmt)
+        else:  # strptime's own default year, 1900, has no Feb 29: parse in a leap year, then assume the real one
+            return self._with_assumed_year(datetime.strptime(f"{text} {_LEAP_YEAR}", f"{fmt} %Y"))
         if parsed.tzinfo is None:
-            if "%Y" not in (self._strptime or "") and "%y" not in (self._strptime or ""):
-                return self._with_assumed_year(parsed)
             parsed = parsed.replace(tzinfo=self.tz)
         return parsed.timestamp()
 
     def _with_assumed_year(self, parsed: datetime) -> float:
         year = self.default_year or time.gmtime().tm_year
-        value = parsed.replace(year=year, tzinfo=self.tz).timestamp()
+        tz = parsed.tzinfo or self.tz  # an offset in the text wins over --time-zone
+        value = parsed.replace(year=year, tzinfo=tz).timestamp()
         if self.default_year is None and value > time.time() + _FUTURE_SLACK:
-            value = parsed.replace(year=year - 1, tzinfo=self.tz).timestamp()
+            value = parsed.replace(year=year - 1, tzinfo=tz).timestamp()
         return value
 
     def _part(self, values: tuple[str | None, ...], name: str) -> str | None:

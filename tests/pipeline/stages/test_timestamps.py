@@ -149,6 +149,17 @@ def test_feb_29_needs_a_leap_year() -> None:
         TimeParser.from_strptime("%b %d", default_year=2023).parse("Feb 29")
 
 
+def test_feb_29_without_a_year_parses_on_the_strptime_path_too() -> None:
+    """%p sends the format to strptime, whose own default year (1900) has no Feb 29 (and warns on 3.13)."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        parser = TimeParser.from_strptime("%b %d %I:%M:%S %p", default_year=2024)
+        assert parser.parse("Feb 29 01:02:03 PM") == utc(2024, 2, 29, 13, 2, 3)
+        with pytest.raises(ValueError):
+            TimeParser.from_strptime("%b %d %I:%M:%S %p", default_year=2023).parse("Feb 29 01:02:03 PM")
+
+
 def test_day_of_year() -> None:
     parser = TimeParser.from_strptime("%Y %j")
     assert parser.parse("2020 060") == utc(2020, 2, 29)
