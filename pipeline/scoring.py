@@ -79,6 +79,10 @@ class Scorer:
             docs.append(self._document(window, float(score), threshold, parts, reasons[i]))
         return docs
 
+    def unseen_lines(self, windows: Sequence[Window]) -> int:
+        """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""
+        return sum(sum(self.space.unseen(w.counts).values()) for w in windows)
+
     @staticmethod
     def _window_fields(window: Window) -> dict[str, Any]:
         fields: dict[str, Any] = {"start": iso_utc(window.start), "end": iso_utc(window.end), "kind": window.kind,

@@ -11,6 +11,7 @@
 ``logwarden_worker_open_windows``                    windows open across assigned partitions
 ``logwarden_worker_windows_scored_total``            windows closed and scored
 ``logwarden_worker_windows_closed_idle_total``       windows closed because their entity was quiet (processing time)
+``logwarden_worker_unseen_template_lines_total``     lines of scored windows whose template the model does not know
 ``logwarden_worker_anomalies_indexed_total``         anomaly documents Elasticsearch acknowledged
 ``logwarden_worker_bulk_seconds``                    histogram of sink flush latency (failed attempts too)
 ``logwarden_worker_bulk_failures_total``             flushes that failed (Elasticsearch down or refusing)
@@ -68,6 +69,9 @@ class WorkerMetrics:
         self.windows_closed_idle = Counter("logwarden_worker_windows_closed_idle",
                                            "Windows closed because their entity was quiet (processing time).",
                                            registry=r)
+        self.unseen_template_lines = Counter(
+            "logwarden_worker_unseen_template_lines",
+            "Lines of scored windows whose template the model does not know (new code, or junk).", registry=r)
         self.anomalies_indexed = Counter("logwarden_worker_anomalies_indexed",
                                          "Anomaly documents Elasticsearch acknowledged.", registry=r)
         self.bulk_seconds = Histogram("logwarden_worker_bulk_seconds", "Sink flush latency (failed attempts too).",

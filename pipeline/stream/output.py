@@ -46,6 +46,7 @@ class AnomalyOutput:
             return 0
         docs = self.scorer.score(windows)
         self.metrics.windows_scored.inc(len(docs))
+        self.metrics.unseen_template_lines.inc(self.scorer.unseen_lines(windows))
         anomalies = 0
         for body, source in zip(docs, sources, strict=True):
             if not body["anomaly"]["is_anomaly"]:

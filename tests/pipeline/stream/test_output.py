@@ -18,6 +18,9 @@ class FixedScorer:
     def score(self, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(windows)
 
+    def unseen_lines(self, windows: list[dict[str, Any]]) -> int:
+        return 0
+
 
 def make(fake: FakeElasticsearch, max_buffer: int = 100) -> tuple[AnomalyOutput, RecordingProducer, WorkerMetrics]:
     producer = RecordingProducer()

@@ -13,6 +13,8 @@ others are not (:func:`test_the_model_flags_crash_windows_only` pins that down).
 from __future__ import annotations
 
 import json
+import random
+import string
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -458,3 +460,17 @@ def test_a_failed_interim_flush_pauses_input_like_a_failed_checkpoint(scorer: Sc
         rig.worker.step()
     assert rig.worker.output.down and rig.gauge("paused") == 1 and TP0 in rig.consumer.paused()
     assert rig.consumer.commits == []
+
+
+def test_lines_of_templates_the_model_does_not_know_are_counted_and_cost_no_state(scorer: Scorer) -> None:
+    """A burst of high-cardinality junk: every line is counted as unseen, and the worker holds no template state
+    for it (it matches only; the windows close and are gone)."""
+    rng = random.Random(5)
+    junk = [line(1040 + i * 0.01, f"u{i % 37}", "".join(rng.choice(string.ascii_lowercase) for _ in range(12)))
+            for i in range(2000)]
+    rig = Rig(scorer, (TP0,), exit_when_idle=0.0, max_poll_records=200)
+    rig.consumer.append(TP0, *TP0_LINES, *junk)
+    assert rig.worker.run() == 0
+    unseen = rig.worker.metrics.registry.get_sample_value("logwarden_worker_unseen_template_lines_total")
+    assert unseen == 2 + len(junk)  # the two "crash" lines of TP0_LINES and every junk line
+    assert rig.gauge("open_windows") == 0
