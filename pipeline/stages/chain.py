@@ -19,9 +19,9 @@ otherwise the record is *untimed* and takes the last event time seen on its stre
 (:class:`~pipeline.stages.windows.EventClock`), without moving the watermark. A timestamp is implausible, and
 counted as ``bad_timestamp``, when it lies outside what a date can hold (years 1-9999, finite) or more than
 ``max_clock_skew`` ahead of the record's arrival time (when it was read: its Kafka timestamp, or now for a
-file): a log line cannot come from the future, and one dated 2099 must not push the watermark past every
-record after it. The default skew (one day) is larger than any time-zone error (UTC+14), so a stream logged
-in local time without an offset is not rejected wholesale.
+file or a Kafka record without a timestamp): a log line cannot come from the future, and one dated 2099 must
+not push the watermark past every record after it. The default skew (one day) is larger than any time-zone
+error (UTC+14), so a stream logged in local time without an offset is not rejected wholesale.
 
 **Errors are data**: an exception raised by a stage for one record (a bug, or input no rule foresaw) does
 not stop the stream. The record comes back flagged ``stage_error`` with the reason in
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -195,8 +196,10 @@ class RecordChain:
         """False (and the record flagged ``bad_timestamp``) for a time no real log line can carry."""
         ts = record.timestamp
         assert ts is not None
-        if (math.isfinite(ts) and MIN_EVENT_TIME <= ts <= MAX_EVENT_TIME
-                and not (record.arrival > 0 and ts > record.arrival + self.max_clock_skew)):
+        # no arrival time (a Kafka record without a timestamp): the clock bounds the future instead, so the check
+        # is never off; only a time within the skew of now could be judged differently on a later replay
+        arrival = record.arrival if record.arrival > 0 else time.time()
+        if math.isfinite(ts) and MIN_EVENT_TIME <= ts <= MAX_EVENT_TIME and ts <= arrival + self.max_clock_skew:
             return True
         if "bad_timestamp" not in record.flags:
             record.flags = (*record.flags, "bad_timestamp")

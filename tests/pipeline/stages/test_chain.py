@@ -112,6 +112,17 @@ def test_skew_is_measured_against_arrival_so_old_history_with_gaps_is_fine() -> 
     assert "bad_timestamp" in step.record.flags
 
 
+def test_a_record_without_an_arrival_time_is_checked_against_the_clock() -> None:
+    """A Kafka record with no timestamp (-1, an old message format) or 0 has no arrival time: a 2099 line in it
+    must still not freeze the partition's watermark."""
+    c = chain()
+    steps = feed(c, [json_line(NOW - 10, "a"), json_line("2099-01-01T00:00:00Z", "b"), json_line(NOW - 9, "a")],
+                 arrival=0.0)
+    assert "bad_timestamp" in steps[1].record.flags
+    assert c.windower.watermark == NOW - 9 - 5
+    assert not any("bad_timestamp" in s.record.flags for s in (steps[0], steps[2]))
+
+
 def test_an_untimed_first_record_does_not_make_the_history_after_it_late() -> None:
     c = chain()
     old = utc(2008, 11, 9)
