@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablation import evaluate, windows_of
+from benchmarks.ablation import evaluate, outranking_normals, windows_of
 from benchmarks.hdfs_render import sessions_dir
 
 IN_CI = os.environ.get("CI") == "true"
@@ -29,3 +29,15 @@ def test_ablation_windows_and_variants_run_on_a_small_slice(tmp_path: Path) -> N
     assert full["train_windows"] == 412
     assert full["pr_auc"] >= 0.5 and rarity["pr_auc"] >= 0.5  # threshold-free; 412 windows is a small model
     assert full["threshold"] != rarity["threshold"] or full["pr_auc"] != rarity["pr_auc"]  # variants differ
+    assert all(top["components"].keys() == {"iforest", "rarity", "excess"} for top in full["outranking_normals"])
+
+
+def test_outranking_normals_lists_normal_blocks_above_anomalous_ones_with_their_cost() -> None:
+    labels = {"a1": 1, "a2": 1, "n1": 0, "n2": 0, "n3": 0}
+    scores = {"n1": 9.0, "a1": 5.0, "n2": 4.0, "a2": 3.0, "n3": 1.0}
+    details = {"n1": {"reason": "excess", "lines": 269}, "n2": {"reason": "iforest", "lines": 19}}
+    tops = outranking_normals(labels, scores, details)
+    assert [(t["block"], t["rank"], t["anomalies_below"]) for t in tops] == [("n1", 0, 2), ("n2", 2, 1)]
+    assert tops[0]["reason"] == "excess" and tops[0]["lines"] == 269  # n3 ranks below every anomaly: absent
+    assert outranking_normals(labels, scores, details, limit=1) == tops[:1]
+    assert outranking_normals({"n1": 0}, {"n1": 1.0}, {}) == []  # no anomalous block, nothing outranks one
