@@ -47,6 +47,9 @@ DEFAULT_INDEX_PREFIX = "logwarden"
 DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
 # Where anomaly documents go: the search cluster's product. Both take the same --es-* connection flags.
 SINKS = ("elasticsearch", "opensearch")
+# A bulk request may take --es-timeout twice (the transport retries a timeout once) plus its backoff, all between
+# two polls: the poll interval must leave room for that.
+MAX_POLL_INTERVAL_PER_ES_TIMEOUT = 3
 DEFAULT_SINK = "elasticsearch"
 
 
@@ -251,6 +254,9 @@ class WorkerOptions:
     liveness_timeout: float = 60.0
     session_timeout: float = 10.0
     es_timeout: float = 10.0
+    # kafka-python leaves the group when the loop has not polled for this long; every step between two polls
+    # (a bulk request with its one retry, a checkpoint) is bounded by es_timeout, which check() keeps below it.
+    max_poll_interval: float = 300.0
     es_compat: str = "auto"
     es_insecure_skip_verify: bool = False  # --es-insecure-skip-verify: no certificate checks (a loud warning)
     es_setup: bool = True
@@ -278,7 +284,7 @@ class WorkerOptions:
         known = {f.name for f in fields(cls)} - {"settings", "es_auth", "explicit_settings"}
         chosen: dict[str, Any] = {k: v for k, v in values.items() if k in known and v is not None}
         for name in ("exit_when_idle", "commit_interval", "idle_close", "liveness_timeout", "session_timeout",
-                     "es_timeout", "model_poll_interval", "template_catalog_interval"):
+                     "es_timeout", "max_poll_interval", "model_poll_interval", "template_catalog_interval"):
             if name in chosen:
                 chosen[name] = parse_duration(chosen[name], "--" + name.replace("_", "-"))
         topics = chosen.get("topics", ())
@@ -305,6 +311,12 @@ class WorkerOptions:
             raise LogwardenError(f"--format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}")
         if self.session_timeout < 6:
             raise LogwardenError("--session-timeout must be at least 6s (the broker's minimum)")
+        if self.max_poll_interval < MAX_POLL_INTERVAL_PER_ES_TIMEOUT * self.es_timeout:
+            raise LogwardenError(
+                f"--max-poll-interval ({format_duration(self.max_poll_interval)}) must be at least "
+                f"{MAX_POLL_INTERVAL_PER_ES_TIMEOUT} times --es-timeout ({format_duration(self.es_timeout)}): a "
+                "bulk request and its one retry run between two polls, and a member that polls later is "
+                "dropped from the group")
         return self
 
 

@@ -100,6 +100,10 @@ def _default(name: str) -> str:
               help="/healthz fails when the loop completed no poll for this long." + _default("liveness_timeout"))
 @click.option("--session-timeout", type=DURATION, help="Kafka group session timeout." + _default("session_timeout"))
 @click.option("--es-timeout", type=DURATION, help="Elasticsearch/OpenSearch request timeout." + _default("es_timeout"))
+@click.option("--max-poll-interval", type=DURATION,
+              help="Kafka max.poll.interval.ms: the group drops a member that polls less often; at least three "
+                   "times --es-timeout (a bulk request and its retry run between polls)."
+                   + _default("max_poll_interval"))
 @click.option("--es-compat", envvar="LOGWARDEN_ES_COMPAT",
               help="Elasticsearch server major (8 or 9) for the media types, or auto; not used by the OpenSearch "
                    "sink." + _default("es_compat"))

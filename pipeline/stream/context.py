@@ -68,7 +68,7 @@ def consumer_config(opts: WorkerOptions) -> dict[str, Any]:
         max_poll_records=opts.max_poll_records,
         session_timeout_ms=session_ms,
         heartbeat_interval_ms=max(1000, session_ms // 3),
-        max_poll_interval_ms=300_000,
+        max_poll_interval_ms=int(opts.max_poll_interval * 1000),
         # Incremental cooperative rebalancing (KIP-429): a joining or leaving worker moves only the
         # partitions that change owner; the others keep being consumed through the rebalance.
         partition_assignment_strategy=(CooperativeStickyAssignor,),

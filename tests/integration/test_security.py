@@ -21,8 +21,10 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
@@ -293,3 +295,63 @@ def test_worker_without_the_index_privilege_stops_with_one_clear_line(
         drop_prefix(admin, topic)
         admin.options(ignore_status=404).indices.delete(index=f"{topic}-templates")
         admin.close()
+
+
+def _worker_role(prefix: str) -> dict[str, Any]:
+    """deploy/elasticsearch/worker-role.yml's role, its index names rewritten to ``prefix`` (as the file says)."""
+    role = yaml.safe_load((REPO_ROOT / "deploy" / "elasticsearch" / "worker-role.yml").read_text())["logwarden_worker"]
+    for entry in role["indices"]:
+        entry["names"] = [name.replace("logwarden-", f"{prefix}-", 1) for name in entry["names"]]
+    return dict(role)
+
+
+def test_worker_with_an_api_key_of_the_worker_role_indexes_and_an_invalidated_key_is_one_line(
+    secure_kafka: SecureKafka, secure_es: SecureElasticsearch, secure_topics: list[str],
+) -> None:
+    """An API key the superuser made with deploy/elasticsearch/worker-role.yml's privileges (names for this
+    prefix), given as LOGWARDEN_ES_API_KEY: the worker checks its privileges, indexes exactly what `detect`
+    finds, and the key shows in nothing the run wrote. Once invalidated, the same key stops the worker
+    with one line that names the setting and not the key."""
+    want = expected()
+    topic = f"lw-secure-{uuid.uuid4().hex[:10]}"
+    group = f"{topic}-group"
+    secure_topics += [topic, f"{topic}.dlq", f"{group}.logwarden-state"]
+    sent = logwarden("replay", str(SAMPLE), "--topic", topic, "--key-regex", ENTITY_REGEX, "--partitions", "2",
+                     env=run_env(**secure_kafka.sasl_env()))
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    admin = secure_es.admin()
+    key_id = ""
+    try:
+        made = admin.security.create_api_key(name=f"{topic}-worker",
+                                             role_descriptors={"logwarden_worker": _worker_role(topic)})
+        key_id, encoded = str(made["id"]), str(made["encoded"])
+        secrets = {"encoded API key": encoded, "API key secret": str(made["api_key"])}
+        args = ("worker", "--topic", topic, "--group-id", group, "--index-prefix", topic, "--es-url", secure_es.url,
+                "--es-compat", "9", "--model-dir", str(want.model_dir), "--session-timeout", "6s",
+                "--commit-interval", "1s", "--exit-when-idle", "4s", "--log-level", "DEBUG")
+        env = run_env(**secure_kafka.sasl_env(), LOGWARDEN_ES_API_KEY=encoded, LOGWARDEN_ES_CA_CERTS=secure_es.ca_file)
+        done = logwarden(*args, env=env, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        docs = indexed(admin, topic)
+        assert set(docs) == want.ids
+        for key, doc in docs.items():
+            assert doc["anomaly"]["score"] == want.docs[key]["anomaly"]["score"]
+        admin.indices.refresh(index=f"{topic}-templates")  # written at the worker's stop: searchable after a refresh
+        catalog = admin.search(index=f"{topic}-templates", size=1000)
+        assert catalog["hits"]["hits"], "the worker wrote no template catalog"
+        outputs = {"worker output": done.stdout + done.stderr, "template catalog": json.dumps(catalog.body),
+                   "elasticsearch documents": json.dumps(list(docs.values()))}
+
+        assert admin.security.invalidate_api_key(ids=[key_id])["invalidated_api_keys"] == [key_id]
+        refused = logwarden(*args, env=env, timeout=120)
+        one_error_line(refused, "refused the credentials (401", "LOGWARDEN_ES_API_KEY")
+        outputs["refused worker output"] = refused.stdout + refused.stderr
+    finally:
+        if key_id:
+            admin.options(ignore_status=404).security.invalidate_api_key(ids=[key_id])
+        drop_prefix(admin, topic)
+        admin.options(ignore_status=404).indices.delete(index=f"{topic}-templates")
+        admin.close()
+    for what, secret in secrets.items():
+        for name, text in outputs.items():
+            assert secret not in text, f"the {what} appears in the {name}"

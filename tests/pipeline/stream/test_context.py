@@ -8,7 +8,7 @@ from pipeline.config import WorkerOptions
 from pipeline.errors import LogwardenError
 from pipeline.sinks.elasticsearch.bulk import ElasticsearchSink
 from pipeline.sinks.opensearch.bulk import OpenSearchSink
-from pipeline.stream.context import WorkerContext, make_sink
+from pipeline.stream.context import WorkerContext, consumer_config, make_sink
 from tests.fakes import FakeOpenSearch
 
 
@@ -28,6 +28,16 @@ def test_the_sink_option_picks_the_sink_and_elasticsearch_is_the_default() -> No
 def test_an_unknown_sink_is_a_user_error() -> None:
     with pytest.raises(LogwardenError, match="--sink must be one of elasticsearch, opensearch, got 'solr'"):
         WorkerOptions.from_values({"topics": "logs", "sink": "solr"}, WorkerOptions().settings)
+
+
+def test_max_poll_interval_reaches_the_consumer_and_must_leave_room_for_a_bulk_request_and_its_retry() -> None:
+    opts = WorkerOptions.from_values({"topics": "logs", "max_poll_interval": "8s", "es_timeout": "2s"},
+                                     WorkerOptions().settings)
+    assert consumer_config(opts)["max_poll_interval_ms"] == 8000
+    assert consumer_config(WorkerOptions(topics=("logs",)))["max_poll_interval_ms"] == 300_000
+    with pytest.raises(LogwardenError, match=r"--max-poll-interval \(20s\) must be at least 3 times --es-timeout "
+                                             r"\(10s\)"):
+        WorkerOptions.from_values({"topics": "logs", "max_poll_interval": "20s"}, WorkerOptions().settings)
 
 
 def _context(fake: FakeOpenSearch) -> WorkerContext:
