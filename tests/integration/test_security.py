@@ -159,6 +159,7 @@ def test_worker_replay_and_train_over_tls_and_sasl_with_the_least_privilege_role
         for key, doc in docs.items():
             assert doc["anomaly"]["score"] == want.docs[key]["anomaly"]["score"]
         outputs["elasticsearch documents"] = json.dumps(list(docs.values()))
+        admin.indices.refresh(index=f"{prefix}-templates")  # written at the worker's stop: searchable after a refresh
         catalog = admin.search(index=f"{prefix}-templates", size=1000)
         assert catalog["hits"]["hits"], "the worker wrote no template catalog"
         outputs["template catalog"] = json.dumps(catalog.body)
