@@ -35,7 +35,7 @@ Masks are Drain's own parameter string ``<*>``, so a masked position never count
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 MASK = "<*>"
@@ -90,14 +90,17 @@ _PHRASES = [(name, re.compile(rx)) for name, rx in PHRASE_RULES]
 # Cheap tests that rule a phrase out before its regex runs (masking speed matters to the workers). Each is
 # implied by its regex: a date names a month (its three-letter stem), a quantity is a digit, optional blanks
 # and the first letter of a unit.
+# Each test is one call into C (a substring test or one compiled search), not a Python loop over stems.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_STEM = re.compile("|".join(_MONTHS))
 _UNIT_START = re.compile(r"\d\s*[KMGTPEkbBmunsµhH]")
-_PREFILTER = {
+_EMPTY_PAIR = re.compile(r"\(\)|\[\]|\{\}|''|\"\"")
+_PREFILTER: dict[str, Callable[[str], object]] = {
     "url": lambda m: "://" in m,
     "email": lambda m: "@" in m,
-    "date": lambda m: any(month in m for month in _MONTHS),
-    "quantity": lambda m: _UNIT_START.search(m) is not None,
-    "empty": lambda m: any(e in m for e in ("()", "[]", "{}", "''", '""')),
+    "date": _MONTH_STEM.search,
+    "quantity": _UNIT_START.search,
+    "empty": _EMPTY_PAIR.search,
 }
 _SHAPES = [(name, re.compile(rx)) for name, rx in SHAPE_RULES]
 _TOKEN_SHAPES = {"path", "hexseq", "host"}
@@ -178,26 +181,54 @@ def collapse(tokens: Iterable[str]) -> list[str]:
     return out
 
 
+# Masked token list -> (collapsed tokens, for each the index of the one token it was made of, or -1 when joined).
+# Collapsing looks only at the masked tokens, and masked messages repeat (a log has far fewer shapes than
+# lines), so this memo spares most lines the token-by-token walk. Bounded: cleared when full.
+_COLLAPSED: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...] | None]] = {}
+_COLLAPSED_MAX = 50_000
+
+
 def _collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
     """:func:`collapse`, carrying along the raw word of each token (None for tokens that were joined)."""
+    key = tuple(tokens)
+    plan = _COLLAPSED.get(key)
+    if plan is None:
+        plan = _collapse_plan(tokens)
+        if len(_COLLAPSED) >= _COLLAPSED_MAX:
+            _COLLAPSED.clear()
+        _COLLAPSED[key] = plan
+    out, sources = plan
+    if sources is None:  # nothing joined (the common case): the raw words line up
+        return list(out), raw
+    return list(out), [None if i < 0 else raw[i] for i in sources]
+
+
+def _collapse_plan(tokens: list[str]) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+    """The collapsed tokens and where each came from (see ``_COLLAPSED``); None: nothing was joined."""
     out = collapse(tokens)
-    if len(out) == len(tokens):  # nothing joined (the common case): the raw words line up
-        return out, raw
+    if len(out) == len(tokens):
+        return tuple(out), None
     joined: list[str] = []
-    out_raw: list[str | None] = []
-    for tok, word in zip(tokens, raw, strict=True):
+    sources: list[int] = []
+    for i, tok in enumerate(tokens):
         grown = collapse([*joined[-1:], tok])
         if joined and len(grown) == 1:
             joined[-1] = grown[0]
-            out_raw[-1] = None
+            sources[-1] = -1
         else:
             joined.append(tok)
-            out_raw.append(word)
-    return joined, out_raw
+            sources.append(i)
+    return tuple(joined), tuple(sources)
 
 
 def _empty_value(m: re.Match[str]) -> str:
     return m.group(0)[0] + MASK + m.group(0)[-1]
+
+
+# (prefilter, regex, replacement) of each phrase rule, in order: the loop above does no lookups.
+_Replacement = Callable[[re.Match[str]], str] | str
+_PHRASE_STEPS: tuple[tuple[Callable[[str], object], re.Pattern[str], _Replacement], ...] = tuple(
+    (_PREFILTER.get(name, lambda m: True), rx, _empty_value if name == "empty" else MASK) for name, rx in _PHRASES)
 
 
 def scrub(message: str) -> str:
@@ -219,10 +250,9 @@ def scrub(message: str) -> str:
 def _mask_phrases(message: str) -> tuple[str, bool]:
     """The message with every phrase masked, and whether any was."""
     hit = False
-    for name, rx in _PHRASES:
-        test = _PREFILTER.get(name)
-        if test is None or test(message):
-            message, n = rx.subn(_empty_value if name == "empty" else MASK, message)
+    for test, rx, replacement in _PHRASE_STEPS:
+        if test(message):
+            message, n = rx.subn(replacement, message)
             hit = hit or n > 0
     return message, hit
 

@@ -109,6 +109,9 @@ STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
 _FROZEN_CACHE = 100_000
 _MATCH_CACHE = 100_000
+# The exact-message memo of ``match``: entries, and the longest message kept (bounds its memory to a few MB).
+_EXACT_CACHE = 20_000
+_EXACT_MAX_CHARS = 256
 
 
 def template_id(template_text: str) -> str:
@@ -182,6 +185,7 @@ class TemplateMiner:
         self._cap = max(2, self.config.max_enum_values)
         self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
         self._match_cache: dict[tuple[str, bool], int | None] = {}
+        self._exact_cache: dict[str, TemplateMatch] = {}
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -194,6 +198,8 @@ class TemplateMiner:
         joined = " ".join(tokens)
         if self._match_cache:
             self._match_cache.clear()  # learning may change what a masked message matches
+        if self._exact_cache:
+            self._exact_cache.clear()
         frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
         if frozen is not None:
             entry = (frozen, self._stats[frozen].project(tokens))
@@ -326,7 +332,24 @@ class TemplateMiner:
         """The trained template of a message, without changing any cluster.
 
         A message that fits no trained template gets ``known=False`` and the id of its own text.
+
+        The answer depends only on the message and the trained state, so a message seen before (logs repeat
+        whole messages) is answered from a memo without masking; learning drops the memo. Bounded, and only
+        short messages are kept.
         """
+        cache = self._exact_cache
+        found = cache.get(message)
+        if found is not None:
+            return _copy(found)
+        result = self._match(message)
+        if len(message) <= _EXACT_MAX_CHARS:
+            if len(cache) >= _EXACT_CACHE:
+                cache.clear()
+            cache[message] = _copy(result)
+        return result
+
+    def _match(self, message: str) -> TemplateMatch:
+        """:meth:`match` without the exact-message memo."""
         tokens, raw = mask_tokens_raw(message)
         joined = " ".join(tokens)
         cluster: LogCluster | None = None
@@ -494,4 +517,5 @@ class TemplateMiner:
         miner = cls.from_state(state)
         miner._frozen = frozenset(miner._stats)
         miner._match_cache.clear()
+        miner._exact_cache.clear()
         return miner

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pipeline.stages import masking
 from pipeline.stages.masking import collapse, is_variable, mask, mask_token, mask_tokens, mask_tokens_raw, scrub, shape
 
 
@@ -157,3 +158,37 @@ def test_lone_surrogates_are_replaced_before_masking() -> None:
     assert scrub("ok \ud800 and \udfff") == "ok \ufffd and \ufffd"
     assert scrub("caf\u00e9 \U0001f600") == "caf\u00e9 \U0001f600"  # valid text is untouched
     assert mask_tokens("bad \udc80 half") == ["bad", "\ufffd", "half"]
+
+
+def _uncached_collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
+    """The token-by-token walk the memo in ``masking._collapse_raw`` stands in for."""
+    joined: list[str] = []
+    out_raw: list[str | None] = []
+    for tok, word in zip(tokens, raw, strict=True):
+        grown = collapse([*joined[-1:], tok])
+        if joined and len(grown) == 1:
+            joined[-1] = grown[0]
+            out_raw[-1] = None
+        else:
+            joined.append(tok)
+            out_raw.append(word)
+    return joined, out_raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ALPHABET, max_size=30).map("".join), st.lists(_ALPHABET, max_size=30).map("".join))
+def test_memoised_collapse_agrees_with_the_walk(first: str, second: str) -> None:
+    # two messages that may share a masked shape: the second's raw words must come from the second
+    for text in (first, second, first):
+        words = text.split()
+        tokens = [mask_token(w) for w in words]
+        raw: list[str | None] = list(words)
+        assert masking._collapse_raw(tokens, raw) == _uncached_collapse_raw(tokens, raw)
+        assert masking._collapse_raw(tokens, raw)[0] == collapse(tokens)
+
+
+def test_memoised_collapse_returns_fresh_lists() -> None:
+    tokens, raw = ["[<*>,", "<*>]", "ok"], ["[1,", "2]", "ok"]
+    out, _ = masking._collapse_raw(tokens, list(raw))
+    out.append("changed")
+    assert masking._collapse_raw(tokens, list(raw)) == (["[<*>]", "ok"], [None, "ok"])

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.stages.masking import MASKING_VERSION
 from pipeline.stages.templates import MinerConfig, TemplateMiner, template_id
@@ -324,3 +326,21 @@ def test_the_template_cap_defaults_generous_and_rejects_nonsense() -> None:
     assert MinerConfig().max_clusters >= 10_000
     with pytest.raises(ValueError, match="max_clusters"):
         MinerConfig(max_clusters=0)
+
+
+_MESSAGE = st.lists(st.sampled_from(TRAIN + ["Failed password for", "port 7 ssh2", "from 10.0.0.9", "<*>", "cupsd",
+                                             "blk_-42", "NEW", "x" * 300]), min_size=1, max_size=3).map(" ".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_MESSAGE, min_size=1, max_size=12), st.lists(_MESSAGE, max_size=3))
+def test_the_exact_message_memo_gives_what_matching_afresh_gives(messages: list[str], learnt: list[str]) -> None:
+    miner = trained()
+    for _ in range(2):  # the second round answers from the memo; learning in between drops it
+        for message in messages + messages:
+            assert miner.match(message) == miner._match(message)
+        for line in learnt:
+            miner.learn(line)
+    found = miner.match(messages[0])
+    found.template = "changed by a caller"
+    assert miner.match(messages[0]) == miner._match(messages[0])
