@@ -47,10 +47,10 @@ DEFAULT_INDEX_PREFIX = "logwarden"
 DEFAULT_KIBANA_URL = "http://127.0.0.1:5601"
 # Where anomaly documents go: the search cluster's product. Both take the same --es-* connection flags.
 SINKS = ("elasticsearch", "opensearch")
+DEFAULT_SINK = "elasticsearch"
 # A bulk request may take --es-timeout twice (the transport retries a timeout once) plus its backoff, all between
 # two polls: the poll interval must leave room for that.
 MAX_POLL_INTERVAL_PER_ES_TIMEOUT = 3
-DEFAULT_SINK = "elasticsearch"
 
 
 def parse_duration(text: str | float | int, name: str = "duration") -> float:

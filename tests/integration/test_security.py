@@ -266,6 +266,17 @@ def test_es_setup_verifies_certificates_and_credentials(secure_es: SecureElastic
         admin.close()
 
 
+def _replayed_sample(secure_kafka: SecureKafka, secure_topics: list[str]) -> tuple[str, str]:
+    """A new topic (and its group) holding the sample, sent by `replay` over SASL_SSL; removed after the test."""
+    topic = f"lw-secure-{uuid.uuid4().hex[:10]}"
+    group = f"{topic}-group"
+    secure_topics += [topic, f"{topic}.dlq", f"{group}.logwarden-state"]
+    sent = logwarden("replay", str(SAMPLE), "--topic", topic, "--key-regex", ENTITY_REGEX, "--partitions", "2",
+                     env=run_env(**secure_kafka.sasl_env()))
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    return topic, group
+
+
 def test_worker_without_the_index_privilege_stops_with_one_clear_line(
     secure_kafka: SecureKafka, secure_es: SecureElasticsearch, secure_topics: list[str],
 ) -> None:
@@ -274,12 +285,7 @@ def test_worker_without_the_index_privilege_stops_with_one_clear_line(
     later would only pause it, as an outage does)."""
     want = expected()
     creds = client_env("elasticsearch-secure")
-    topic = f"lw-secure-{uuid.uuid4().hex[:10]}"
-    group = f"{topic}-group"
-    secure_topics += [topic, f"{topic}.dlq", f"{group}.logwarden-state"]
-    sent = logwarden("replay", str(SAMPLE), "--topic", topic, "--key-regex", ENTITY_REGEX, "--partitions", "2",
-                     env=run_env(**secure_kafka.sasl_env()))
-    assert sent.returncode == 0, sent.stderr[-2000:]
+    topic, group = _replayed_sample(secure_kafka, secure_topics)
     admin = secure_es.admin()
     try:
         done = logwarden("worker", "--topic", topic, "--group-id", group, "--index-prefix", topic, "--es-url",
@@ -314,12 +320,7 @@ def test_worker_with_an_api_key_of_the_worker_role_indexes_and_an_invalidated_ke
     finds, and the key shows in nothing the run wrote. Once invalidated, the same key stops the worker
     with one line that names the setting and not the key."""
     want = expected()
-    topic = f"lw-secure-{uuid.uuid4().hex[:10]}"
-    group = f"{topic}-group"
-    secure_topics += [topic, f"{topic}.dlq", f"{group}.logwarden-state"]
-    sent = logwarden("replay", str(SAMPLE), "--topic", topic, "--key-regex", ENTITY_REGEX, "--partitions", "2",
-                     env=run_env(**secure_kafka.sasl_env()))
-    assert sent.returncode == 0, sent.stderr[-2000:]
+    topic, group = _replayed_sample(secure_kafka, secure_topics)
     admin = secure_es.admin()
     key_id = ""
     try:
