@@ -45,7 +45,7 @@ from drain3.template_miner_config import TemplateMinerConfig
 from benchmarks.loghub import SYSTEMS, DataMissing, LoghubSample, grouping_accuracy, load_sample
 from models.artifacts import module_distribution
 from pipeline.records import TemplateMatch
-from pipeline.stages.masking import MASK, mask_token
+from pipeline.stages.masking import MASK, clear_memos
 from pipeline.stages.template_rules import RULES_OFF
 from pipeline.stages.templates import MinerConfig, TemplateMiner
 
@@ -76,7 +76,7 @@ def run_ours(sample: LoghubSample, configs: dict[str, MinerConfig], repeats: int
     results: dict[str, tuple[TemplateMiner, list[TemplateMatch], list[TemplateMatch]]] = {}
     for _ in range(repeats):
         for name, config in configs.items():
-            mask_token.cache_clear()
+            clear_memos()
             miner = TemplateMiner(config)
             start = time.perf_counter()
             handles = [miner.learn_cluster(line) for line in sample.contents]

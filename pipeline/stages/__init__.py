@@ -2,8 +2,9 @@
 
 assemble (``assembly``: container partial lines; ``multiline``: stack traces) -> decode (``decoding``, ``layouts``,
 ``jsonlog``, ``timestamps``; ``presets``, ``formats``, ``loghub_layouts`` for known shapes) -> mask and template
-(``masking``, ``templates``) -> entity (``entities``) -> window (``windows``). ``chain`` strings them together for
-one stream; ``detect`` and every partition of the worker use it, so they find the same windows.
+(``masking``, ``templates``; ``memo``: their bounded memos) -> entity (``entities``) -> window (``windows``).
+``chain`` strings them together for one stream; ``detect`` and every partition of the worker use it, so they
+find the same windows.
 
 May import: ``pipeline.records``, ``pipeline.errors``, ``pipeline.config`` and each other; nothing about
 sources, sinks, scoring or the worker.

@@ -38,6 +38,8 @@ import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
+from pipeline.stages.memo import MISSING, Memo
+
 MASK = "<*>"
 # Bump when a rule changes: templates (and so template ids) learnt with other rules no longer apply.
 MASKING_VERSION = 1
@@ -120,8 +122,12 @@ def shape(piece: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=1 << 16)
 def mask_token(token: str) -> str:
+    """:func:`_mask_token`, memoised for tokens short enough to repeat (a long one would only fill the memo)."""
+    return _mask_short_token(token) if len(token) <= _TOKEN_MEMO_CHARS else _mask_token(token)
+
+
+def _mask_token(token: str) -> str:
     """Mask the variable pieces of one whitespace-free token; delimiters are kept as they are.
 
     A token that already holds masks (a masked text masked again, or a line that prints ``<*>``) is masked
@@ -136,6 +142,18 @@ def mask_token(token: str) -> str:
     else:
         masked = _mask_pieces(token)
     return _REPEATED_MASK.sub(MASK, masked)
+
+
+# Tokens longer than this are masked without the memo: 65,536 entries of at most 128 characters stay under
+# 10 MB, where a stream of 64 KiB junk tokens would otherwise keep gigabytes.
+_TOKEN_MEMO_CHARS = 128
+_mask_short_token = lru_cache(maxsize=1 << 16)(_mask_token)
+
+
+def clear_memos() -> None:
+    """Forget every memoised token and collapse plan (a benchmark that times masking cold calls this)."""
+    _mask_short_token.cache_clear()
+    _COLLAPSED.clear()
 
 
 def _mask_pieces(token: str) -> str:
@@ -184,19 +202,16 @@ def collapse(tokens: Iterable[str]) -> list[str]:
 # Masked token list -> (collapsed tokens, for each the index of the one token it was made of, or -1 when joined).
 # Collapsing looks only at the masked tokens, and masked messages repeat (a log has far fewer shapes than
 # lines), so this memo spares most lines the token-by-token walk. Bounded: cleared when full.
-_COLLAPSED: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...] | None]] = {}
-_COLLAPSED_MAX = 50_000
+_COLLAPSED: Memo[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...] | None]] = Memo(50_000, 2_000_000)
 
 
 def _collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
     """:func:`collapse`, carrying along the raw word of each token (None for tokens that were joined)."""
     key = tuple(tokens)
     plan = _COLLAPSED.get(key)
-    if plan is None:
+    if plan is MISSING:
         plan = _collapse_plan(tokens)
-        if len(_COLLAPSED) >= _COLLAPSED_MAX:
-            _COLLAPSED.clear()
-        _COLLAPSED[key] = plan
+        _COLLAPSED.put(key, plan, sum(map(len, key)) + len(key))
     out, sources = plan
     if sources is None:  # nothing joined (the common case): the raw words line up
         return list(out), raw
@@ -259,7 +274,8 @@ def _mask_phrases(message: str) -> tuple[str, bool]:
 
 def mask_tokens(message: str) -> list[str]:
     """The masked token list of a message: phrases masked, tokens masked, variable runs collapsed."""
-    return collapse(mask_token(w) for w in _mask_phrases(scrub(message))[0].split())
+    return collapse(_mask_short_token(w) if len(w) <= _TOKEN_MEMO_CHARS else _mask_token(w)
+                    for w in _mask_phrases(scrub(message))[0].split())
 
 
 def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
@@ -273,7 +289,8 @@ def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
     masked, hit = _mask_phrases(message)
     words = masked.split()
     raw: list[str | None] = [None if MASK in w else w for w in words] if hit or MASK in message else list(words)
-    return _collapse_raw([mask_token(w) for w in words], raw)
+    short = _mask_short_token  # mask_token, inlined: this is the hot path
+    return _collapse_raw([short(w) if len(w) <= _TOKEN_MEMO_CHARS else _mask_token(w) for w in words], raw)
 
 
 def mask(message: str) -> str:

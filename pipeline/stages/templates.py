@@ -90,6 +90,7 @@ from drain3.drain import LogCluster
 from pipeline.records import TemplateMatch
 from pipeline.stages import template_tree
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
+from pipeline.stages.memo import MISSING, Memo
 from pipeline.stages.template_index import ClusterIndex
 from pipeline.stages.template_index import MaskedDrain as _MaskedDrain
 from pipeline.stages.template_rules import (
@@ -107,8 +108,9 @@ OTHER_TEMPLATE = "<other: lines beyond the template cap>"
 _OTHER = -1  # the pseudo cluster id of OTHER_TEMPLATE in handles
 STATE_FORMAT = "logwarden.templates"
 STATE_VERSION = 2
-_FROZEN_CACHE = 100_000
-_MATCH_CACHE = 100_000
+# The per-message memos of matching (see pipeline.stages.memo): entries, and characters of keys in all.
+_MEMO_ENTRIES = 100_000
+_MEMO_CHARS = 2_000_000
 # The exact-message memo of ``match``: entries, and the longest message kept (bounds its memory to a few MB).
 _EXACT_CACHE = 20_000
 _EXACT_MAX_CHARS = 256
@@ -181,10 +183,10 @@ class TemplateMiner:
         self._rest_index: template_tree.RestIndex | None = None  # built on first use
         self._frozen: frozenset[int] = frozenset()
         self._frozen_by_len: dict[int, list[int]] | None = None
-        self._frozen_cache: dict[str, int | None] = {}
+        self._frozen_cache: Memo[str, int | None] = Memo(_MEMO_ENTRIES, _MEMO_CHARS)
         self._cap = max(2, self.config.max_enum_values)
         self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
-        self._match_cache: dict[tuple[str, bool], int | None] = {}
+        self._match_cache: Memo[tuple[str, bool], int | None] = Memo(_MEMO_ENTRIES, _MEMO_CHARS)
         self._exact_cache: dict[str, TemplateMatch] = {}
 
     # ----------------------------------------------------------------------------- training
@@ -305,8 +307,9 @@ class TemplateMiner:
         """
         cache = self._frozen_cache
         key = joined + "\x00" + "\x00".join("" if w is None else w for w in raw)
-        if key in cache:
-            return cache[key]
+        found = cache.get(key)
+        if found is not MISSING:
+            return found
         if self._frozen_by_len is None:
             self._frozen_by_len = {}
             for fid in sorted(self._frozen):
@@ -322,9 +325,7 @@ class TemplateMiner:
                 continue
             if best is None or params < best_params:
                 best, best_params = cid, params
-        if len(cache) >= _FROZEN_CACHE:
-            cache.clear()
-        cache[key] = best
+        cache.put(key, best, len(key))
         return best
 
     # ---------------------------------------------------------------------------- inference
@@ -377,8 +378,8 @@ class TemplateMiner:
         is learnt (and bounded)."""
         key = (joined, exclude_frozen)
         cache = self._match_cache
-        if key in cache:
-            cid = cache[key]
+        cid = cache.get(key)
+        if cid is not MISSING:
             return None if cid is None else self._cluster(cid)
         drain = self._drain
         drain.exclude = self._frozen if exclude_frozen else frozenset()
@@ -386,9 +387,7 @@ class TemplateMiner:
             cluster = drain.match(joined, full_search_strategy="fallback")
         finally:
             drain.exclude = frozenset()
-        if len(cache) >= _MATCH_CACHE:
-            cache.clear()
-        cache[key] = None if cluster is None else cluster.cluster_id
+        cache.put(key, None if cluster is None else cluster.cluster_id, len(joined))
         return cluster
 
     def templates(self) -> dict[str, str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +346,26 @@ def test_the_exact_message_memo_gives_what_matching_afresh_gives(messages: list[
     found = miner.match(messages[0])
     found.template = "changed by a caller"
     assert miner.match(messages[0]) == miner._match(messages[0])
+
+
+def test_long_unique_lines_do_not_fill_the_memos() -> None:
+    """A stream of long unique lines (the hostile case: 64 KiB is the line cap) of words no mask applies to
+    must not be kept by the memos of masking and matching: memory stays bounded whatever the number of lines."""
+    import tracemalloc
+
+    miner = TemplateMiner()
+    for line in TRAIN:
+        miner.learn(line)
+    frozen = TemplateMiner.from_state(json.loads(json.dumps(miner.to_state())))
+    rng = random.Random(3)
+    lines = [" ".join("".join(rng.choices(string.ascii_letters, k=160)) for _ in range(100)) for _ in range(300)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for line in lines:  # 16 KiB each, 4.8 MB in all
+            assert not frozen.match(line).known
+            miner.match(line)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 2**20, f"{kept / 2**20:.1f} MiB kept after 300 lines of 16 KiB"
