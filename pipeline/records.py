@@ -13,11 +13,25 @@ ISO 8601 only at the output boundary (see :func:`iso_utc`).
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+
+def template_id(template_text: str) -> str:
+    """The stable id of a template text: ``T`` + 10 hex digits of its BLAKE2b hash (the same in every process,
+    worker and model version, which is what makes template ids meaningful across them)."""
+    return "T" + hashlib.blake2b(template_text.encode("utf-8"), digest_size=5).hexdigest()
+
+
+# A window keeps at most this many distinct templates the model does not know (see pipeline.stages.windows);
+# the lines of any further one count under this one id.
+MAX_UNSEEN_TEMPLATES = 256
+OTHER_UNSEEN_TEMPLATE = f"<other: unseen templates beyond the {MAX_UNSEEN_TEMPLATES} a window keeps>"
+OTHER_UNSEEN_ID = template_id(OTHER_UNSEEN_TEMPLATE)
 
 
 @dataclass(slots=True)

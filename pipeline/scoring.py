@@ -36,7 +36,7 @@ from typing import Any
 
 from models.artifacts import ModelBundle
 from models.explain import explain, reason_text
-from pipeline.records import Window, iso_utc
+from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc
 
 MAX_SAMPLES = 5
 
@@ -82,6 +82,11 @@ class Scorer:
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""
         return sum(sum(self.space.unseen(w.counts).values()) for w in windows)
+
+    @staticmethod
+    def folded_lines(windows: Sequence[Window]) -> int:
+        """Of those, the lines counted under a window's one "other" id (past the unseen templates it keeps)."""
+        return sum(w.counts.get(OTHER_UNSEEN_ID, 0) for w in windows)
 
     @staticmethod
     def _window_fields(window: Window) -> dict[str, Any]:

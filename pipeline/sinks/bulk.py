@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, ClassVar
 
 from pipeline.config import DEFAULT_INDEX_PREFIX
@@ -177,15 +178,17 @@ class BulkSink:
         return [{"_op_type": op_type, "_index": index, "_id": doc_id, "_source": document.body}
                 for doc_id, (index, document) in entries]
 
-    def flush(self, timeout: float | None = None) -> FlushResult:
-        """Index everything buffered; see the module docstring for what raises and what is returned.
+    def flush(self, timeout: float | None = None, limit: int | None = None) -> FlushResult:
+        """Index everything buffered (with ``limit``: the first ``limit`` documents, e.g. one chunk, so that a
+        caller can watch the time between chunks); see the module docstring for what raises and is returned.
 
         ``timeout``: a bound for this flush instead of the retry budget (each request gets at most that long
         and nothing is retried), for callers that must answer in time (a rebalance).
         """
         started = time.perf_counter()
         if self._buffer:
-            self._bulk(list(self._buffer.items()), timeout)
+            entries = list(self._buffer.items()) if limit is None else list(islice(self._buffer.items(), limit))
+            self._bulk(entries, timeout)
         result, self._carry = self._carry, FlushResult()
         result.seconds = time.perf_counter() - started
         if self.on_bulk is not None:

@@ -81,13 +81,12 @@ which can instantiate arbitrary types on load, so we never use it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from drain3.drain import LogCluster
 
-from pipeline.records import TemplateMatch
+from pipeline.records import TemplateMatch, template_id
 from pipeline.stages import template_tree
 from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
 from pipeline.stages.memo import MISSING, Memo
@@ -114,11 +113,6 @@ _MEMO_CHARS = 2_000_000
 # The exact-message memo of ``match``: entries, and the longest message kept (bounds its memory to a few MB).
 _EXACT_CACHE = 20_000
 _EXACT_MAX_CHARS = 256
-
-
-def template_id(template_text: str) -> str:
-    """The stable id of a template text: ``T`` + 10 hex digits of its BLAKE2b hash."""
-    return "T" + hashlib.blake2b(template_text.encode("utf-8"), digest_size=5).hexdigest()
 
 
 @dataclass(slots=True)

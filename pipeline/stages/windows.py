@@ -23,6 +23,14 @@ A record whose window has already closed (its event time is behind the watermark
 counted in ``stats.late_records`` and put into a window flagged ``late=True``, which closes the next time
 the watermark moves. Nothing is dropped: every record added is in exactly one emitted window
 (``flush()`` emits whatever is still open at end of input), which the property tests check.
+
+**Bounded per window.** A window keeps the text and first line of every template it holds, so that explanations
+can quote them. Templates the model knows are bounded by its vocabulary, but a stream of high-cardinality junk
+(a never-seen template on every line: random tokens, a dump of binary data) would make one window hold every
+line. So a window keeps at most :data:`MAX_UNSEEN_TEMPLATES` distinct unseen templates; the lines of any further
+one count under the single id :data:`OTHER_UNSEEN_ID`, itself an unseen template. The window's line count and
+unseen-line count stay exact; only its number of distinct unseen templates stops at the cap plus one, far beyond
+anything a training window holds, so such a window scores as what it is: unlike normal.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ from array import array
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from pipeline.records import TemplateMatch, Window
+from pipeline.records import MAX_UNSEEN_TEMPLATES, OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE, TemplateMatch, Window
+
+__all__ = ["MAX_UNSEEN_TEMPLATES", "OTHER_UNSEEN_ID", "OTHER_UNSEEN_TEMPLATE", "EventClock", "Windower",
+           "make_windower"]
 
 EntityKey = tuple[str, str]
 
@@ -214,9 +225,12 @@ class Windower:
             window.start = min(window.start, ts)
             window.end = max(window.end, ts)
         tid = match.template_id
+        template = match.template
+        if not match.known and tid not in window.templates and len(window.unknown) >= MAX_UNSEEN_TEMPLATES:
+            tid, template = OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE
         window.counts[tid] += 1
         if tid not in window.templates:
-            window.templates[tid] = match.template
+            window.templates[tid] = template
             if not match.known:
                 window.unknown.add(tid)
             if self.max_samples is None or len(window.samples) < self.max_samples:

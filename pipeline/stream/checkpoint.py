@@ -4,7 +4,9 @@
 
 1. **flush the sink**: every closed anomalous window is indexed in Elasticsearch, or handed back as rejected
    (:meth:`pipeline.stream.output.AnomalyOutput.flush`). If Elasticsearch is down the checkpoint stops here:
-   nothing is committed, the worker pauses its partitions and retries on the backoff schedule;
+   nothing is committed, the worker pauses its partitions and retries on the backoff schedule. A flush has a
+   time budget (``--es-timeout``): a backlog it could not write in time also ends the checkpoint without a
+   commit, and the next one, after a poll, goes on with it;
 2. **flush dead letters**: the producer has every dead letter acknowledged with ``acks=all``, including the
    documents rejected in step 1 (:meth:`pipeline.stream.dead_letters.DeadLetters.flush`); a dead letter that
    cannot be written raises :class:`~pipeline.stream.dead_letters.DeadLetterError` and stops the worker;

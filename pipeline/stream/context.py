@@ -99,12 +99,14 @@ class WorkerContext:
         self.producer = make_producer(options.bootstrap_servers, max_request_size=max(1 << 20, line_cap + 65536))
         self.dead_letters = DeadLetters(self.producer, options.dlq_topic,
                                         on_sent=lambda reason: self.metrics.dead_letters.labels(reason).inc())
-        self.output = AnomalyOutput(self.scorer, self.sink, self.dead_letters, self.metrics)
+        self.output = AnomalyOutput(self.scorer, self.sink, self.dead_letters, self.metrics,
+                                    flush_budget=options.es_timeout)
         # Templates seen, for <prefix>-templates: recorded as records are tagged, written from a thread.
         self.catalog: TemplateCatalog | None = None
         self.catalog_flusher: CatalogFlusher | None = None
         if options.template_catalog_interval > 0 and isinstance(self.sink, ElasticsearchSink):
-            self.catalog = TemplateCatalog(self.sink.client, options.index_prefix, bundle.version)
+            self.catalog = TemplateCatalog(self.sink.client, options.index_prefix, bundle.version,
+                                           on_dropped=self.metrics.template_catalog_dropped.inc)
             self.tag = self.catalog.observing(self.tag)
         elif options.template_catalog_interval > 0:
             log.info("the template catalog is written to Elasticsearch only; not with --sink %s", options.sink)

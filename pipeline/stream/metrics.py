@@ -12,6 +12,10 @@
 ``logwarden_worker_windows_scored_total``            windows closed and scored
 ``logwarden_worker_windows_closed_idle_total``       windows closed because their entity was quiet (processing time)
 ``logwarden_worker_unseen_template_lines_total``     lines of scored windows whose template the model does not know
+``logwarden_worker_unseen_templates_folded_total``   of those, lines counted under a window's one "other" id
+                                                     (past the distinct unseen templates a window keeps)
+``logwarden_worker_template_catalog_dropped_total``  lines of unknown templates the template catalog left out
+                                                     (its pending set was full: high-cardinality junk)
 ``logwarden_worker_anomalies_indexed_total``         anomaly documents Elasticsearch acknowledged
 ``logwarden_worker_bulk_seconds``                    histogram of sink flush latency (failed attempts too)
 ``logwarden_worker_bulk_failures_total``             flushes that failed (Elasticsearch down or refusing)
@@ -72,6 +76,13 @@ class WorkerMetrics:
         self.unseen_template_lines = Counter(
             "logwarden_worker_unseen_template_lines",
             "Lines of scored windows whose template the model does not know (new code, or junk).", registry=r)
+        self.unseen_templates_folded = Counter(
+            "logwarden_worker_unseen_templates_folded",
+            "Unseen-template lines counted under a window's one 'other' id (past the distinct unseen templates "
+            "a window keeps).", registry=r)
+        self.template_catalog_dropped = Counter(
+            "logwarden_worker_template_catalog_dropped",
+            "Lines of unknown templates the template catalog left out (its pending set was full).", registry=r)
         self.anomalies_indexed = Counter("logwarden_worker_anomalies_indexed",
                                          "Anomaly documents Elasticsearch acknowledged.", registry=r)
         self.bulk_seconds = Histogram("logwarden_worker_bulk_seconds", "Sink flush latency (failed attempts too).",
@@ -119,7 +130,9 @@ class WorkerMetrics:
                  "windows_scored": self.windows_scored, "anomalies_indexed": self.anomalies_indexed,
                  "dead_letters": self.dead_letters, "decode_errors": self.decode_errors, "commits": self.commits,
                  "multiline_records": self.multiline_records, "state_topic_writes": self.state_topic_writes,
-                 "partitions_lost": self.partitions_lost}
+                 "partitions_lost": self.partitions_lost, "unseen_template_lines": self.unseen_template_lines,
+                 "unseen_templates_folded": self.unseen_templates_folded,
+                 "template_catalog_dropped": self.template_catalog_dropped}
         totals: dict[str, float] = {}
         for name, metric in names.items():
             totals[name] = sum(s.value for family in metric.collect() for s in family.samples

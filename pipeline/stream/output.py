@@ -7,7 +7,15 @@ and calls :meth:`retry_due` / :meth:`flush` again on the :class:`~pipeline.strea
 (1 s doubling up to 15 s). Each anomaly travels as a :class:`~pipeline.records.Document` with its ``_id`` and
 the partition and offset it was read from, so a rejected one is dead-lettered with its source.
 Documents are never dropped: the sink keeps what it could not index, and documents scored while its
-buffer is full wait in a small overflow list (bounded: the partitions are paused by then).
+buffer is full wait in a small overflow list.
+
+**A flush has a time budget** (``flush_budget``, the worker's ``--es-timeout``; a revocation's timeout when one
+is given): it writes one chunk after another and starts no new chunk once the budget is spent, returning
+not-drained without being :attr:`down`. Each step between two polls must stay under ``max.poll.interval.ms``,
+and an Elasticsearch that answers every chunk just inside the request timeout would otherwise hold the loop
+for the whole backlog (20 chunks of 500 times the timeout). The loop polls and calls again; the backlog cannot
+grow meanwhile, since one poll's records close fewer windows than one chunk holds. A chunk indexed after an
+outage ends the outage at once, so input resumes while the backlog drains.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pipeline.records import Document, Source, Window
 from pipeline.scoring import Scorer, document_id
@@ -29,8 +37,12 @@ log = logging.getLogger(__name__)
 
 class AnomalyOutput:
     def __init__(self, scorer: Scorer, sink: BulkSink, dead_letters: DeadLetters, metrics: WorkerMetrics,
-                 flush_at: int = 1000, max_backoff: float = 15.0) -> None:
+                 flush_at: int = 1000, max_backoff: float = 15.0, flush_budget: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``flush_budget``: seconds after which a flush starts no new chunk (None: until drained)."""
         self.scorer = scorer
+        self.flush_budget = flush_budget
+        self.clock = clock
         self.sink = sink
         self.dead_letters = dead_letters
         self.metrics = metrics
@@ -47,6 +59,7 @@ class AnomalyOutput:
         docs = self.scorer.score(windows)
         self.metrics.windows_scored.inc(len(docs))
         self.metrics.unseen_template_lines.inc(self.scorer.unseen_lines(windows))
+        self.metrics.unseen_templates_folded.inc(self.scorer.folded_lines(windows))
         anomalies = 0
         for body, source in zip(docs, sources, strict=True):
             if not body["anomaly"]["is_anomaly"]:
@@ -74,23 +87,30 @@ class AnomalyOutput:
         return self.backoff.due()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Index everything pending; True when done, False (and :attr:`down`) when Elasticsearch failed.
+        """Index what is pending; True when everything is indexed or dead-lettered as rejected.
 
-        ``timeout`` bounds each bulk request and turns off retries (a rebalance cannot wait for backoffs).
+        False when Elasticsearch failed (:attr:`down` is set), or when the time budget ran out first (not
+        down: call again after a poll). ``timeout`` bounds each bulk request, turns off retries (a rebalance
+        cannot wait for backoffs) and is the budget of the whole flush too.
         """
+        budget = timeout if timeout is not None else self.flush_budget
+        began = self.clock()
         while True:
             if self.sink.pending == 0 and not self._overflow:
                 self._recovered()
                 return True
+            if budget is not None and self.clock() - began >= budget:
+                return False
             started = time.perf_counter()
             try:
-                result = self.sink.flush(timeout)
+                result = self.sink.flush(timeout, limit=self.sink.chunk_size)
             except SinkError as exc:
                 self.metrics.bulk_seconds.observe(time.perf_counter() - started)
                 self.metrics.bulk_failures.inc()
                 self._failed(exc)
                 return False
             self.metrics.bulk_seconds.observe(time.perf_counter() - started)
+            self._recovered()
             self.metrics.anomalies_indexed.inc(result.indexed)
             for document, reason in result.rejected:
                 self.dead_letters.send_document(document, reason)

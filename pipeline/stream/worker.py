@@ -110,7 +110,7 @@ class Worker:
                     code = 0 if self.finish() else 1
                     break
             else:
-                code = 0 if self.commit() else 1
+                code = 0 if self._commit_drained() else 1
                 if code:
                     log.error("stopped without committing the latest offsets (%d anomalies not indexed: %s); "
                               "they are read again on restart", self.output.pending, self.output.last_error)
@@ -163,7 +163,7 @@ class Worker:
             self._update_lag()
         elif self.output.sink.pending and now >= self._next_flush:
             self._next_flush = now + self.opts.flush_interval
-            if not self.output.flush():
+            if not self.output.flush() and self.output.down:
                 self._pause_all()  # down: the retry and the resume go through commit(), as above
 
     def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
@@ -258,13 +258,23 @@ class Worker:
         self.score_queued()
         self.metrics.open_windows.set(0)
         while True:
-            ok = self.commit()
+            ok = self._commit_drained()
             if not self.output.down:
                 return ok
             if self.stopping:
                 return False
             while not self.output.retry_due() and not self.stopping:
                 self.consumer.poll(timeout_ms=200)
+
+    def _commit_drained(self) -> bool:
+        """Checkpoints until the sink holds nothing (at exit). Each checkpoint's flush has a time budget, so a
+        large backlog takes several, with a poll between them that keeps the member in its group (records it
+        fetches are not processed: nothing is committed past them, they are read again)."""
+        ok = self.commit()
+        while not ok and not self.fatal and not self.output.down and self.output.pending:
+            self.consumer.poll(timeout_ms=0)
+            ok = self.commit()
+        return ok
 
     # ------------------------------------------------------------------------------------ rebalances
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:

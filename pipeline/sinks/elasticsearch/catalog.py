@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ from pipeline.records import TemplateMatch
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+MAX_PENDING = 10_000
+MAX_PENDING_CHARS = 4_000_000
 MAX_RETRIES = 10
 KEYWORD = {"type": "keyword", "ignore_above": 1024}
 CATALOG_MAPPINGS: dict[str, Any] = {
@@ -85,6 +87,7 @@ class Seen:
     first: float | None = None
     last: float | None = None
     known: bool | None = None
+    charged: int = field(default=0, compare=False)  # characters counted against the unknown-template budget
 
     def add(self, other: Seen) -> None:
         self.count += other.count
@@ -124,12 +127,20 @@ class TemplateCatalog:
     """Observations of one process, upserted into ``<prefix>-templates`` by :meth:`flush`."""
 
     def __init__(self, client: Elasticsearch, prefix: str, model_version: str | None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, max_pending: int = MAX_PENDING,
+                 max_pending_chars: int = MAX_PENDING_CHARS, on_dropped: Callable[[], object] | None = None) -> None:
+        """``on_dropped`` is called for each line not recorded because the pending set is full (a metric)."""
         self.client = client
         self.index = catalog_index(prefix)
         self.model_version = model_version
         self.clock = clock
+        self.max_pending = max_pending
+        self.max_pending_chars = max_pending_chars
+        self.dropped = 0  # lines of unknown templates not recorded because the pending set was full
+        self.on_dropped = on_dropped
         self._pending: dict[str, Seen] = {}
+        self._unknown_pending = 0  # entries and characters of unknown templates in _pending
+        self._unknown_chars = 0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------- observing
@@ -138,7 +149,17 @@ class TemplateCatalog:
         with self._lock:
             seen = self._pending.get(match.template_id)
             if seen is None:
-                self._pending[match.template_id] = Seen(match.template, 1, now, now, match.known)
+                if not match.known:
+                    size = max(len(match.template), 1)
+                    if (self._unknown_pending >= self.max_pending
+                            or self._unknown_chars + size > self.max_pending_chars):
+                        self.dropped += 1
+                        if self.on_dropped is not None:
+                            self.on_dropped()
+                        return
+                    self._charge(size)
+                self._pending[match.template_id] = Seen(match.template, 1, now, now, match.known,
+                                                        charged=0 if match.known else size)
             else:
                 seen.count += 1
                 seen.last = now
@@ -162,8 +183,8 @@ class TemplateCatalog:
     def flush(self, max_batch: int = MAX_BATCH) -> int:
         """Upsert up to ``max_batch`` pending templates; how many were written. What was not stays pending."""
         with self._lock:
-            ids = list(self._pending)[:max_batch]
-            batch = {tid: self._pending.pop(tid) for tid in ids}
+            ids = sorted(self._pending, key=lambda tid: -self._pending[tid].count)[:max_batch]
+            batch = {tid: self._take(tid) for tid in ids}
         if not batch:
             return 0
         unwritten = dict(batch)
@@ -173,11 +194,28 @@ class TemplateCatalog:
             self._requeue(unwritten)
         return len(batch) - len(unwritten)
 
+    def _charge(self, size: int, sign: int = 1) -> None:
+        self._unknown_pending += sign
+        self._unknown_chars += sign * size
+
+    def _take(self, tid: str) -> Seen:
+        """Remove a pending entry and give back its place in the budget (its ``charged`` stays on it)."""
+        seen = self._pending.pop(tid)
+        if seen.charged:
+            self._charge(seen.charged, -1)
+        return seen
+
     def _requeue(self, unwritten: Mapping[str, Seen]) -> None:
+        """Put back what a flush did not write (merged with what came meanwhile); bounds are not applied to
+        it: it was admitted once, and dropping it now would lose lines already counted."""
         with self._lock:
             for tid, seen in unwritten.items():
                 if tid in self._pending:
-                    seen.add(self._pending[tid])
+                    newer = self._take(tid)
+                    seen.add(newer)
+                    seen.charged = seen.charged or newer.charged
+                if seen.charged:
+                    self._charge(seen.charged)
                 self._pending[tid] = seen
 
     def upsert(self, batch: Mapping[str, Seen], version: str | None) -> dict[str, Seen]:

@@ -141,3 +141,31 @@ def test_quiet_windows_close_after_idle_processing_time_and_nothing_is_lost() ->
     rest = windower.flush()
     assert sorted((w.entity_id, w.count) for w in rest) == [("a", 2), ("b", 1)]
     assert windower.close_idle(now=1e9, idle=1.0) == []
+
+
+def test_a_window_keeps_at_most_max_unseen_templates_and_folds_the_rest_into_one_other() -> None:
+    """A stream of high-cardinality junk (every line a template the model never saw) costs bounded state per
+    window: its templates' texts and sample lines stop at the cap; the rest is counted under one id."""
+    from pipeline.stages.windows import MAX_UNSEEN_TEMPLATES, OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE
+
+    w = Windower("session", gap=10, max_length=10_000)
+    known = TemplateMatch("Tk", "known <*>")
+    n = MAX_UNSEEN_TEMPLATES * 4
+    for i in range(n):
+        w.add(("b", "1"), 0, TemplateMatch(f"Tjunk{i}", f"junk {i} " + "x" * 100, known=False), f"line {i}")
+        w.add(("b", "1"), 0, known, "a known line")
+    (window,) = w.flush()
+    assert window.count == 2 * n  # nothing lost
+    assert window.counts["Tk"] == n  # known templates are never folded
+    assert len(window.unknown) == MAX_UNSEEN_TEMPLATES + 1
+    assert window.counts[OTHER_UNSEEN_ID] == n - MAX_UNSEEN_TEMPLATES
+    assert window.templates[OTHER_UNSEEN_ID] == OTHER_UNSEEN_TEMPLATE
+    assert len(window.templates) == len(window.samples) == MAX_UNSEEN_TEMPLATES + 2
+    assert sum(window.counts[t] for t in window.unknown) == n  # every unseen line still counts as unseen
+    # A template already in the window keeps counting under its own id after the cap is reached.
+    w.add(("b", "2"), 0, TemplateMatch("Tjunk0", "junk 0", known=False), "again")
+    for i in range(1, MAX_UNSEEN_TEMPLATES + 5):
+        w.add(("b", "2"), 0, TemplateMatch(f"Tjunk{i}", f"junk {i}", known=False), "x")
+    w.add(("b", "2"), 0, TemplateMatch("Tjunk0", "junk 0", known=False), "again")
+    (second,) = w.flush()
+    assert second.counts["Tjunk0"] == 2 and second.counts[OTHER_UNSEEN_ID] == 5

@@ -21,6 +21,9 @@ class FixedScorer:
     def unseen_lines(self, windows: list[dict[str, Any]]) -> int:
         return 0
 
+    def folded_lines(self, windows: list[dict[str, Any]]) -> int:
+        return 0
+
 
 def make(fake: FakeElasticsearch, max_buffer: int = 100) -> tuple[AnomalyOutput, RecordingProducer, WorkerMetrics]:
     producer = RecordingProducer()
@@ -84,3 +87,59 @@ def test_a_full_buffer_overflows_and_is_drained_by_flush() -> None:
     assert output.pending == 5 and output.wants_flush
     assert output.flush() is True
     assert len(fake.all_docs()) == 5 and output.pending == 0
+
+
+def test_a_flush_between_two_polls_stops_when_its_time_budget_is_spent() -> None:
+    """Elasticsearch answering every chunk just inside the request timeout must not hold the loop for a whole
+    backlog (20 chunks x the timeout > max.poll.interval.ms): a flush writes chunks until ``flush_budget``
+    seconds have passed, then returns not-drained (not down), and the next call goes on where it stopped."""
+    fake = FakeElasticsearch()
+    now = [0.0]
+    metrics = WorkerMetrics()
+    sink = ElasticsearchSink(fake.client(), "lw", max_buffer=10_000, chunk_size=10, max_retries=0,
+                             initial_backoff=0.0)
+    real_flush = sink.flush
+
+    def slow_flush(timeout: float | None = None, limit: int | None = None) -> Any:
+        now[0] += 9.0  # each bulk request answers after 9 s, inside a 10 s request timeout
+        return real_flush(timeout, limit)
+
+    sink.flush = slow_flush  # type: ignore[method-assign]
+    output = AnomalyOutput(FixedScorer(), sink, DeadLetters(RecordingProducer()), metrics,  # type: ignore[arg-type]
+                           flush_budget=10.0, clock=lambda: now[0])
+    docs = [anomaly_doc(f"blk_{n}") for n in range(100)]
+    output.score(docs, [("t", 0, n) for n in range(100)])  # type: ignore[arg-type]
+    assert output.flush() is False
+    assert not output.down and now[0] == 18.0  # two chunks: the second started inside the budget
+    assert output.pending == 80 and len(fake.all_docs()) == 20
+    calls = 1  # flushes that returned False; five flushes of two chunks in all
+    while not output.flush():
+        calls += 1
+        assert not output.down
+    assert calls == 4 and output.pending == 0 and len(fake.all_docs()) == 100
+    # A revocation's timeout is also the whole flush's budget.
+    output.score([anomaly_doc(f"blk_r{n}") for n in range(30)], [("t", 0, n) for n in range(30)])  # type: ignore[arg-type]
+    now[0] = 0.0
+    assert output.flush(timeout=5.0) is False and now[0] == 9.0 and output.pending == 20
+
+
+def test_a_chunk_indexed_after_an_outage_ends_the_outage_even_before_the_backlog_is_drained() -> None:
+    fake = FakeElasticsearch()
+    now = [0.0]
+    sink = ElasticsearchSink(fake.client(), "lw", max_buffer=10_000, chunk_size=10, max_retries=0,
+                             initial_backoff=0.0)
+    output = AnomalyOutput(FixedScorer(), sink, DeadLetters(RecordingProducer()), WorkerMetrics(),  # type: ignore[arg-type]
+                           flush_budget=1.0, clock=lambda: now[0])
+    output.score([anomaly_doc(f"blk_{n}") for n in range(50)], [("t", 0, n) for n in range(50)])  # type: ignore[arg-type]
+    fake.down = True
+    assert output.flush() is False and output.down
+    fake.down = False
+    real_flush = sink.flush
+
+    def slow_flush(timeout: float | None = None, limit: int | None = None) -> Any:
+        now[0] += 2.0
+        return real_flush(timeout, limit)
+
+    sink.flush = slow_flush  # type: ignore[method-assign]
+    assert output.flush() is False
+    assert not output.down and output.pending == 40  # back: input resumes while the backlog drains

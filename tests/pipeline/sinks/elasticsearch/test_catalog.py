@@ -57,3 +57,59 @@ def test_a_failed_flush_keeps_its_observations_merged_with_newer_ones() -> None:
     catalog.observe(TemplateMatch("T0", "t0"))
     assert catalog.pending == 7 and catalog._pending["T0"].count == 2
     assert [m for m, path in fake.requests if path.endswith("_mget")] == ["POST"]  # one bounded batch was tried
+
+
+def test_pending_observations_are_bounded_and_what_is_left_out_is_counted() -> None:
+    """A stream of high-cardinality junk (a new template id per line) must not grow the catalog's memory: ids the
+    model does not know wait for a flush only while there is room; the others are counted as dropped. Known
+    templates are always kept (the model's vocabulary bounds them) and the most-seen are written first."""
+    catalog = TemplateCatalog(FakeElasticsearch().client(), "lw", "v1", clock=lambda: T0, max_pending=100,
+                              max_pending_chars=10_000)
+    for n in range(1_000):
+        catalog.observe(TemplateMatch(f"Tj{n}", f"junk {n} " + "x" * 20, known=False))
+    assert catalog.pending <= 100
+    assert catalog.dropped == 1_000 - catalog.pending
+    big = TemplateCatalog(FakeElasticsearch().client(), "lw", "v1", clock=lambda: T0, max_pending=100,
+                          max_pending_chars=10_000)
+    for n in range(50):
+        big.observe(TemplateMatch(f"Tb{n}", "y" * 1_000, known=False))
+    assert big.pending <= 10 and big.dropped == 50 - big.pending  # the character budget holds too
+    for n in range(300):
+        catalog.observe(TemplateMatch(f"Tk{n}", f"known {n}"))
+    assert all(f"Tk{n}" in catalog._pending for n in range(300))
+    catalog.observe(TemplateMatch("Tj0", "junk 0", known=False))  # already pending: still counted
+    assert catalog._pending["Tj0"].count == 2
+
+
+def test_a_flush_writes_the_most_seen_templates_first_and_frees_their_room() -> None:
+    catalog = TemplateCatalog(FakeElasticsearch().client(), "lw", "v1", clock=lambda: T0, max_pending=10)
+    written: list[set[str]] = []
+
+    def upsert(batch: dict[str, Seen], version: str | None) -> dict[str, Seen]:
+        written.append(set(batch))
+        return {}
+
+    catalog.upsert = upsert  # type: ignore[method-assign]
+    for n in range(10):
+        for _ in range(n + 1):
+            catalog.observe(TemplateMatch(f"T{n}", f"t{n}", known=False))
+    assert catalog.flush(max_batch=3) == 3
+    assert written == [{"T9", "T8", "T7"}]
+    assert set(catalog._pending) == {f"T{n}" for n in range(7)}
+    for n in range(10, 20):
+        catalog.observe(TemplateMatch(f"T{n}", f"t{n}", known=False))
+    assert catalog.pending == 10 and catalog.dropped == 7  # the three freed places were taken again
+
+
+def test_a_template_that_becomes_known_keeps_the_accounting_exact() -> None:
+    """A model reload can make a pending unknown id known: its place must still be given back when written."""
+    catalog = TemplateCatalog(FakeElasticsearch().client(), "lw", "v1", clock=lambda: T0, max_pending=2)
+    catalog.upsert = lambda batch, version: {}  # type: ignore[method-assign]
+    for _ in range(3):
+        catalog.observe(TemplateMatch("Ta", "a", known=False))
+        catalog.observe(TemplateMatch("Ta", "a", known=True))
+        catalog.observe(TemplateMatch("Tb", "b", known=False))
+        catalog.flush()
+    catalog.observe(TemplateMatch("Tc", "c", known=False))
+    catalog.observe(TemplateMatch("Td", "d", known=False))
+    assert catalog.pending == 2 and catalog.dropped == 0
