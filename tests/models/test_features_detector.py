@@ -237,3 +237,59 @@ def test_auto_does_not_take_a_long_tail_of_normal_templates_for_contamination() 
     X = space.transform(test)
     assert np.array_equal(det.predict(X), clean.predict(X))
     assert det.predict(X).mean() <= 0.02  # not the sixth of them that hold a rare template
+
+
+class _SklearnPaths:
+    """The forest's own ``score_samples``: what WindowDetector called before models.forest_paths."""
+
+    def __init__(self, forest: object) -> None:
+        self.forest = forest
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.forest.score_samples(X))  # type: ignore[attr-defined]
+
+
+def test_scores_equal_the_sklearn_forest_row_by_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches repeat rows (each distinct row is scored once) and the forest is walked by ForestPaths: every
+    # p-value must be what scoring each row alone through scikit-learn gives, bit for bit.
+    train = hdfs_like(1500)
+    space, det = fitted(train)
+    probe = train[:400] + [{"recv": 3, "alloc": 1, "NEW": 2}, {"recv": 90, "alloc": 1}, {}, {"ERR": 4}] * 3
+    X = space.transform(probe)
+    batch = det.pvalues(X)
+    monkeypatch.setattr(det, "_paths", lambda: _SklearnPaths(det.forest_))
+    for i in range(len(X)):
+        alone = det._pvalues(X[i:i + 1])
+        assert all(batch[name][i] == alone[name][0] for name in alone), i
+    monkeypatch.undo()
+    monkeypatch.setattr("models.detector.CHUNK_ROWS", 7)  # the distinct rows scored in several chunks
+    chunked = det.pvalues(X)
+    assert all(np.array_equal(chunked[name], batch[name]) for name in batch)
+
+
+def test_fit_is_the_same_as_with_the_sklearn_forest(monkeypatch: pytest.MonkeyPatch) -> None:
+    train = hdfs_like(800, seed=3)
+    _, fast = fitted(train)
+    monkeypatch.setattr(WindowDetector, "_paths", lambda self: _SklearnPaths(self.forest_))
+    _, reference = fitted(train)
+    assert fast.fitted_state() == reference.fitted_state()
+    assert np.array_equal(fast.train_scores_, reference.train_scores_)
+
+
+def test_flattened_trees_are_derived_not_saved() -> None:
+    import pickle  # noqa: PLC0415
+
+    train = normal_windows(300)
+    space, det = fitted(train)
+    X = space.transform(train[:50])
+    before = det.score(X)
+    assert "_paths_cache" in det.__dict__
+    again = pickle.loads(pickle.dumps(det))
+    assert "_paths_cache" not in again.__dict__ and "_paths_cache" not in det.__getstate__()
+    assert np.array_equal(again.score(X), before)
+    restored = WindowDetector.restore(det.get_params(), json.loads(json.dumps(det.fitted_state())), det.forest_)
+    assert "_paths_cache" not in restored.__dict__
+    assert np.array_equal(restored.score(X), before)
+    other = fitted(train, random_state=5)[1]
+    restored.forest_ = other.forest_  # a new forest gets its own flattened trees
+    assert restored._paths().forest is other.forest_
