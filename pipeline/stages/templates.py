@@ -146,10 +146,7 @@ class _Final:
         return " ".join(filled)
 
     def fits(self, raw: list[str | None]) -> bool:
-        for p, word in self.fixed.items():  # a loop, not all(...): no generator per line on the hot path
-            if raw[p] != word:
-                return False
-        return True
+        return all(raw[p] == word for p, word in self.fixed.items())
 
 
 def _copy(match: TemplateMatch) -> TemplateMatch:
