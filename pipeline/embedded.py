@@ -172,7 +172,7 @@ def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats,
     for raw in lines:
         step = chain.add(raw)
         stats.lines += 1
-        if step.record.timestamp is None and not NOT_WINDOWED.intersection(step.record.flags):
+        if step.record.timestamp is None and NOT_WINDOWED.isdisjoint(step.record.flags):
             stats.untimed += 1
         if stats.lines == UNTIMED_CHECK_LINES:
             check_timed(stats, settings, chain.decoder)

@@ -87,7 +87,7 @@ class Step:
     @property
     def no_entity(self) -> bool:
         """Decoded and windowable, but no entity rule matched (counted, not windowed)."""
-        return not self.windowed and not NOT_WINDOWED.intersection(self.record.flags)
+        return not self.windowed and NOT_WINDOWED.isdisjoint(self.record.flags)
 
 
 def make_decoder(settings: PipelineSettings, json_mode: str = "auto") -> Decoder:
@@ -151,7 +151,7 @@ class RecordChain:
     def _add(self, raw: RawLine, now: float | None) -> Step:
         record = self.decoder.decode(raw)
         step = Step(record)
-        if NOT_WINDOWED.intersection(record.flags):
+        if record.flags and not NOT_WINDOWED.isdisjoint(record.flags):
             return step
         replay = self.replay
         offset = raw.offset

@@ -33,15 +33,24 @@ class EntityExtractor:
         group_names = list(self._pattern.groupindex) if self._pattern else []
         self._group = group_names[0] if group_names else None
         self._regex_field = self._group or "message"
+        # findall returns the whole match when the regex has no group and the group's value when it has one (the
+        # named one): one call into C per record instead of a Python loop over match objects
+        pattern = self._pattern
+        self._findall = pattern.findall if pattern is not None and (
+            pattern.groups == 0 or (pattern.groups == 1 and self._group is not None)) else None
 
     def entities(self, record: LogRecord) -> list[tuple[str, str]]:
         """(entity field, entity id) pairs for ``record``, in first-seen order, without repeats."""
         if self._pattern is not None:
-            found: dict[str, None] = {}
-            for match in self._pattern.finditer(record.message):
-                value = match.group(self._group) if self._group else match.group(0)
-                if value:
-                    found[value] = None
+            found: dict[str, None]
+            if self._findall is not None:  # the values findall gives are those the loop below would read
+                found = dict.fromkeys(filter(None, self._findall(record.message)))
+            else:
+                found = {}
+                for match in self._pattern.finditer(record.message):
+                    value = match.group(self._group) if self._group else match.group(0)
+                    if value:
+                        found[value] = None
             if found:
                 return [(self._regex_field, value) for value in found]
         if self.field is not None:

@@ -151,9 +151,10 @@ _mask_short_token = lru_cache(maxsize=1 << 16)(_mask_token)
 
 
 def clear_memos() -> None:
-    """Forget every memoised token and collapse plan (a benchmark that times masking cold calls this)."""
+    """Forget every memoised token, collapse plan and shape (a benchmark that times masking cold calls this)."""
     _mask_short_token.cache_clear()
     _COLLAPSED.clear()
+    _SHAPE_MEMO.clear()
 
 
 def _mask_pieces(token: str) -> str:
@@ -205,14 +206,19 @@ def collapse(tokens: Iterable[str]) -> list[str]:
 _COLLAPSED: Memo[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...] | None]] = Memo(50_000, 2_000_000)
 
 
-def _collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
-    """:func:`collapse`, carrying along the raw word of each token (None for tokens that were joined)."""
+def _collapse_plan_of(tokens: list[str]) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+    """:func:`collapse` of ``tokens`` and where each collapsed token came from, through the ``_COLLAPSED`` memo."""
     key = tuple(tokens)
     plan = _COLLAPSED.get(key)
     if plan is MISSING:
         plan = _collapse_plan(tokens)
         _COLLAPSED.put(key, plan, sum(map(len, key)) + len(key))
-    out, sources = plan
+    return plan
+
+
+def _collapse_raw(tokens: list[str], raw: list[str | None]) -> tuple[list[str], list[str | None]]:
+    """:func:`collapse`, carrying along the raw word of each token (None for tokens that were joined)."""
+    out, sources = _collapse_plan_of(tokens)
     if sources is None:  # nothing joined (the common case): the raw words line up
         return list(out), raw
     return list(out), [None if i < 0 else raw[i] for i in sources]
@@ -285,12 +291,62 @@ def mask_tokens_raw(message: str) -> tuple[list[str], list[str | None]]:
     (a date, URL, quantity: spans with spaces of their own) or a run of tokens joined by
     :func:`collapse`. The template miner uses the raw words to keep a masked token that never varies.
     """
+    tokens, raw, _ = mask_message(message)
+    return list(tokens), raw
+
+
+def mask_message(message: str) -> tuple[tuple[str, ...], list[str | None], str]:
+    """:func:`mask_tokens_raw` as the miner wants it: the masked tokens, their raw words and the tokens joined
+    by single spaces (one string shared by every line of a shape, so its hash is computed once).
+
+    Memoised per *shape*: the message with every ASCII digit read as ``0`` (see ``_SHAPE_MEMO``). Most messages
+    of a log are unique only by their numbers (``blk_-42``, ``10.0.0.1:50010``), and no rule looks at which
+    digit stands where, only at where digits stand, so the lines of one shape mask alike; only their raw words
+    differ, and those are cut from the line itself.
+    """
     message = scrub(message)
+    if len(message) > _SHAPE_MEMO.max_key_chars:  # never kept: the key would only cost a pass over the line
+        return _mask_message(message)[:3]
+    key: str | bytes = (message.encode().translate(_ZERO_BYTES) if message.isascii()
+                        else message.translate(_ZERO_CHARS))
+    found = _SHAPE_MEMO.get(key)
+    if found is MISSING:
+        tokens, raw, joined, sources, phrased = _mask_message(message)
+        # A digit left in the tokens (the key of ``r24=7``) differs between lines of one shape: not memoised.
+        _SHAPE_MEMO.put(key, None if _ASCII_DIGIT.search(joined) else (tokens, joined, sources, phrased), len(key))
+        return tokens, raw, joined
+    if found is None:
+        return _mask_message(message)[:3]
+    tokens, joined, sources, phrased = found
+    words: list[str | None] = (
+        [None if MASK in w else w for w in _mask_phrases(message)[0].split()] if phrased
+        else message.split())  # type: ignore[assignment]  # no phrase masked: the words are the message's
+    return tokens, words if sources is None else [None if i < 0 else words[i] for i in sources], joined
+
+
+# The shape memo (see mask_message): shape -> (tokens, tokens joined, where each token's raw word is, whether a
+# phrase rule masked a span; None for a shape whose tokens keep a digit). Bounded by entries and characters,
+# like every memo here; its values hold about as many characters as its keys.
+_SHAPE_MEMO: Memo[str | bytes, tuple[tuple[str, ...], str, tuple[int, ...] | None, bool] | None] = Memo(
+    20_000, 2_000_000)
+_ZERO_BYTES = bytes.maketrans(b"123456789", b"000000000")
+_ZERO_CHARS = str.maketrans("123456789", "000000000")
+_ASCII_DIGIT = re.compile("[0-9]")
+
+
+def _mask_message(message: str) -> tuple[tuple[str, ...], list[str | None], str, tuple[int, ...] | None, bool]:
+    """:func:`mask_message` without the shape memo (``message`` already scrubbed), and for the memo: the collapse
+    plan's sources (see ``_COLLAPSED``) and whether the raw words are those of the phrase-masked message."""
     masked, hit = _mask_phrases(message)
     words = masked.split()
-    raw: list[str | None] = [None if MASK in w else w for w in words] if hit or MASK in message else list(words)
+    phrased = hit or MASK in message
+    raw: list[str | None] = [None if MASK in w else w for w in words] if phrased else list(words)
     short = _mask_short_token  # mask_token, inlined: this is the hot path
-    return _collapse_raw([short(w) if len(w) <= _TOKEN_MEMO_CHARS else _mask_token(w) for w in words], raw)
+    tokens = [short(w) if len(w) <= _TOKEN_MEMO_CHARS else _mask_token(w) for w in words]
+    out, sources = _collapse_plan_of(tokens)
+    if sources is not None:  # runs were joined: the raw words of the tokens that were kept whole
+        raw = [None if i < 0 else raw[i] for i in sources]
+    return out, raw, " ".join(out), sources, phrased
 
 
 def mask(message: str) -> str:

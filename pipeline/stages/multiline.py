@@ -64,7 +64,7 @@ class JoinStats:
     expired: int = 0  # records ended by the timeout
 
 
-@dataclass
+@dataclass(slots=True)
 class _Record:
     first: RawLine
     parts: list[bytes] = field(default_factory=list)
@@ -106,7 +106,7 @@ class Joiner:
             return False  # a JSON object is a whole record: structured logs carry their traces in a field
         if self.start is not None:
             return self.start.search(data.decode("utf-8", "replace")) is None
-        if not data.strip():
+        if not data or data.isspace():  # a blank line (what ``not data.strip()`` says, without a copy)
             return record.in_traceback or record.after_exception
         looks = (data[:1] in _INDENT or data.startswith(_PREFIXES) or record.in_traceback
                  or _JAVA_EXCEPTION.match(data) is not None)

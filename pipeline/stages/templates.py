@@ -81,6 +81,7 @@ which can instantiate arbitrary types on load, so we never use it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,7 +89,7 @@ from drain3.drain import LogCluster
 
 from pipeline.records import TemplateMatch, template_id
 from pipeline.stages import template_tree
-from pipeline.stages.masking import MASK, MASKING_VERSION, mask_tokens_raw
+from pipeline.stages.masking import MASK, MASKING_VERSION, mask_message
 from pipeline.stages.memo import MISSING, Memo
 from pipeline.stages.template_index import ClusterIndex
 from pipeline.stages.template_index import MaskedDrain as _MaskedDrain
@@ -182,6 +183,9 @@ class TemplateMiner:
         self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
         self._match_cache: Memo[tuple[str, bool], int | None] = Memo(_MEMO_ENTRIES, _MEMO_CHARS)
         self._exact_cache: dict[str, TemplateMatch] = {}
+        # masked message -> what matching it needs beyond its raw words (see ``_match_shared``); dropped with the
+        # match memo
+        self._shape_cache: Memo[str, tuple[_Final | None, TemplateMatch | None]] = Memo(_MEMO_ENTRIES, _MEMO_CHARS)
 
     # ----------------------------------------------------------------------------- training
     def learn_cluster(self, message: str) -> int:
@@ -190,10 +194,12 @@ class TemplateMiner:
         Handles are small ints shared by lines with the same cluster and the same words; they live
         as long as this object and are not persisted.
         """
-        tokens, raw = mask_tokens_raw(message)
-        joined = " ".join(tokens)
+        shared, raw, joined = mask_message(message)
+        tokens = list(shared)
         if self._match_cache:
             self._match_cache.clear()  # learning may change what a masked message matches
+        if self._shape_cache:
+            self._shape_cache.clear()
         if self._exact_cache:
             self._exact_cache.clear()
         frozen = self._known_frozen(tokens, raw, joined) if self._frozen else None
@@ -292,7 +298,7 @@ class TemplateMiner:
         self._stats[target.cluster_id] = stats
         return target.cluster_id
 
-    def _known_frozen(self, tokens: list[str], raw: list[str | None], joined: str) -> int | None:
+    def _known_frozen(self, tokens: Sequence[str], raw: list[str | None], joined: str) -> int | None:
         """The most specific frozen cluster that matches ``tokens`` exactly *and* knows their template.
 
         Every frozen cluster of that length is a candidate, not only the first Drain finds: a message may fit
@@ -302,8 +308,13 @@ class TemplateMiner:
         cache = self._frozen_cache
         key = joined + "\x00" + "\x00".join("" if w is None else w for w in raw)
         found = cache.get(key)
-        if found is not MISSING:
-            return found
+        if found is MISSING:
+            found = self._known_frozen_afresh(tokens, raw)
+            cache.put(key, found, len(key))
+        return found
+
+    def _known_frozen_afresh(self, tokens: Sequence[str], raw: list[str | None]) -> int | None:
+        """:meth:`_known_frozen` without its memo."""
         if self._frozen_by_len is None:
             self._frozen_by_len = {}
             for fid in sorted(self._frozen):
@@ -319,7 +330,6 @@ class TemplateMiner:
                 continue
             if best is None or params < best_params:
                 best, best_params = cid, params
-        cache.put(key, best, len(key))
         return best
 
     # ---------------------------------------------------------------------------- inference
@@ -334,33 +344,75 @@ class TemplateMiner:
         """
         cache = self._exact_cache
         found = cache.get(message)
-        if found is not None:
-            return _copy(found)
-        result = self._match(message)
-        if len(message) <= _EXACT_MAX_CHARS:
-            if len(cache) >= _EXACT_CACHE:
-                cache.clear()
-            cache[message] = _copy(result)
-        return result
+        if found is None:
+            found = self._match_shared(message)
+            if len(message) <= _EXACT_MAX_CHARS:
+                if len(cache) >= _EXACT_CACHE:
+                    cache.clear()
+                cache[message] = found
+        return _copy(found)
 
     def _match(self, message: str) -> TemplateMatch:
         """:meth:`match` without the exact-message memo."""
-        tokens, raw = mask_tokens_raw(message)
-        joined = " ".join(tokens)
+        return _copy(self._match_shared(message))
+
+    def _match_shared(self, message: str) -> TemplateMatch:
+        """:meth:`_match`, but the answer may be an object the memos hold: callers copy it before handing it out.
+
+        Without frozen clusters the answer up to the line's raw words depends only on the masked message, so it is
+        memoised per masked message (``_shape_cache``: its cluster's final templates and the match of its
+        combination of kept words); only the check of the positions fixed to a raw word is done per line.
+        """
+        tokens, raw, joined = mask_message(message)
+        if self._frozen:
+            return self._match_tokens(tokens, raw, joined, True)
+        plan = self._shape_cache.get(joined)
+        if plan is MISSING:
+            plan = self._shape_plan(tokens, joined)
+            self._shape_cache.put(joined, plan, len(joined))
+        final, found = plan
+        if final is None or (found is not None and final.fits(raw)):
+            assert found is not None
+            return found
+        text = final.fill(tokens, raw)
+        tid = template_id(text)
+        return TemplateMatch(tid, text, known=tid in self._known_templates())
+
+    def _shape_plan(self, tokens: Sequence[str], joined: str) -> tuple[_Final | None, TemplateMatch | None]:
+        """For a masked message (no frozen clusters): (None, its unknown-template answer) when it fits no
+        cluster, else its cluster's final templates and the match of its kept words (None: a combination
+        never trained)."""
+        cluster = self._drain_match(joined, False)
+        if cluster is None:
+            tid = template_id(joined)
+            return None, TemplateMatch(tid, joined, known=tid in self._known_templates())
+        final = self._final_of(cluster.cluster_id)
+        return final, final.by_combo.get(tuple(tokens[p] for p in final.kept))
+
+    def _match_afresh(self, message: str) -> TemplateMatch:
+        """:meth:`_match` with no memo at all (masking included): what the memos must agree with (tests)."""
+        from pipeline.stages.masking import _mask_message, scrub  # noqa: PLC0415
+
+        tokens, raw, joined = _mask_message(scrub(message))[:3]
+        return _copy(self._match_tokens(tokens, raw, joined, False))
+
+    def _match_tokens(self, tokens: Sequence[str], raw: list[str | None], joined: str, memo: bool) -> TemplateMatch:
+        """The match of a masked message (``memo``: Drain's answer through ``_match_cache``)."""
+        find = self._drain_match if memo else self._drain_search
         cluster: LogCluster | None = None
         if self._frozen:
-            fid = self._known_frozen(tokens, raw, joined)
+            fid = self._known_frozen(tokens, raw, joined) if memo else self._known_frozen_afresh(tokens, raw)
             # not a known template of a frozen cluster: the clusters learnt since may know it
-            cluster = self._cluster(fid) if fid is not None else self._drain_match(joined, True)
+            cluster = self._cluster(fid) if fid is not None else find(joined, True)
         if cluster is None:
-            cluster = self._drain_match(joined, False)
+            cluster = find(joined, False)
         if cluster is None:
-            text = " ".join(tokens)
+            text = joined
         else:
             final = self._final_of(cluster.cluster_id)
             found = final.by_combo.get(tuple(tokens[p] for p in final.kept))
             if found is not None and final.fits(raw):
-                return _copy(found)
+                return found
             text = final.fill(tokens, raw)
         tid = template_id(text)
         return TemplateMatch(tid, text, known=tid in self._known_templates())
@@ -375,14 +427,18 @@ class TemplateMiner:
         cid = cache.get(key)
         if cid is not MISSING:
             return None if cid is None else self._cluster(cid)
+        cluster = self._drain_search(joined, exclude_frozen)
+        cache.put(key, None if cluster is None else cluster.cluster_id, len(joined))
+        return cluster
+
+    def _drain_search(self, joined: str, exclude_frozen: bool) -> LogCluster | None:
+        """Drain's match of a masked message (``exclude_frozen``: among the clusters learnt since the warm start)."""
         drain = self._drain
         drain.exclude = self._frozen if exclude_frozen else frozenset()
         try:
-            cluster = drain.match(joined, full_search_strategy="fallback")
+            return drain.match(joined, full_search_strategy="fallback")
         finally:
             drain.exclude = frozenset()
-        cache.put(key, None if cluster is None else cluster.cluster_id, len(joined))
-        return cluster
 
     def templates(self) -> dict[str, str]:
         """Template id -> text for every trained template (a copy)."""
@@ -510,5 +566,6 @@ class TemplateMiner:
         miner = cls.from_state(state)
         miner._frozen = frozenset(miner._stats)
         miner._match_cache.clear()
+        miner._shape_cache.clear()
         miner._exact_cache.clear()
         return miner

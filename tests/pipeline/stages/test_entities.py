@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import LogwardenError
 from pipeline.records import LogRecord
@@ -36,3 +38,23 @@ def test_global_entity_when_nothing_configured() -> None:
 def test_invalid_regex_is_user_error() -> None:
     with pytest.raises(LogwardenError, match="not a valid regex"):
         EntityExtractor(regex="blk_(")
+
+
+def _entities_by_loop(ex: EntityExtractor, message: str) -> list[tuple[str, str]]:
+    """What ``entities`` read before its findall fast path: every match object, in order."""
+    assert ex._pattern is not None
+    found: dict[str, None] = {}
+    for match in ex._pattern.finditer(message):
+        value = match.group(ex._group) if ex._group else match.group(0)
+        if value:
+            found[value] = None
+    return [(ex._regex_field, value) for value in found]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([r"blk_-?\d+", r"req=(?P<request>[0-9a-f]*)", r"(a)(b)?", r"x(?P<n>\d)?", r"b*", r"(?:ab)+",
+                        r"(?P<one>a)|(?P<two>b)", r"(\d+)-(?P<id>\w)"]),
+       st.lists(st.sampled_from(list("ab1-_x") + ["blk_", "req=", "req=ab", " "]), max_size=20).map("".join))
+def test_regex_entities_are_those_of_every_match(regex: str, message: str) -> None:
+    ex = EntityExtractor(regex=regex)
+    assert ex.entities(rec(message)) == (_entities_by_loop(ex, message) or [])

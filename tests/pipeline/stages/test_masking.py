@@ -192,3 +192,52 @@ def test_memoised_collapse_returns_fresh_lists() -> None:
     out, _ = masking._collapse_raw(tokens, list(raw))
     out.append("changed")
     assert masking._collapse_raw(tokens, list(raw)) == (["[<*>]", "ok"], [None, "ok"])
+
+
+_SHAPE_ALPHABET = st.sampled_from(
+    list("abcXYZ0189 .:/-_=,;()[]{}<>\"'@") + ["<*>", "http://", "Jan ", "Jul  9 11:35:59", "16 KB", " ms", "0x",
+                                              "0xdeadbeef", "1xdeadbeef", "deadbeef", "r24=", "blk_-", "()", "é",
+                                              "\u0663", "\udc80", "\t"]
+)
+
+
+def _redigit(text: str, digits: list[int]) -> str:
+    """``text`` with its n-th ASCII digit replaced by ``digits[n]`` (cycled): another line of the same shape."""
+    out, n = [], 0
+    for char in text:
+        if "0" <= char <= "9" and digits:
+            char, n = str(digits[n % len(digits)]), n + 1
+        out.append(char)
+    return "".join(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_SHAPE_ALPHABET, max_size=30).map("".join),
+       st.lists(st.lists(st.integers(0, 9), max_size=6), min_size=1, max_size=4))
+def test_shape_memo_agrees_with_the_uncached_path(text: str, variants: list[list[int]]) -> None:
+    # lines that differ only in their digits share a memo entry; each must still get its own raw words
+    masking.clear_memos()
+    for line in [text, *(_redigit(text, digits) for digits in variants), text]:
+        tokens, raw, joined = masking.mask_message(line)
+        assert (tokens, raw, joined) == masking._mask_message(scrub(line))[:3]
+        assert (list(tokens), raw) == mask_tokens_raw(line) and joined == " ".join(tokens)
+
+
+def test_shape_memo_keeps_the_digits_a_key_holds() -> None:
+    # ``r24=`` keeps its digits, so r24 and r25 share a shape but not tokens: that shape is never memoised
+    assert masking.mask_message("set r24=7 ok")[0] == ("set", "r24=<*>", "ok")
+    assert masking.mask_message("set r25=8 ok")[0] == ("set", "r25=<*>", "ok")
+    assert masking.mask_message("blk_-1 from 10.0.0.1:5 ok")[1] == ["blk_-1", "from", "10.0.0.1:5", "ok"]
+    assert masking.mask_message("blk_-2 from 10.0.0.2:6 ok")[1] == ["blk_-2", "from", "10.0.0.2:6", "ok"]
+
+
+def test_shape_memo_is_bounded() -> None:
+    masking.clear_memos()
+    memo = masking._SHAPE_MEMO
+    for i in range(memo.max_entries + 10):
+        masking.mask_message("x" * (i % 50) + f" y{'a' * (i // 50)}")
+    assert len(memo) <= memo.max_entries and memo.chars <= memo.max_chars
+    masking.clear_memos()
+    long_line = "word 1 " * 20_000
+    masking.mask_message(long_line)
+    assert len(memo) == 0  # too long to keep (and to pay a key for)
