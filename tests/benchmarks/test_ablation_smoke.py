@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ablation import evaluate, outranking_normals, windows_of
+from benchmarks.ablation import evaluate, forest_noise, outranking_normals, windows_of
 from benchmarks.hdfs_render import sessions_dir
 
 IN_CI = os.environ.get("CI") == "true"
@@ -30,6 +30,11 @@ def test_ablation_windows_and_variants_run_on_a_small_slice(tmp_path: Path) -> N
     assert full["pr_auc"] >= 0.5 and rarity["pr_auc"] >= 0.5  # threshold-free; 412 windows is a small model
     assert full["threshold"] != rarity["threshold"] or full["pr_auc"] != rarity["pr_auc"]  # variants differ
     assert all(top["components"].keys() == {"iforest", "rarity", "excess"} for top in full["outranking_normals"])
+    # The forest's own noise: the first random state is the one the table shows, the others differ.
+    noise = forest_noise(train, test, labels, seed=0, forest_seeds=2)
+    assert noise.keys() == {"iforest", "full"} and noise["full"]["random_states"] == [0, 101]
+    assert noise["full"]["pr_auc"][0] == full["pr_auc"]
+    assert noise["full"]["spread"] == round(max(noise["full"]["pr_auc"]) - min(noise["full"]["pr_auc"]), 4)
 
 
 def test_outranking_normals_lists_normal_blocks_above_anomalous_ones_with_their_cost() -> None:
