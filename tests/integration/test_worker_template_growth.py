@@ -49,22 +49,23 @@ def junk_stream(path: Path) -> list[bytes]:
     rng = random.Random(13)
     letters = "abcdefghijklmnopqrstuvwxyz"
     sample = SAMPLE.read_bytes().splitlines()
+
+    def junk_line(after: bytes, number: int) -> bytes:
+        date, time_ = after.split(b" ", 2)[:2]
+        words = " ".join("".join(rng.choices(letters, k=6)) for _ in range(WORDS_PER_LINE))
+        block = JUNK_BLOCKS[number % len(JUNK_BLOCKS)]
+        return b"%s %s 99 INFO dfs.JunkWriter: %s %s" % (date, time_, words.encode(), block.encode())
+
     every = max(1, len(sample) // JUNK_LINES)
     out: list[bytes] = []
     junk = 0
     for number, line in enumerate(sample):
         out.append(line)
         if junk < JUNK_LINES and number % every == every - 1:
-            date, time_ = line.split(b" ", 2)[:2]
-            words = " ".join("".join(rng.choices(letters, k=6)) for _ in range(WORDS_PER_LINE))
-            block = JUNK_BLOCKS[junk % len(JUNK_BLOCKS)]
-            out.append(b"%s %s 99 INFO dfs.JunkWriter: %s %s" % (date, time_, words.encode(), block.encode()))
+            out.append(junk_line(line, junk))
             junk += 1
     while junk < JUNK_LINES:  # the sample is shorter than the junk: the rest goes at its end
-        date, time_ = sample[-1].split(b" ", 2)[:2]
-        words = " ".join("".join(rng.choices(letters, k=6)) for _ in range(WORDS_PER_LINE))
-        out.append(b"%s %s 99 INFO dfs.JunkWriter: %s %s" % (date, time_, words.encode(),
-                                                             JUNK_BLOCKS[junk % 4].encode()))
+        out.append(junk_line(sample[-1], junk))
         junk += 1
     path.write_bytes(b"\n".join(out) + b"\n")
     return out
