@@ -29,3 +29,20 @@ class InputError(LogwardenError):
 
 class FormatError(LogwardenError):
     """A log format or time format is invalid, or matches none of the input."""
+
+
+def certificate_hint(message: str, ca_setting: str) -> str:
+    """What to do about a certificate verification failure, from OpenSSL's message (``"; ..."``).
+
+    A host name the certificate does not list is not fixed by another CA file. Python 3.13 verifies strictly
+    (``VERIFY_X509_STRICT``, RFC 5280): a CA without a ``keyUsage`` extension or a certificate with malformed
+    extensions that 3.11 accepted is refused there, and the fix is to re-issue the certificate. Anything else
+    is most often the wrong CA: ``ca_setting`` names where it is given.
+    """
+    lowered = message.lower()
+    if "hostname" in lowered or "ip address" in lowered:
+        return "; connect with a name the certificate lists (hostname checking is on)"
+    if "key usage" in lowered or "basic constraints" in lowered or "authority key identifier" in lowered:
+        return ("; Python 3.13+ checks certificates strictly (RFC 5280): re-issue the CA with "
+                "keyUsage=critical,keyCertSign,cRLSign and the server's certificate with keyUsage and subjectAltName")
+    return f"; check {ca_setting}"

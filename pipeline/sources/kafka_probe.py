@@ -28,7 +28,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.errors import LogwardenError
+from pipeline.errors import LogwardenError, certificate_hint
 
 _API_VERSIONS, _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 18, 17, 36
 _SCRAM_HASHES = {"SCRAM-SHA-256": hashlib.sha256, "SCRAM-SHA-512": hashlib.sha512}
@@ -50,19 +50,8 @@ def tls_context(security: Mapping[str, Any]) -> ssl.SSLContext:
 
 
 def verify_hint(message: str) -> str:
-    """What to do about a certificate verification failure, from OpenSSL's message.
-
-    Python 3.13 verifies strictly (``VERIFY_X509_STRICT``, RFC 5280): a CA without a ``keyUsage`` extension or a
-    certificate with malformed extensions that 3.11 accepted is refused there, and the fix is to re-issue the
-    certificate, not to change the CA file setting.
-    """
-    lowered = message.lower()
-    if "hostname" in lowered or "ip address" in lowered:
-        return "; connect with a name the certificate lists (hostname checking is on)"
-    if "key usage" in lowered or "basic constraints" in lowered or "authority key identifier" in lowered:
-        return ("; Python 3.13+ checks certificates strictly (RFC 5280): re-issue the CA with "
-                "keyUsage=critical,keyCertSign,cRLSign and the broker's certificate with keyUsage and subjectAltName")
-    return "; check LOGWARDEN_KAFKA_SSL_CAFILE"
+    """What to do about a broker certificate that failed verification (:func:`pipeline.errors.certificate_hint`)."""
+    return certificate_hint(message, "LOGWARDEN_KAFKA_SSL_CAFILE")
 
 
 def _frame(api_key: int, version: int, correlation: int, body: bytes) -> bytes:

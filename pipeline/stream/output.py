@@ -10,7 +10,8 @@ Documents are never dropped: the sink keeps what it could not index, and documen
 buffer is full wait in a small overflow list.
 
 **A flush has a time budget** (``flush_budget``, the worker's ``--es-timeout``; a revocation's timeout when one
-is given): it writes one chunk after another and starts no new chunk once the budget is spent, returning
+is given): it writes one chunk after another and starts no new chunk once the budget is spent (the first chunk
+is always written, each bounded by the request timeout, so a flush always makes progress), returning
 not-drained without being :attr:`down`. Each step between two polls must stay under ``max.poll.interval.ms``,
 and an Elasticsearch that answers every chunk just inside the request timeout would otherwise hold the loop
 for the whole backlog (20 chunks of 500 times the timeout). The loop polls and calls again; the backlog cannot
@@ -95,12 +96,14 @@ class AnomalyOutput:
         """
         budget = timeout if timeout is not None else self.flush_budget
         began = self.clock()
+        wrote = False  # the first chunk is always written: a flush makes progress whatever the clock says
         while True:
             if self.sink.pending == 0 and not self._overflow:
                 self._recovered()
                 return True
-            if budget is not None and self.clock() - began >= budget:
+            if wrote and budget is not None and self.clock() - began >= budget:
                 return False
+            wrote = True
             started = time.perf_counter()
             try:
                 result = self.sink.flush(timeout, limit=self.sink.chunk_size)

@@ -34,7 +34,7 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch import __versionstr__ as _client_version
 
 from pipeline.config import DEFAULT_ES_URL
-from pipeline.errors import LogwardenError
+from pipeline.errors import LogwardenError, certificate_hint
 from pipeline.sinks.bulk import api_reason
 from pipeline.sinks.connection import auth_failed, check_hosts, warn_insecure
 
@@ -229,7 +229,8 @@ def describe_error(exc: Exception, url: str | None = None) -> str:
     """One line for a client error: what failed and, for API errors, Elasticsearch's own reason."""
     where = f" at {url}" if url else ""
     if isinstance(exc, TlsError):
-        return f"TLS to Elasticsearch{where} failed ({tls_reason(exc)}); {TLS_HINT}"
+        reason = tls_reason(exc)
+        return f"TLS to Elasticsearch{where} failed ({reason}){certificate_hint(reason, TLS_CA_SETTING)}"
     if isinstance(exc, ConnectionTimeout):
         return f"Elasticsearch{where} did not answer in time ({exc.message})"
     if isinstance(exc, EsConnectionError):
@@ -243,8 +244,7 @@ def describe_error(exc: Exception, url: str | None = None) -> str:
     return f"Elasticsearch{where}: {exc}"
 
 
-TLS_HINT = ("give the CA that signed the server's certificate with --ca-certs / LOGWARDEN_ES_CA_CERTS (the host name "
-            "must be in the certificate)")
+TLS_CA_SETTING = "the CA that signed the server's certificate (--ca-certs / LOGWARDEN_ES_CA_CERTS)"
 
 
 def tls_reason(exc: Exception) -> str:

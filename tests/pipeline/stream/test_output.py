@@ -143,3 +143,23 @@ def test_a_chunk_indexed_after_an_outage_ends_the_outage_even_before_the_backlog
     sink.flush = slow_flush  # type: ignore[method-assign]
     assert output.flush() is False
     assert not output.down and output.pending == 40  # back: input resumes while the backlog drains
+
+
+def test_a_flush_always_writes_its_first_chunk_even_when_the_clock_already_passed_its_budget() -> None:
+    """A budget spent before the first chunk (a clock step, a budget smaller than the clock's resolution) must
+    not make a flush that writes nothing: the worker's exit loop calls flush until drained and would spin."""
+    fake = FakeElasticsearch()
+    now = [0.0]
+    sink = ElasticsearchSink(fake.client(), "lw", max_buffer=10_000, chunk_size=10, max_retries=0,
+                             initial_backoff=0.0)
+
+    def clock() -> float:
+        now[0] += 5.0  # every reading is past a 1 s budget
+        return now[0]
+
+    output = AnomalyOutput(FixedScorer(), sink, DeadLetters(RecordingProducer()), WorkerMetrics(),  # type: ignore[arg-type]
+                           flush_budget=1.0, clock=clock)
+    output.score([anomaly_doc(f"blk_{n}") for n in range(25)], [("t", 0, n) for n in range(25)])  # type: ignore[arg-type]
+    assert output.flush() is False and output.pending == 15 and len(fake.all_docs()) == 10
+    assert output.flush(timeout=0.5) is False and output.pending == 5
+    assert output.flush() is True and output.pending == 0 and len(fake.all_docs()) == 25

@@ -474,3 +474,26 @@ def test_lines_of_templates_the_model_does_not_know_are_counted_and_cost_no_stat
     unseen = rig.worker.metrics.registry.get_sample_value("logwarden_worker_unseen_template_lines_total")
     assert unseen == 2 + len(junk)  # the two "crash" lines of TP0_LINES and every junk line
     assert rig.gauge("open_windows") == 0
+
+
+def test_exit_drains_a_backlog_one_budgeted_flush_at_a_time_polling_between_and_commits_once(
+        scorer: Scorer) -> None:
+    """At the end of input the sink may hold more than one flush's time budget can write: the worker checkpoints
+    again and again, with a poll between two (its records are not processed), and commits the end offsets only
+    once every anomaly is indexed; no commit happens before that."""
+    rig = two_partitions(scorer)
+    rig.worker.ctx.sink.chunk_size = 1  # one anomaly per bulk request
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 2.0  # every bulk request takes longer than the 1 s budget
+        return now[0]
+
+    rig.worker.output.flush_budget = 1.0
+    rig.worker.output.clock = clock
+    rig.consumer.on_poll = lambda n: rig.events.append("poll")
+    assert rig.worker.finish() is True
+    assert rig.indexed() == ["alice", "eve", "gina"]
+    assert rig.events == ["bulk", "poll", "bulk", "poll", "bulk", "producer.flush", "commit"]
+    [offsets] = rig.consumer.commits
+    assert {tp: meta.offset for tp, meta in offsets.items()} == {TP0: len(TP0_LINES), TP1: len(TP1_LINES)}

@@ -21,6 +21,7 @@ from pipeline.sinks.elasticsearch.client import (
     CLIENT_MAJOR,
     UnsupportedServer,
     compat_for,
+    describe_error,
     make_es_client,
     parse_compat,
     server_major,
@@ -231,3 +232,22 @@ def test_cli_constants_match_the_client() -> None:
 
     assert cli_es.DEFAULT_ES_URL == client.DEFAULT_ES_URL
     assert cli_es.ES_COMPAT_CHOICES == client.ES_COMPAT_CHOICES
+
+
+@pytest.mark.parametrize(("reason", "expected", "absent"), [
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate in certificate chain",
+     "LOGWARDEN_ES_CA_CERTS", "connect with a name"),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, certificate is not valid "
+     "for '127.0.0.1'. (_ssl.c:1006)", "connect with a name the certificate lists (hostname checking is on)",
+     "LOGWARDEN_ES_CA_CERTS"),
+    ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: CA cert does not include key usage extension",
+     "re-issue the CA with keyUsage", "LOGWARDEN_ES_CA_CERTS"),
+])
+def test_a_tls_failure_to_elasticsearch_says_what_to_change(reason: str, expected: str, absent: str) -> None:
+    """Like Kafka's (tests/pipeline/sources/test_kafka_security.py): a host name the certificate does not list
+    is not fixed by another CA file, and a certificate Python 3.13 finds too loose is re-issued."""
+    from elastic_transport import TlsError
+
+    line = describe_error(TlsError(reason), "https://127.0.0.1:9210")
+    assert line.startswith("TLS to Elasticsearch at https://127.0.0.1:9210 failed (certificate verify failed")
+    assert expected in line and absent not in line and "\n" not in line
