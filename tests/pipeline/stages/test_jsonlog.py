@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.stages.jsonlog import JsonFields, flatten, json_record_parts, scrub_surrogates
+from pipeline.stages.jsonlog import JsonFields, flatten, json_record_parts, loads_bounded, scrub_surrogates
 from pipeline.stages.timestamps import TimeParser, auto_parsers
 from tests.fakes import utc
 
@@ -146,3 +146,23 @@ def test_surrogate_scrub_prefilter_changes_nothing(line: str) -> None:
 def test_lone_surrogate_still_replaced() -> None:
     line = '{"m": "a\\ud800b"}'
     assert scrub_surrogates(json.loads(line), line) == ({"m": "a\ufffdb"}, True)
+
+
+def _outcome(load: Any, text: str) -> Any:
+    try:
+        return ("value", load(text))
+    except Exception as exc:  # noqa: BLE001 - the error, its type and message, is the outcome compared
+        return ("error", type(exc), str(exc))
+
+
+_json_texts = st.one_of(
+    _json.map(json.dumps),
+    st.dictionaries(_keys, _json, max_size=4).map(json.dumps),
+    st.text(alphabet='{}[]":,0123456789.eE+-tfnrulsa \\\t\n\ufeffu', max_size=30),
+)
+
+
+@given(st.sampled_from(["", "{", " ", "\ufeff"]), _json_texts, st.sampled_from(["", " ", "\n", "x", "}", " {}"]))
+def test_loads_fast_path_equals_json_loads(head: str, body: str, tail: str) -> None:
+    text = head + body + tail
+    assert _outcome(loads_bounded, text) == _outcome(json.loads, text)
