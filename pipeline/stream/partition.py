@@ -37,7 +37,7 @@ from kafka import TopicPartition
 
 from pipeline.config import PipelineSettings
 from pipeline.records import RawLine, Source, Window
-from pipeline.sources.kafka import origin_of, raw_line
+from pipeline.sources.kafka import origin_of, raw_line, raw_lines
 from pipeline.stages import presets
 from pipeline.stages.assembly import ASSEMBLERS, Assembler
 from pipeline.stages.chain import RecordChain, Step, Tagger
@@ -109,11 +109,11 @@ class PartitionStream:
         metrics.records.labels(self.tp.topic).inc(len(records))
         max_bytes = int(self.max_line_bytes)
         now = time.monotonic()
-        ready: list[tuple[RawLine, bytes]] = []
         if self.joiner is None and self.assembler is None:
-            for record in records:
-                ready.append((raw_line(record, max_bytes), record.value or b""))
-            return self._handle(ready, metrics, dead_letters)
+            raws = raw_lines(records, max_bytes, self.origin)
+            return self._handle(list(zip(raws, [record.value or b"" for record in records], strict=True)),
+                                metrics, dead_letters)
+        ready: list[tuple[RawLine, bytes]] = []
         for record in records:
             raw = raw_line(record, max_bytes)
             if raw.truncated:
@@ -158,8 +158,11 @@ class PartitionStream:
         no_entity = skipped = joined = lines = 0
         windows: list[Window] = []
         sources: list[Source] = []
+        add, pending, monotonic = self.chain.add, self._pending, time.monotonic  # self.add(raw, accept=False)
         for raw, value in ready:
-            step = self.add(raw, accept=False)
+            step = add(raw, monotonic())
+            if step.closed:
+                pending.extend(step.closed)
             if raw.lines > 1:
                 joined += 1
                 lines += raw.lines
