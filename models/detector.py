@@ -42,7 +42,8 @@ Threshold (``contamination``):
   ``target_fpr`` of them. A system's own long tail of rare templates is not separated, and a normal job
   phase with templates of its own is not a block in the score, so clean training keeps the clean cut.
   Weak spot: a small burst (a few windows of a few hundred) is neither, so only its strongest windows pass
-  the clean cut.
+  the clean cut. When ``auto`` does find such a group, a second pass recalibrates rarity with the group's
+  windows counted as the square root of their number and places the threshold again (:meth:`_second_pass`).
 """
 
 from __future__ import annotations
