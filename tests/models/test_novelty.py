@@ -58,3 +58,21 @@ def test_stats_round_trip_through_json_and_empty_inputs() -> None:
     assert np.array_equal(again.excess(probe), stats.excess(probe))
     assert TemplateStats.fit(np.zeros((0, 3))).n_windows == 0
     assert row_max(np.zeros((4, 0))).tolist() == [0.0] * 4
+
+
+def test_discounted_counts_suspect_windows_as_the_square_root_of_their_number() -> None:
+    # 20 normal windows hold only A; 16 suspects hold A and B (B: a template only incidents write).
+    counts = np.log1p(np.array([[1.0, 0.0]] * 20 + [[1.0, 2.0]] * 16))
+    suspect = np.array([False] * 20 + [True] * 16)
+    stats = TemplateStats.fit(counts)
+    discounted = stats.discounted(counts, suspect)
+    assert discounted.n_windows == 20 + 4
+    assert discounted.present.tolist() == [24.0, 4.0]  # A keeps its 20 normal holders, B falls from 16 to 4
+    assert np.array_equal(discounted.high, stats.high) and np.array_equal(discounted.tail_scale, stats.tail_scale)
+    b_held = np.log1p(np.array([[1.0, 1.0]]))
+    # holding B: share (16 + 1/2) / 37 before, (4 + 1/2) / 25 after
+    assert discounted.rarity_p(b_held, np.zeros(1))[0] < stats.rarity_p(b_held, np.zeros(1))[0] / 2
+    assert stats.discounted(counts, np.zeros(36, dtype=bool)) is stats
+    again = TemplateStats.from_dict(json.loads(json.dumps(discounted.to_dict())))
+    assert np.array_equal(again.present, discounted.present) and again.n_windows == 24
+    assert TemplateStats.from_dict(json.loads(json.dumps(stats.to_dict()))).present.dtype == np.int64
