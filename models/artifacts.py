@@ -39,7 +39,12 @@ from models.detector import WindowDetector
 from models.errors import ModelError
 from models.features import FeatureSpace
 
-FORMAT_VERSION = 2  # 2: calibrated components (detector.json holds tail statistics)
+FORMAT_VERSION = 3  # the newest format written
+# 2: calibrated components (detector.json holds tail statistics); 3: as 2, with fractional presence counts
+# (the second pass of a fit with an estimated contamination). A model whose counts are whole is still written
+# as 2: format-2 readers parse fractional counts as integers, truncating them, so they must refuse a format 3
+# model (and do: they read only 2), while a clean-trained model keeps loading in them.
+READABLE_FORMATS = (2, 3)
 TRUSTED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 DATA_FILES = ("miner.json", "features.json", "detector.json", "forest.skops", "settings.json")
 LIBRARIES = ("logwarden", "scikit-learn", "numpy", "skops")
@@ -131,21 +136,25 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
 
 
+def _format_of(state: dict[str, Any]) -> int:
+    """The oldest format that holds ``state`` (see :data:`READABLE_FORMATS`)."""
+    present = state.get("stats", {}).get("present", [])
+    return 3 if any(isinstance(x, float) for x in present) else 2
+
+
 def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
     """Write ``bundle`` into an empty ``directory``; returns the manifest written."""
     directory.mkdir(parents=True, exist_ok=False)
     _write_json(directory / "miner.json", bundle.miner_state)
     _write_json(directory / "features.json", bundle.features.to_dict())
-    _write_json(
-        directory / "detector.json",
-        {"params": bundle.detector.get_params(), "state": bundle.detector.fitted_state()},
-    )
+    state = bundle.detector.fitted_state()
+    _write_json(directory / "detector.json", {"params": bundle.detector.get_params(), "state": state})
     import skops.io as sio  # noqa: PLC0415 - skops pulls in much of scikit-learn: only when a model is written
 
     sio.dump(bundle.detector.forest_, directory / "forest.skops")
     _write_json(directory / "settings.json", bundle.settings)
     manifest = {
-        "format": FORMAT_VERSION,
+        "format": _format_of(state),
         "version": bundle.version,
         "created": bundle.created or datetime.now(UTC).isoformat(timespec="seconds"),
         "source": bundle.source,
@@ -204,9 +213,9 @@ def _read_json(path: Path) -> Any:
 def load_bundle(directory: Path) -> ModelBundle:
     """Load and verify one model version directory."""
     manifest = read_manifest(directory)
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ModelError(f"{directory}: model format {manifest.get('format')!r} is not the format {FORMAT_VERSION} "
-                         "this Logwarden reads; retrain the model")
+    if manifest.get("format") not in READABLE_FORMATS:
+        raise ModelError(f"{directory}: model format {manifest.get('format')!r} is not a format this Logwarden reads "
+                         f"({' or '.join(map(str, READABLE_FORMATS))}); retrain the model")
     verify(directory, manifest)
     import skops.io as sio  # noqa: PLC0415 - see save_bundle
 

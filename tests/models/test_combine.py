@@ -134,8 +134,34 @@ def test_models_of_the_previous_format_are_refused_in_one_line(tmp_path: Path) -
     again = load_bundle(tmp_path / "v")
     assert np.array_equal(again.detector.score(space.transform(train)), det.score(space.transform(train)))
     manifest = json.loads((tmp_path / "v" / "manifest.json").read_text())
-    manifest["format"] = 1
-    (tmp_path / "v" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="model format 1 is not the format 2 this Logwarden reads; retrain") as err:
-        load_bundle(tmp_path / "v")
-    assert "\n" not in str(err.value)
+    for refused in (1, 4):
+        manifest["format"] = refused
+        (tmp_path / "v" / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelError, match=f"model format {refused} is not a format this Logwarden reads "
+                                             r"\(2 or 3\); retrain") as err:
+            load_bundle(tmp_path / "v")
+        assert "\n" not in str(err.value)
+
+
+def test_fractional_presence_counts_are_format_3_so_older_readers_refuse_them_instead_of_truncating(
+        tmp_path: Path) -> None:
+    """A second pass (``TemplateStats.discounted``) stores fractional presence counts. Format 2 readers parse
+    them as integers, truncating them, and would score with a rarity the threshold was not placed for; such a
+    model is written as format 3, which they refuse in one line (a worker keeps serving its old model). A model
+    without fractional counts stays format 2, so a clean-trained model still loads in an older worker."""
+    train = [{"A": 1 + i % 3, "B": 1} for i in range(60)]
+    space = FeatureSpace().fit(train, {})
+    det = WindowDetector(n_estimators=10).fit(space.transform(train))
+    X = space.transform(train + [{"A": 9}, {"B": 2}])
+    save_bundle(tmp_path / "whole", ModelBundle(miner_state={}, features=space, detector=det, settings={},
+                                                version="whole"))
+    assert json.loads((tmp_path / "whole" / "manifest.json").read_text())["format"] == 2
+    stats = det.stats_
+    det.stats_ = TemplateStats(n_windows=stats.n_windows, present=stats.present - 0.5, low=stats.low,
+                               high=stats.high, tail_anchor=stats.tail_anchor, tail_scale=stats.tail_scale)
+    save_bundle(tmp_path / "frac", ModelBundle(miner_state={}, features=space, detector=det, settings={},
+                                               version="frac"))
+    assert json.loads((tmp_path / "frac" / "manifest.json").read_text())["format"] == 3
+    again = load_bundle(tmp_path / "frac")
+    assert np.array_equal(again.detector.stats_.present, det.stats_.present)
+    assert np.array_equal(again.detector.score(X), det.score(X))
