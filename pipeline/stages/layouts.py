@@ -8,8 +8,9 @@ length: a line that does not fit the layout cannot stall a partition.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TypeAlias
 
 from pipeline.errors import FormatError
@@ -67,17 +68,26 @@ class LogFormat:
         self.names = names
         self._optional = any(isinstance(item, tuple) for item in items)
         self.regex = re.compile(_Compiler(fmt, items).pattern(), re.DOTALL)
+        # Per line, the fields other than the message are picked out of the match's groups in one C call
+        # (the decoder's hottest step on a layout: a dict built from all fields, then the message popped, cost
+        # twice as much); the fields keep the layout's order.
+        self._content = names.index(MESSAGE_FIELD)
+        self._others = tuple(name for name in names if name != MESSAGE_FIELD)
+        positions = [i for i, name in enumerate(names) if name != MESSAGE_FIELD]
+        self._pick: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] = (
+            itemgetter(*positions) if len(positions) > 1
+            else (lambda groups: tuple(groups[i] for i in positions)))
 
     def match(self, line: str) -> tuple[str, dict[str, str]] | None:
         """``(message, fields)`` when the line fits; fields left empty by an optional part are omitted."""
         found = self.regex.fullmatch(line.strip())
         if found is None:
             return None
-        fields = dict(zip(self.names, found.groups(), strict=True))
+        groups = found.groups()
+        fields = dict(zip(self._others, self._pick(groups), strict=True))
         if self._optional:
             fields = {name: value for name, value in fields.items() if value is not None}
-        message = fields.pop(MESSAGE_FIELD)
-        return message, fields
+        return groups[self._content], fields  # type: ignore[return-value]  # never None: not in an optional part
 
     def __repr__(self) -> str:
         return f"LogFormat({self.fmt!r})"
