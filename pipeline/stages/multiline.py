@@ -208,11 +208,16 @@ def joined(lines: Iterable[RawLine], joiner: Joiner | None) -> Iterator[RawLine]
         yield from lines
         return
     origin: str | None = None
+    push = joiner.push
     for raw in lines:
         if raw.origin != origin:
             yield from joiner.flush()
             origin = raw.origin
-        yield from joiner.push(raw)
+        out = push(raw)
+        if len(out) == 1:  # the common case: one record out for one line in (no iterator over a list of one)
+            yield out[0]
+        elif out:
+            yield from out
     yield from joiner.flush()
 
 

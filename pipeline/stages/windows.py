@@ -127,7 +127,7 @@ class Windower:
         if window is not None and (window.start - self.gap <= ts <= window.end + self.gap
                                    and max(window.end, ts) - min(window.start, ts) <= self.max_length):
             # the common case of a session: the record joins the entity's open session (what ``_slot_for`` finds
-            # first); the session grows to take it in, and its deadline moves only when its end does
+            # first), and the session grows to take it in
             slot: Hashable = key
             late = False
             if ts < window.start:
