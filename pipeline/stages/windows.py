@@ -128,12 +128,18 @@ class Windower:
                                    and max(window.end, ts) - min(window.start, ts) <= self.max_length):
             # the common case of a session: the record joins the entity's open session (what ``_slot_for`` finds
             # first), and the session grows to take it in
-            slot: Hashable = key
-            late = False
             if ts < window.start:
                 window.start = ts
             if ts > window.end:
                 window.end = ts
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[key] = now
+            deadline = min(window.end + self.gap, window.start + self.max_length)  # ``_schedule``, inlined
+            if self._scheduled.get(key) != deadline:
+                self._scheduled[key] = deadline
+                self._seq += 1
+                heapq.heappush(self._heap, (deadline, self._seq, key))
         else:
             slot, late = self._slot_for(key, ts, closed)
             window = self._open.get(slot)
@@ -143,12 +149,12 @@ class Windower:
             if self._session:
                 window.start = min(window.start, ts)
                 window.end = max(window.end, ts)
-        self._put(window, match, line, origin, offset)
-        if now is not None:
-            self._touched[slot] = now
-        if late:
-            self.stats.late_records += 1
-        self._schedule(slot, window)
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[slot] = now
+            if late:
+                self.stats.late_records += 1
+            self._schedule(slot, window)
         if advance and ts - self.allowed_lateness > self.watermark:  # else ``advance`` would close nothing
             closed.extend(self.advance(ts))
         return closed
