@@ -9,7 +9,8 @@ from benchmarks.loghub import LOG_FORMATS
 from pipeline.stages.layouts import MESSAGE_FIELD, LogFormat
 
 LAYOUTS = [*LOG_FORMATS.values(), "<Content>", "<Time> <Content>", "<Content> <Level>", "<A>|<B>|<Content>",
-           "<Date> <Time>( \\[<Pid>\\])? <Level>: <Content>"]
+           "<Date> <Time>( \\[<Pid>\\])? <Level>: <Content>", "<host.name> <log.level>( \\[<p.id>\\])? <Content>",
+           "<Time> <log.level> <Content>"]
 
 
 def plain_match(layout: LogFormat, line: str) -> tuple[str, dict[str, str]] | None:
@@ -45,3 +46,9 @@ def test_match_on_real_lines_of_each_layout() -> None:
         "Date": "081109", "Time": "203615", "Pid": "148", "Level": "INFO", "Component": "dfs.DataNode$PacketResponder"})
     assert LogFormat("<Time> <Content>").match("12:00 hello world") == ("hello world", {"Time": "12:00"})
     assert LogFormat("<Content>").match("  hello  ") == ("hello", {})
+
+
+def test_groups_named_after_the_fields_only_when_every_name_can_be_one() -> None:
+    assert LogFormat("<Date> <Time> <Content>").regex.groupindex.keys() == {"Date", "Time", "Content"}
+    assert LogFormat("<host.name> <Content>").regex.groupindex.keys() == {"lw0", "lw1"}
+    assert LogFormat("<host.name> <Content>").match("h1 hi") == ("hi", {"host.name": "h1"})
