@@ -169,14 +169,16 @@ def pick_preset(settings: PipelineSettings, head: list[str]) -> PipelineSettings
 def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats,
              settings: PipelineSettings) -> Iterator[list[Window]]:
     """Yield batches of closed windows as the watermark moves, then the flushed rest at end of input."""
+    add = chain.add
     for raw in lines:
-        step = chain.add(raw)
+        step = add(raw)
         stats.lines += 1
-        if step.record.timestamp is None and NOT_WINDOWED.isdisjoint(step.record.flags):
+        record = step.record
+        if record.timestamp is None and NOT_WINDOWED.isdisjoint(record.flags):
             stats.untimed += 1
         if stats.lines == UNTIMED_CHECK_LINES:
             check_timed(stats, settings, chain.decoder)
-        if step.no_entity:
+        if not step.windowed and step.no_entity:
             stats.no_entity += 1
         if step.closed:
             stats.windows += len(step.closed)

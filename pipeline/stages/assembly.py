@@ -185,8 +185,11 @@ ASSEMBLERS: dict[str, type[Assembler]] = {"cri": CriAssembler, "docker": DockerA
 def assembled(lines: Iterable[RawLine], assembler: Assembler | None) -> Iterator[RawLine]:
     """``lines`` with split records joined; a record never spans two files (each file's end flushes)."""
     if assembler is None:
-        yield from lines
-        return
+        return iter(lines)  # no generator in between: one call less per line
+    return _assembled(lines, assembler)
+
+
+def _assembled(lines: Iterable[RawLine], assembler: Assembler) -> Iterator[RawLine]:
     origin: str | None = None
     for raw in lines:
         if raw.origin != origin:

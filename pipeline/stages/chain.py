@@ -38,7 +38,6 @@ nothing is appended to lists handed in.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,21 +149,26 @@ class RecordChain:
 
     def _add(self, raw: RawLine, now: float | None) -> Step:
         record = self.decoder.decode(raw)
-        step = Step(record)
         if record.flags and not NOT_WINDOWED.isdisjoint(record.flags):
-            return step
+            return Step(record)
         replay = self.replay
         offset = raw.offset
         windower = self.windower
         if replay is not None:
             replay.before(offset, windower.watermark, self.last_time)
-        timed = record.timestamp is not None and self._plausible(record)
-        ts = self.clock.event_time(record.timestamp if timed else None, record.origin, record.arrival)
+        stamp = record.timestamp
+        timed = stamp is not None and self._plausible(record)
+        ts = self.clock.event_time(stamp if timed else None, record.origin, record.arrival)
         if timed:
             self.last_time = ts
         keys = self.extractor.entities(record)
-        match: TemplateMatch | None = None
         line = record.raw or record.message
+        if replay is None and len(keys) == 1:
+            # the common case (no replay bookkeeping, one entity): the windower's list of closed windows is the step's
+            closed = windower.add(keys[0], ts, self._template(record), line, record.origin, offset, timed, now)
+            return Step(record, self._stamped(closed) if closed else closed, True)
+        step = Step(record)
+        match: TemplateMatch | None = None
         for key in keys:
             if replay is not None and replay.should_skip(key, offset):
                 step.skipped += 1
@@ -199,7 +203,7 @@ class RecordChain:
         # no arrival time (a Kafka record without a timestamp): the clock bounds the future instead, so the check
         # is never off; only a time within the skew of now could be judged differently on a later replay
         arrival = record.arrival if record.arrival > 0 else time.time()
-        if math.isfinite(ts) and MIN_EVENT_TIME <= ts <= MAX_EVENT_TIME and ts <= arrival + self.max_clock_skew:
+        if MIN_EVENT_TIME <= ts <= MAX_EVENT_TIME and ts <= arrival + self.max_clock_skew:  # False for nan and inf
             return True
         if "bad_timestamp" not in record.flags:
             record.flags = (*record.flags, "bad_timestamp")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
+from operator import itemgetter
 
 from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
@@ -84,6 +85,8 @@ class Decoder:
         self._prefix_parsers = [p for p in self._auto if p.name in PREFIX_LAYOUTS]
         self._json = JsonFields(self._time_parser, self._auto)
         self._time_fields = self._choose_time_fields(time_fields)
+        # the time fields' values in one C call (``fields[name]`` for each name, the same KeyError when one is absent)
+        self._time_values = itemgetter(*self._time_fields) if len(self._time_fields) > 1 else None
         self._detect_left = detect_lines
         self._chosen: tuple[int, TimeParser] | None = None  # (-1 = joined fields | field index, parser)
         self._lead: TimeParser | None = self._time_parser if self.log_format is None else None
@@ -222,7 +225,8 @@ class Decoder:
         if not names:
             return None
         try:
-            joined = " ".join([fields[name] for name in names]) if len(names) > 1 else fields[names[0]]
+            values = self._time_values
+            joined = " ".join(values(fields)) if values is not None else fields[names[0]]
         except KeyError:  # an optional time field is absent from this line
             joined = " ".join([fields[name] for name in names if fields.get(name)])
         try:

@@ -44,7 +44,10 @@ class EntityExtractor:
         if self._pattern is not None:
             found: dict[str, None]
             if self._findall is not None:  # the values findall gives are those the loop below would read
-                found = dict.fromkeys(filter(None, self._findall(record.message)))
+                values = self._findall(record.message)
+                if len(values) == 1 and values[0]:  # the common case, one entity: no dict to drop repeats
+                    return [(self._regex_field, values[0])]
+                found = dict.fromkeys(filter(None, values))
             else:
                 found = {}
                 for match in self._pattern.finditer(record.message):

@@ -8,8 +8,9 @@ length: a line that does not fit the layout cannot stall a partition.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TypeAlias
 
 from pipeline.errors import FormatError
@@ -66,18 +67,33 @@ class LogFormat:
             raise FormatError(f"--log-format {fmt!r}: <{MESSAGE_FIELD}> cannot be inside an optional part")
         self.names = names
         self._optional = any(isinstance(item, tuple) for item in items)
-        self.regex = re.compile(_Compiler(fmt, items).pattern(), re.DOTALL)
+        # Fields named like identifiers (all of Loghub's) name their groups, so that a match's ``groupdict`` is the
+        # fields dict, made in one C call (the decoder's hottest step on a layout); else the groups are numbered and
+        # the fields other than the message are picked out of them. Either way the fields keep the layout's order.
+        self._named = all(name.isidentifier() for name in names)
+        self.regex = re.compile(_Compiler(fmt, items, names if self._named else None).pattern(), re.DOTALL)
+        self._content = names.index(MESSAGE_FIELD)
+        self._others = tuple(name for name in names if name != MESSAGE_FIELD)
+        positions = [i for i, name in enumerate(names) if name != MESSAGE_FIELD]
+        self._pick: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] = (
+            itemgetter(*positions) if len(positions) > 1
+            else (lambda groups: tuple(groups[i] for i in positions)))
 
     def match(self, line: str) -> tuple[str, dict[str, str]] | None:
         """``(message, fields)`` when the line fits; fields left empty by an optional part are omitted."""
         found = self.regex.fullmatch(line.strip())
         if found is None:
             return None
-        fields = dict(zip(self.names, found.groups(), strict=True))
+        if self._named:
+            named = found.groupdict()
+            if self._optional:
+                named = {name: value for name, value in named.items() if value is not None}
+            return named.pop(MESSAGE_FIELD), named
+        groups = found.groups()
+        fields = dict(zip(self._others, self._pick(groups), strict=True))
         if self._optional:
             fields = {name: value for name, value in fields.items() if value is not None}
-        message = fields.pop(MESSAGE_FIELD)
-        return message, fields
+        return groups[self._content], fields  # type: ignore[return-value]  # never None: not in an optional part
 
     def __repr__(self) -> str:
         return f"LogFormat({self.fmt!r})"
@@ -161,10 +177,12 @@ def _field_names(items: Sequence[_Item]) -> list[str]:
 class _Compiler:
     """Builds the linear-time regex of a parsed layout (see :class:`LogFormat` for the rule)."""
 
-    def __init__(self, fmt: str, items: list[_Item]) -> None:
+    def __init__(self, fmt: str, items: list[_Item], group_names: Sequence[str] | None = None) -> None:
+        """``group_names``: each field's group name in order (default ``lw0``, ``lw1``, ...)."""
         self.fmt = fmt
         self.items = items
         self.index = 0
+        self.group_names = group_names
 
     def pattern(self) -> str:
         return self._seq(self.items, ())
@@ -184,7 +202,7 @@ class _Compiler:
         return "".join(out)
 
     def _field(self, field: _Field, rest: _Rest) -> str:
-        group = f"(?P<lw{self.index}>"
+        group = f"(?P<{self.group_names[self.index] if self.group_names else f'lw{self.index}'}>"
         self.index += 1
         follows = _follows(rest)
         if any(not atoms and end == _NEXT for atoms, end in follows):

@@ -140,14 +140,21 @@ class Joiner:
             self.stats.cut += 1
         if record is not None:
             record.complete = True
-        record = _Record(raw, [raw.data], len(raw.data), raw.last_offset, now, raw.truncated,
-                         json=raw.data[:1] == b"{" and self.start is None)
-        self._track(record, data)
-        self._queue.append(record)
-        if record.json:
-            record.complete = True  # takes no continuation: never held for one
-        else:
-            self._open[key] = record
+        # what ``_track`` makes of a new record's first line: only a traceback's first line changes its state
+        new = _Record(raw, [data], len(data), raw.last_offset, now, raw.truncated,
+                      in_traceback=data.startswith(_TRACEBACK), json=data[:1] == b"{" and self.start is None)
+        queue = self._queue
+        if new.json:
+            new.complete = True  # takes no continuation: never held for one
+            queue.append(new)
+            return self._release()
+        self._open[key] = new
+        if record is not None and len(queue) == 1 and queue[0] is record:
+            # the common case (one key, a line that starts a record): the one record held is complete and is
+            # all that ``_release`` would hand on; the new one takes its place in the queue
+            queue[0] = new
+            return [self._render(record)]
+        queue.append(new)
         return self._release()
 
     def expire(self, now: float, timeout: float) -> list[RawLine]:
@@ -201,11 +208,16 @@ def joined(lines: Iterable[RawLine], joiner: Joiner | None) -> Iterator[RawLine]
         yield from lines
         return
     origin: str | None = None
+    push = joiner.push
     for raw in lines:
         if raw.origin != origin:
             yield from joiner.flush()
             origin = raw.origin
-        yield from joiner.push(raw)
+        out = push(raw)
+        if len(out) == 1:  # the common case: one record out for one line in (no iterator over a list of one)
+            yield out[0]
+        elif out:
+            yield from out
     yield from joiner.flush()
 
 

@@ -140,7 +140,10 @@ class _Final:
         return " ".join(filled)
 
     def fits(self, raw: list[str | None]) -> bool:
-        return all(raw[p] == word for p, word in self.fixed.items())
+        for p, word in self.fixed.items():  # noqa: SIM110 - a loop, not all() over a generator: once per matched line
+            if raw[p] != word:
+                return False
+        return True
 
 
 def _copy(match: TemplateMatch) -> TemplateMatch:

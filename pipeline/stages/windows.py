@@ -93,6 +93,7 @@ class Windower:
         if kind not in ("session", "tumbling"):
             raise ValueError(f"unknown window kind {kind!r}")
         self.kind = kind
+        self._session = kind == "session"
         self.gap = gap
         self.max_length = max_length
         self.size = size
@@ -122,18 +123,39 @@ class Windower:
         """
         self.stats.records += 1
         closed: list[Window] = []
-        slot, late = self._slot_for(key, ts, closed)
-        window = self._open.get(slot)
-        if window is None:
-            window = self._new_window(key, ts, late)
-            self._open[slot] = window
-        self._put(window, ts, match, line, origin, offset)
-        if now is not None:
-            self._touched[slot] = now
-        if late:
-            self.stats.late_records += 1
-        self._schedule(slot, window)
-        if advance:
+        window = self._open.get(key) if self._session else None
+        if window is not None and (window.start - self.gap <= ts <= window.end + self.gap
+                                   and max(window.end, ts) - min(window.start, ts) <= self.max_length):
+            # the common case of a session: the record joins the entity's open session (what ``_slot_for`` finds
+            # first), and the session grows to take it in
+            if ts < window.start:
+                window.start = ts
+            if ts > window.end:
+                window.end = ts
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[key] = now
+            deadline = min(window.end + self.gap, window.start + self.max_length)  # ``_schedule``, inlined
+            if self._scheduled.get(key) != deadline:
+                self._scheduled[key] = deadline
+                self._seq += 1
+                heapq.heappush(self._heap, (deadline, self._seq, key))
+        else:
+            slot, late = self._slot_for(key, ts, closed)
+            window = self._open.get(slot)
+            if window is None:
+                window = self._new_window(key, ts, late)
+                self._open[slot] = window
+            if self._session:
+                window.start = min(window.start, ts)
+                window.end = max(window.end, ts)
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[slot] = now
+            if late:
+                self.stats.late_records += 1
+            self._schedule(slot, window)
+        if advance and ts - self.allowed_lateness > self.watermark:  # else ``advance`` would close nothing
             closed.extend(self.advance(ts))
         return closed
 
@@ -220,21 +242,22 @@ class Windower:
         start = ts if self.kind == "session" else end - self.size
         return Window(entity_field=key[0], entity_id=key[1], kind=self.kind, start=start, end=end, late=late)
 
-    def _put(self, window: Window, ts: float, match: TemplateMatch, line: str, origin: str, offset: int) -> None:
-        if self.kind == "session":
-            window.start = min(window.start, ts)
-            window.end = max(window.end, ts)
+    def _put(self, window: Window, match: TemplateMatch, line: str, origin: str, offset: int) -> None:
+        """Count the record's template in the window (a session's span is already extended to its time)."""
         tid = match.template_id
-        template = match.template
-        if not match.known and tid not in window.templates and len(window.unknown) >= MAX_UNSEEN_TEMPLATES:
-            tid, template = OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE
-        window.counts[tid] += 1
-        if tid not in window.templates:
-            window.templates[tid] = template
-            if not match.known:
-                window.unknown.add(tid)
-            if self.max_samples is None or len(window.samples) < self.max_samples:
-                window.samples[tid] = line
+        if tid in window.templates:  # the common case: a template the window holds already
+            window.counts[tid] += 1
+        else:
+            template = match.template
+            if not match.known and len(window.unknown) >= MAX_UNSEEN_TEMPLATES:
+                tid, template = OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE
+            window.counts[tid] += 1
+            if tid not in window.templates:
+                window.templates[tid] = template
+                if not match.known:
+                    window.unknown.add(tid)
+                if self.max_samples is None or len(window.samples) < self.max_samples:
+                    window.samples[tid] = line
         if len(window.first_lines) < self.max_first_lines:
             window.first_lines.append(line)
         if origin and (origin not in window.positions or offset < window.positions[origin]):
@@ -252,7 +275,10 @@ class Windower:
         return min(window.end + self.gap, window.start + self.max_length)
 
     def _schedule(self, slot: Hashable, window: Window) -> None:
-        deadline = self._deadline(window)
+        if self._session and not window.late:  # ``_deadline``, inlined for the common case
+            deadline = min(window.end + self.gap, window.start + self.max_length)
+        else:
+            deadline = self._deadline(window)
         if self._scheduled.get(slot) == deadline:
             return
         self._scheduled[slot] = deadline

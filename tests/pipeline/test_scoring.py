@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from models.artifacts import ModelBundle
 from models.detector import WindowDetector
 from models.features import FeatureSpace
-from pipeline.records import Window
+from pipeline.records import Window, iso_utc
 from pipeline.scoring import Scorer, document_id
 
 
@@ -94,3 +97,22 @@ def test_training_flags_reach_every_document() -> None:
     flagged = Scorer(scorer.bundle)
     (doc,) = flagged.score([window({"A": 3, "B": 1})])
     assert doc["model"]["warnings"] == ["few_windows", "short_windows"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(st.floats(-62135596800.0, 253402300799.0, allow_nan=False), max_size=30))
+def test_memoised_iso_times_are_those_rendered_afresh(times: list[float]) -> None:
+    scorer = make_scorer()
+    scorer._iso.update({-1e15 - i: "unused" for i in range(4095)})  # nearly full: it must start over, not grow
+    for ts in [*times, *times]:
+        assert scorer._iso_utc(ts) == iso_utc(ts)
+    assert len(scorer._iso) <= 4096
+
+
+def test_window_fields_through_the_memo() -> None:
+    scorer = make_scorer()
+    w = window({"T1": 1})
+    w.start, w.end = 1_228_854_975.5, 1_228_854_975.5
+    docs = scorer.score([w, w])
+    assert [d["window"]["start"] for d in docs] == [iso_utc(w.start)] * 2
+    assert [d["@timestamp"] for d in docs] == [iso_utc(w.end)] * 2

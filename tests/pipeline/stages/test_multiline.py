@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import embedded as jobs
 from pipeline.config import PipelineSettings
 from pipeline.errors import LogwardenError
 from pipeline.records import RawLine
 from pipeline.stages.decoding import Decoder
-from pipeline.stages.multiline import Joiner, joined
+from pipeline.stages.multiline import Joiner, _Record, joined
 
 LAYOUT = "<Date> <Time> <Level> <Component>: <Content>"
 
@@ -142,3 +144,54 @@ def test_sample_shows_the_whole_record(tmp_path: Path) -> None:
     docs, _ = jobs.detect([str(log)], settings, None, force=True)
     samples = [s for d in docs for s in d["log"]["samples"]]
     assert any(s.startswith(JAVA[0][:10]) and s.endswith("\t... 12 more") for s in samples)
+
+
+class GeneralPathJoiner(Joiner):
+    """Every line through ``_track`` and ``_release``: what ``push``'s shortcut (the one record held is handed on
+    and the new one takes its place) must agree with."""
+
+    def push(self, raw: RawLine, now: float = 0.0) -> list[RawLine]:
+        key = raw.key or b""
+        record = self._open.get(key)
+        data = raw.data
+        if record is not None and self._continues(record, data):
+            if len(record.parts) < self.max_lines and record.size + 1 + len(raw.data) <= self.max_bytes:
+                record.parts.append(raw.data)
+                record.size += 1 + len(raw.data)
+                record.end = raw.last_offset
+                record.seen = now
+                record.truncated = record.truncated or raw.truncated
+                self._track(record, data)
+                return self._release()
+            self.stats.cut += 1
+        if record is not None:
+            record.complete = True
+        record = _Record(raw, [raw.data], len(raw.data), raw.last_offset, now, raw.truncated,
+                         json=raw.data[:1] == b"{" and self.start is None)
+        self._track(record, data)
+        self._queue.append(record)
+        if record.json:
+            record.complete = True
+        else:
+            self._open[key] = record
+        return self._release()
+
+
+PIECES = [*JAVA, *PYTHON, *PLAIN, "", "{\"message\": \"x\"}", "Traceback (most recent call last):", "  indented",
+          "ValueError: bad", "java.lang.Error: x", "... 3 more"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(picks=st.lists(st.tuples(st.integers(0, len(PIECES) - 1), st.sampled_from([None, b"a", b"b"])), max_size=60),
+       max_lines=st.sampled_from([2, 5, 500]), expire_at=st.integers(0, 60))
+def test_shortcut_agrees_with_the_general_path(picks: list[tuple[int, bytes | None]], max_lines: int,
+                                               expire_at: int) -> None:
+    fast, plain = joiner(max_lines=max_lines), GeneralPathJoiner(Decoder(LAYOUT).starts_record, max_lines=max_lines)
+    for i, (piece, key) in enumerate(picks):
+        raw = RawLine(PIECES[piece].encode(), "f", i + 1, key)
+        assert fast.push(raw, now=float(i)) == plain.push(raw, now=float(i))
+        assert fast.held_offset() == plain.held_offset()
+        if i == expire_at:
+            assert fast.expire(float(i), 3.0) == plain.expire(float(i), 3.0)
+    assert fast.flush() == plain.flush()
+    assert fast.stats == plain.stats

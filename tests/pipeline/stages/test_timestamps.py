@@ -164,3 +164,42 @@ def test_day_of_year() -> None:
     parser = TimeParser.from_strptime("%Y %j")
     assert parser.parse("2020 060") == utc(2020, 2, 29)
     assert parser.parse("2020 061") == utc(2020, 3, 1)
+
+
+# Texts sharing their seconds (fractions of one second), in every layout with a fraction or a zone and in strptime
+# formats, read in UTC, a fixed offset and a zone with daylight saving time.
+_MEMO_FORMATS = ["%Y-%m-%d %H:%M:%S,%f", "%Y-%m-%dT%H:%M:%S.%f%z", "%d/%b/%Y:%H:%M:%S %z", "%y%m%d %H%M%S",
+                 "%b %d %H:%M:%S.%f", "%j %Y %H:%M"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(moments=st.lists(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2099, 12, 30)),
+                        min_size=1, max_size=3),
+       offset=st.integers(min_value=-14 * 60, max_value=14 * 60), fmt=st.sampled_from(_MEMO_FORMATS),
+       zone=st.sampled_from(["UTC", "Europe/Berlin", "America/St_Johns"]),
+       fractions=st.lists(st.integers(0, 999_999), min_size=1, max_size=6), year=st.sampled_from([None, 2024]))
+def test_memoised_second_is_the_uncached_answer(moments: list[datetime], offset: int, fmt: str, zone: str,
+                                                fractions: list[int], year: int | None) -> None:
+    """The per-second memo of ``_from_groups`` gives the very float the uncached path gives (``==``, not approx)."""
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    tz = UTC if zone == "UTC" else ZoneInfo(zone)
+    parser = TimeParser.from_strptime(fmt, tz=tz, default_year=year)
+    plain = TimeParser.from_strptime(fmt, tz=tz, default_year=year)
+    zoned = [moment.replace(tzinfo=timezone(timedelta(minutes=offset))) for moment in moments]
+    # each text twice and the seconds interleaved: later reads come from the memo
+    for aware, fraction in [(aware, fraction) for fraction in fractions for aware in zoned] * 2:
+        text = aware.replace(microsecond=fraction).strftime(fmt)
+        match = parser._full.match(text)
+        assert match is not None
+        expected = plain._from_groups_afresh(match.groups())
+        parser._last_text = None  # past the one-text memo of ``parse``, to the per-second one
+        assert parser.parse(text) == expected
+
+
+def test_memo_only_where_the_answer_depends_on_the_text_alone() -> None:
+    assert TimeParser.from_strptime("%Y-%m-%d %H:%M:%S")._seconds is not None
+    assert TimeParser.from_strptime("%b %d %H:%M:%S", default_year=2024)._seconds is not None
+    assert TimeParser.from_strptime("%b %d %H:%M:%S")._seconds is None  # the year depends on the clock
+    assert TimeParser.from_strptime("%s")._seconds is None
+    assert TimeParser.from_strptime("%I:%M:%S %p %d.%m.%Y")._seconds is None  # strptime's path

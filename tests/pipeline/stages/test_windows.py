@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -169,3 +171,57 @@ def test_a_window_keeps_at_most_max_unseen_templates_and_folds_the_rest_into_one
     w.add(("b", "2"), 0, TemplateMatch("Tjunk0", "junk 0", known=False), "again")
     (second,) = w.flush()
     assert second.counts["Tjunk0"] == 2 and second.counts[OTHER_UNSEEN_ID] == 5
+
+
+class GeneralPathWindower(Windower):
+    """Every record through ``_slot_for`` and ``_deadline``: the path ``add``'s shortcut for a record that joins its
+    entity's open session (and ``_schedule``'s inlined deadline) must agree with."""
+
+    def add(self, key, ts, match, line, origin="", offset=0, advance=True, now=None):  # type: ignore[no-untyped-def]
+        self.stats.records += 1
+        closed: list = []  # type: ignore[type-arg]
+        slot, late = self._slot_for(key, ts, closed)
+        window = self._open.get(slot)
+        if window is None:
+            window = self._new_window(key, ts, late)
+            self._open[slot] = window
+        if self.kind == "session":
+            window.start = min(window.start, ts)
+            window.end = max(window.end, ts)
+        self._put(window, match, line, origin, offset)
+        if now is not None:
+            self._touched[slot] = now
+        if late:
+            self.stats.late_records += 1
+        deadline = self._deadline(window)
+        if self._scheduled.get(slot) != deadline:
+            self._scheduled[slot] = deadline
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, slot))
+        closed.extend(self.advance(ts) if advance else [])
+        return closed
+
+
+def _shape(windows: list) -> list:  # type: ignore[type-arg]
+    return [(w.entity_id, w.kind, w.start, w.end, w.late, dict(w.counts), w.templates, w.unknown, w.samples,
+             w.first_lines, w.positions, list(w.offsets or ())) for w in windows]
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(st.tuples(st.integers(0, 3), st.floats(0, 300, allow_nan=False), st.sampled_from(["T1", "T2"]),
+                                 st.booleans(), st.booleans()), max_size=120),
+       kind=st.sampled_from(["session", "tumbling"]), lateness=st.sampled_from([0.0, 5.0]),
+       gap=st.sampled_from([1.0, 10.0, 100.0]), max_length=st.sampled_from([15.0, 60.0]))
+def test_shortcuts_agree_with_the_general_path(events, kind, lateness, gap, max_length) -> None:  # type: ignore[no-untyped-def]
+    fast = Windower(kind, gap=gap, max_length=max_length, size=gap * 3, allowed_lateness=lateness, track_offsets=True)
+    plain = GeneralPathWindower(kind, gap=gap, max_length=max_length, size=gap * 3, allowed_lateness=lateness,
+                                track_offsets=True)
+    for i, (entity, ts, tid, known, timed) in enumerate(events):
+        match = TemplateMatch(tid, tid, known=known)
+        got = fast.add(("e", str(entity)), ts, match, f"l{i}", "src", i, advance=timed, now=float(i))
+        want = plain.add(("e", str(entity)), ts, match, f"l{i}", "src", i, advance=timed, now=float(i))
+        assert _shape(got) == _shape(want)
+        assert fast.watermark == plain.watermark
+    assert _shape(fast.close_idle(len(events) / 2, 10.0)) == _shape(plain.close_idle(len(events) / 2, 10.0))
+    assert _shape(fast.flush()) == _shape(plain.flush())
+    assert fast.stats == plain.stats
