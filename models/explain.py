@@ -139,56 +139,53 @@ def explain_batch(
     space: FeatureSpace,
     templates: Sequence[Mapping[str, str]],
     limit: int = 5,
+    raw: np.ndarray | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """:func:`explain` of every window (``counts[i]`` with ``templates[i]``), computed for the batch at once."""
+    """:func:`explain` of every window (``counts[i]`` with ``templates[i]``), computed for the batch at once.
+
+    ``raw`` is :meth:`FeatureSpace.count_matrix` of ``counts`` when the caller has it already (the scorer builds
+    it for the feature rows): the window's held columns are then its non-zero cells, and no window's ids are
+    looked up one by one again. Only a window holding a zero count (a known id with no line) is read id by id.
+    """
     index = space.index_
     vocabulary = space.vocabulary_
     columns = _columns(space)
     stats = space.template_stats()
-    out: list[list[dict[str, Any]]] = []
+    if raw is None:
+        raw = space.count_matrix(counts)
     news: list[list[dict[str, Any]]] = []
-    held: list[list[int]] = []
-    for window, names in zip(counts, templates, strict=True):
-        new: list[dict[str, Any]] = []
-        cols: list[int] = []
-        for tid, n in window.items():
-            col = index.get(tid)
-            if col is None:
-                new.append({"id": tid, "template": names.get(tid, ""), "observed": int(n), "expected": 0.0,
-                            "new": True, "share": 0.0})
-            else:
-                cols.append(col)
-        new.sort(key=lambda entry: entry["id"])
-        news.append(new[:limit])
-        held.append(cols)
-    candidates = np.flatnonzero(columns.usual)
-    if any(held):
-        candidates = np.union1d(candidates, np.concatenate([np.asarray(c, dtype=np.int64) for c in held]))
+    zero_held: list[tuple[int, list[int]]] = []  # windows holding a known id with count 0: listed, yet not non-zero
+    for row, (window, names) in enumerate(zip(counts, templates, strict=True)):
+        if not index.keys() >= window.keys():  # walks the window's ids only (probes the index), builds nothing
+            new = [{"id": tid, "template": names.get(tid, ""), "observed": int(window[tid]), "expected": 0.0,
+                    "new": True, "share": 0.0} for tid in sorted(set(window).difference(index))]
+            news.append(new[:limit])
+        else:
+            news.append([])
+        if 0 in window.values():
+            zero_held.append((row, [index[tid] for tid, n in window.items() if n == 0 and tid in index]))
+    held = raw != 0
+    for row, cols in zero_held:
+        held[row, cols] = True
+    candidates = np.flatnonzero(columns.usual | held.any(axis=0))
     width = len(candidates)
     step = max(1, BATCH_CELLS // max(width, 1))
+    out: list[list[dict[str, Any]]] = []
     for start in range(0, len(counts), step):
-        out.extend(_known_entries(counts[start:start + step], templates[start:start + step],
-                                  held[start:start + step], news[start:start + step], candidates, columns,
-                                  stats, vocabulary, space.templates_, limit))
+        stop = start + step
+        out.extend(_known_entries(raw[start:stop], held[start:stop], templates[start:stop], news[start:stop],
+                                  candidates, columns, stats, vocabulary, space.templates_, limit))
     return out
 
 
-def _known_entries(counts: Sequence[Mapping[str, int]], templates: Sequence[Mapping[str, str]],
-                   held: list[list[int]], news: list[list[dict[str, Any]]], candidates: np.ndarray,
-                   columns: _Columns, stats: Any, vocabulary: list[str], names: Mapping[str, str],
-                   limit: int) -> list[list[dict[str, Any]]]:
+def _known_entries(raw: np.ndarray, held: np.ndarray, templates: Sequence[Mapping[str, str]],
+                   news: list[list[dict[str, Any]]], candidates: np.ndarray, columns: _Columns, stats: Any,
+                   vocabulary: list[str], names: Mapping[str, str], limit: int) -> list[list[dict[str, Any]]]:
     """Each window's new entries, then its known entries in :func:`explain`'s order, up to ``limit``."""
-    rows, width = len(counts), len(candidates)
-    where = np.full(len(vocabulary), -1, dtype=np.int64)
-    where[candidates] = np.arange(width)
-    observed = np.zeros((rows, width))
-    listed = np.zeros((rows, width), dtype=bool)
+    rows, width = raw.shape[0], len(candidates)
+    observed = raw[:, candidates]
+    listed = held[:, candidates]
     listed[:, columns.usual[candidates]] = True
-    for row, (window, cols) in enumerate(zip(counts, held, strict=True)):
-        for col in cols:
-            at = where[col]
-            observed[row, at] = window[vocabulary[col]]
-            listed[row, at] = True
     reasons = np.zeros((rows, width))
     if stats is not None and width:
         sub = type(stats)(stats.n_windows, stats.present[candidates], stats.low[candidates],
@@ -206,11 +203,12 @@ def _known_entries(counts: Sequence[Mapping[str, int]], templates: Sequence[Mapp
     first = np.searchsorted(row_of, np.arange(rows))
     rank = np.arange(len(row_of)) - first[row_of]
     chosen = rank < quota[row_of]
+    row_of, at_of = row_of[chosen], at_of[chosen]
     out = [list(new) for new in news]
-    for row, at in zip(row_of[chosen].tolist(), at_of[chosen].tolist(), strict=True):
-        col = int(candidates[at])
+    expected, share = columns.expected, columns.share
+    for row, col, n in zip(row_of.tolist(), candidates[at_of].tolist(), observed[row_of, at_of].tolist(),
+                           strict=True):
         tid = vocabulary[col]
         out[row].append({"id": tid, "template": templates[row].get(tid) or names.get(tid, ""),
-                         "observed": int(observed[row, at]), "expected": columns.expected[col], "new": False,
-                         "share": columns.share[col]})
+                         "observed": int(n), "expected": expected[col], "new": False, "share": share[col]})
     return out

@@ -117,17 +117,24 @@ class FeatureSpace:
                     out[row, col] = n
         return out
 
-    def transform(self, windows: Iterable[Mapping[str, int]]) -> np.ndarray:
-        """Feature rows: log1p counts over the vocabulary, then the columns in ``EXTRA_COLUMNS``."""
+    def transform(self, windows: Iterable[Mapping[str, int]], counts: np.ndarray | None = None) -> np.ndarray:
+        """Feature rows: log1p counts over the vocabulary, then the columns in ``EXTRA_COLUMNS``.
+
+        ``counts`` is :meth:`count_matrix` of ``windows`` when the caller keeps it for more (the scorer's
+        explanations read the same matrix), so that it is built once.
+        """
         windows = list(windows)
-        counts = self.count_matrix(windows)
+        if counts is None:
+            counts = self.count_matrix(windows)
         index = self.index_
-        extra = np.zeros((len(windows), len(EXTRA_COLUMNS)), dtype=np.float64)
-        for row, window in enumerate(windows):
-            unseen = {tid: n for tid, n in window.items() if tid not in index}
-            extra[row, 0] = sum(window.values())
-            extra[row, 1] = sum(unseen.values())
-            extra[row, 2] = len(unseen)
+        rows: list[tuple[Any, Any, int]] = []
+        for window in windows:
+            if not index.keys() >= window.keys():  # walks the window's ids only (probes the index), builds nothing
+                unseen = {tid: n for tid, n in window.items() if tid not in index}
+                rows.append((sum(window.values()), sum(unseen.values()), len(unseen)))
+            else:  # nearly every window: all its ids are known
+                rows.append((sum(window.values()), 0, 0))
+        extra = np.array(rows, dtype=np.float64).reshape(len(windows), len(EXTRA_COLUMNS))
         extra[:, :2] = np.log1p(extra[:, :2])
         return np.hstack([np.log1p(counts), extra])
 

@@ -78,15 +78,21 @@ class Scorer:
         """
         if not windows:
             return []
-        matrix = self.space.transform([w.counts for w in windows])
-        scores, components, reasons = self.detector.score_and_reasons(matrix)
+        counts = [w.counts for w in windows]
+        raw = self.space.count_matrix(counts)
+        scores, components, reasons = self.detector.score_and_reasons(self.space.transform(counts, raw))
         threshold = float(self.detector.threshold_)
-        explanations = explain_batch([w.counts for w in windows], self.space, [w.templates for w in windows])
-        docs = []
-        for i, (window, score) in enumerate(zip(windows, scores, strict=True)):
-            parts = {name: round(float(values[i]), 6) for name, values in components.items()}
-            docs.append(self._document(window, float(score), threshold, parts, reasons[i], explanations[i]))
-        return docs
+        shown = round(threshold, 6)  # as the documents hold it; is_anomaly compares with the threshold itself
+        explanations = explain_batch(counts, self.space, [w.templates for w in windows], raw=raw)
+        # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
+        # as per window), then zipped into one dict per window.
+        names = list(components)
+        rounded = [[round(value, 6) for value in components[name].tolist()] for name in names]
+        parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
+            [{} for _ in windows])
+        return [self._document(window, score, (threshold, shown), part, reason, explanation)
+                for window, score, part, reason, explanation in zip(windows, scores.tolist(), parts, reasons,
+                                                                    explanations, strict=True)]
 
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""
@@ -116,8 +122,9 @@ class Scorer:
             fields["offset"] = min(window.positions.values())
         return fields
 
-    def _document(self, window: Window, score: float, threshold: float, components: dict[str, float],
+    def _document(self, window: Window, score: float, threshold: tuple[float, float], components: dict[str, float],
                   reason: str, explanation: list[dict[str, Any]]) -> dict[str, Any]:
+        """One window's document; ``threshold`` is the detector's and its rounded text (rounded once per batch)."""
         samples: list[str] = []
         for entry in explanation:
             line = window.samples.get(entry["id"])
@@ -133,7 +140,7 @@ class Scorer:
             "@timestamp": fields["end"],  # iso_utc(window.end), rendered once
             "entity": {"id": window.entity_id, "field": window.entity_field},
             "window": fields,
-            "anomaly": {"score": round(score, 6), "threshold": round(threshold, 6), "is_anomaly": score > threshold,
+            "anomaly": {"score": round(score, 6), "threshold": threshold[1], "is_anomaly": score > threshold[0],
                         "components": components, "reason": reason, "reason_text": reason_text(reason)},
             "model": {"version": self.version, "warnings": self.warnings},
             "templates": explanation,

@@ -59,3 +59,25 @@ def test_entries_are_fresh_dicts_per_window() -> None:
     space = FeatureSpace().fit([{"A": 1}, {"A": 2}, {"B": 1}], {})
     first, second = explain_batch([{"A": 9, "N": 1}, {"A": 9, "N": 1}], space, [{}, {}])
     assert first == second and all(a is not b for a, b in zip(first, second, strict=True))
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**16), vocabulary=st.integers(1, len(IDS)), train=st.integers(1, 200),
+       test=st.integers(0, 80), new=st.floats(0.0, 1.0), zeros=st.floats(0.0, 0.5), limit=st.integers(0, 8))
+def test_batch_on_the_scorers_count_matrix_equals_window_by_window(seed: int, vocabulary: int, train: int,
+                                                                   test: int, new: float, zeros: float,
+                                                                   limit: int) -> None:
+    """The scorer hands over its count matrix; windows may also list a known or new id with count 0."""
+    rng = np.random.default_rng(seed)
+    ids = list(rng.permutation(IDS)[:vocabulary])
+    space = FeatureSpace().fit(_windows(rng, train, ids, 0.0), {tid: f"text of {tid}" for tid in ids})
+    windows = _windows(rng, test, ids, new) + [{}]
+    for window in windows:
+        if rng.random() < zeros:
+            window[ids[int(rng.integers(0, len(ids)))]] = 0
+            window["new-zero"] = 0
+    names = [{tid: f"window text {tid}" for tid in w if rng.random() < 0.5} for w in windows]
+    expected = [explain(w, space, t, limit=limit) for w, t in zip(windows, names, strict=True)]
+    raw = space.count_matrix(windows)
+    assert explain_batch(windows, space, names, limit=limit, raw=raw) == expected
+    assert explain_batch(windows, space, names, limit=limit) == expected

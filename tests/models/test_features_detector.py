@@ -43,6 +43,29 @@ def test_feature_space_columns_and_unseen() -> None:
     assert np.array_equal(again.transform([{"A": 1, "Z": 2}]), space.transform([{"A": 1, "Z": 2}]))
 
 
+def _reference_rows(space: FeatureSpace, windows: list[dict[str, int]]) -> np.ndarray:
+    """The feature rows computed the plain way, cell by cell (the reference for :meth:`FeatureSpace.transform`)."""
+    index = space.index_
+    out = np.zeros((len(windows), len(space.vocabulary_) + len(EXTRA_COLUMNS)))
+    for row, window in enumerate(windows):
+        unseen = {tid: n for tid, n in window.items() if tid not in index}
+        for tid, n in window.items():
+            if tid in index:
+                out[row, index[tid]] = np.log1p(float(n))
+        out[row, -3:] = np.log1p(sum(window.values())), np.log1p(sum(unseen.values())), len(unseen)
+    return out
+
+
+def test_transform_equals_the_cell_by_cell_rows_with_or_without_a_given_count_matrix() -> None:
+    rng = np.random.default_rng(3)
+    space = FeatureSpace().fit([{"A": int(rng.integers(0, 4)), "B": 1} for _ in range(30)], {})
+    windows = [{"A": 2, "B": 1}, {}, {"NEW": 3, "A": 1}, {"A": 0, "X": 0, "Y": 5}, {"B": 7}]
+    expected = _reference_rows(space, windows)
+    assert np.array_equal(space.transform(windows), expected)
+    assert np.array_equal(space.transform(windows, space.count_matrix(windows)), expected)
+    assert space.transform([]).shape == (0, 2 + len(EXTRA_COLUMNS))
+
+
 def test_feature_space_from_an_older_model_has_no_novelty_stats() -> None:
     old = {"vocabulary": ["A"], "templates": {"A": "a"}, "mean": [1.0], "std": [0.0]}
     space = FeatureSpace.from_dict(old)
