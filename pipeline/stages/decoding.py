@@ -90,6 +90,10 @@ class Decoder:
         self._detect_left = detect_lines
         self._chosen: tuple[int, TimeParser] | None = None  # (-1 = joined fields | field index, parser)
         self._lead: TimeParser | None = self._time_parser if self.log_format is None else None
+        # The common line (one line, valid UTF-8, not JSON, a layout) skips the general path's checks: see
+        # ``_decode_layout``. ``_joined_parser`` reads the joined time fields once a parser for them is known.
+        self._layout_fast = self.log_format is not None and json_mode != "strict"
+        self._joined_parser: TimeParser | None = self._time_parser if self._time_fields else None
 
     @property
     def time_layout(self) -> str | None:
@@ -134,8 +138,16 @@ class Decoder:
         return any(_starts_with_time(p, body) for p in self._prefix_parsers)
 
     def decode(self, raw: RawLine) -> LogRecord:
-        flags: list[str] = []
         data = raw.data
+        if self._layout_fast and raw.lines == 1 and not raw.truncated:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                pass  # the general path below flags it
+            else:
+                if text[:1] != "{":
+                    return self._decode_layout(text, raw.origin, raw.offset, raw.arrival)
+        flags: list[str] = []
         try:
             text = data.decode()
         except UnicodeDecodeError as exc:
@@ -205,6 +217,38 @@ class Decoder:
         timestamp, message = self._leading_time(text, flags)
         return LogRecord(message, timestamp, {}, origin, offset, arrival, tuple(flags), text)
 
+    def _decode_layout(self, text: str, origin: str, offset: int, arrival: float) -> LogRecord:
+        """:meth:`_decode` of a line with a layout, not JSON-like, no flags yet: the same record and counts.
+
+        The decoder's hottest path (every line of a text stream), so the general path's tests that cannot
+        apply are skipped and the time of the joined fields is read inline; anything unusual (a missing time
+        field, a bad time, no parser yet) goes through :meth:`_fields_time` as before.
+        """
+        stats = self.stats
+        stats.lines += 1
+        if self.json_mode == "auto":
+            self._text_lines += 1
+            if stats.json:
+                stats.not_json += 1
+        hit = self.log_format.match(text)  # type: ignore[union-attr]  # _layout_fast: there is one
+        if hit is None:
+            stats.unmatched += 1
+            return LogRecord(text, None, {}, origin, offset, arrival, ("unmatched",), text)
+        stats.matched += 1
+        message, fields = hit
+        parser = self._joined_parser
+        if parser is not None:
+            values = self._time_values
+            try:
+                read = parser.parse(" ".join(values(fields)) if values is not None else fields[self._time_fields[0]])
+            except (KeyError, ValueError):
+                pass
+            else:
+                return LogRecord(message, read, fields, origin, offset, arrival, (), text)
+        flags: list[str] = []
+        timestamp = self._fields_time(fields, flags)
+        return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags), text)
+
     def _flag_bad_time(self, flags: list[str]) -> None:
         flags.append("bad_timestamp")
         self.stats.bad_timestamp += 1
@@ -242,6 +286,8 @@ class Decoder:
                     found = detect_parser(text, self._auto) if text else None
                     if found is not None:
                         self._chosen = (index, found)
+                        if index < 0:
+                            self._joined_parser = found
                         return found.parse(text)
         except ValueError:
             pass
