@@ -25,6 +25,7 @@ from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
 from pipeline.stages.jsonlog import TOO_DEEP, JsonFields, json_record_parts, loads_bounded, scrub_surrogates
 from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
+from pipeline.stages.layouts import check_layout_matches
 from pipeline.stages.presets import Layout
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
 
@@ -331,30 +332,5 @@ def _starts_with_time(parser: TimeParser, text: str) -> bool:
 def check_format_matches(
     decoder: Decoder, sample_lines: Iterable[RawLine | str | bytes], *, source: str | None = None
 ) -> int:
-    """How many sample lines fit ``--log-format``; raises FormatError when there were lines and none fit.
-
-    The CLI calls this on the first lines of the input (see :func:`pipeline.sources.peek_lines`) so a wrong
-    format fails at once with a clear message instead of producing a model made of ``unmatched`` lines.
-    Returns 0 without checking when the decoder has no log format. Does not touch ``decoder.stats``.
-    """
-    log_format = decoder.log_format
-    if log_format is None:
-        return 0
-    total = matched = 0
-    first = None
-    for item in sample_lines:
-        if isinstance(item, RawLine):
-            source = source or item.origin
-            item = item.data
-        text = item.decode(errors="replace") if isinstance(item, bytes) else item
-        total += 1
-        if first is None and text.strip():
-            first = text.strip()
-        if log_format.match(text) is not None:
-            matched += 1
-    if total and not matched:
-        shown = first if first is None or len(first) <= 200 else first[:200] + "..."
-        raise FormatError(
-            f"--log-format matched none of the first {total} lines of {source or 'the input'}; first line was: {shown}"
-        )
-    return matched
+    """:func:`pipeline.stages.layouts.check_layout_matches` for the decoder's layout (0 when it has none)."""
+    return 0 if decoder.log_format is None else check_layout_matches(decoder.log_format, sample_lines, source=source)
