@@ -25,6 +25,7 @@ from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
 from pipeline.stages.jsonlog import TOO_DEEP, JsonFields, json_record_parts, loads_bounded, scrub_surrogates
 from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
+from pipeline.stages.layouts import check_layout_matches
 from pipeline.stages.presets import Layout
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
 
@@ -90,6 +91,10 @@ class Decoder:
         self._detect_left = detect_lines
         self._chosen: tuple[int, TimeParser] | None = None  # (-1 = joined fields | field index, parser)
         self._lead: TimeParser | None = self._time_parser if self.log_format is None else None
+        # The common line (one line, valid UTF-8, not JSON, a layout) skips the general path's checks: see
+        # ``_decode_layout``. ``_joined_parser`` reads the joined time fields once a parser for them is known.
+        self._layout_fast = self.log_format is not None and json_mode != "strict"
+        self._joined_parser: TimeParser | None = self._time_parser if self._time_fields else None
 
     @property
     def time_layout(self) -> str | None:
@@ -134,8 +139,16 @@ class Decoder:
         return any(_starts_with_time(p, body) for p in self._prefix_parsers)
 
     def decode(self, raw: RawLine) -> LogRecord:
-        flags: list[str] = []
         data = raw.data
+        if self._layout_fast and raw.lines == 1 and not raw.truncated:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                pass  # the general path below flags it
+            else:
+                if text[:1] != "{":
+                    return self._decode_layout(text, raw.origin, raw.offset, raw.arrival)
+        flags: list[str] = []
         try:
             text = data.decode()
         except UnicodeDecodeError as exc:
@@ -205,6 +218,38 @@ class Decoder:
         timestamp, message = self._leading_time(text, flags)
         return LogRecord(message, timestamp, {}, origin, offset, arrival, tuple(flags), text)
 
+    def _decode_layout(self, text: str, origin: str, offset: int, arrival: float) -> LogRecord:
+        """:meth:`_decode` of a line with a layout, not JSON-like, no flags yet: the same record and counts.
+
+        The decoder's hottest path (every line of a text stream), so the general path's tests that cannot
+        apply are skipped and the time of the joined fields is read inline; anything unusual (a missing time
+        field, a bad time, no parser yet) goes through :meth:`_fields_time` as before.
+        """
+        stats = self.stats
+        stats.lines += 1
+        if self.json_mode == "auto":
+            self._text_lines += 1
+            if stats.json:
+                stats.not_json += 1
+        hit = self.log_format.match(text)  # type: ignore[union-attr]  # _layout_fast: there is one
+        if hit is None:
+            stats.unmatched += 1
+            return LogRecord(text, None, {}, origin, offset, arrival, ("unmatched",), text)
+        stats.matched += 1
+        message, fields = hit
+        parser = self._joined_parser
+        if parser is not None:
+            values = self._time_values
+            try:
+                read = parser.parse(" ".join(values(fields)) if values is not None else fields[self._time_fields[0]])
+            except (KeyError, ValueError):
+                pass
+            else:
+                return LogRecord(message, read, fields, origin, offset, arrival, (), text)
+        flags: list[str] = []
+        timestamp = self._fields_time(fields, flags)
+        return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags), text)
+
     def _flag_bad_time(self, flags: list[str]) -> None:
         flags.append("bad_timestamp")
         self.stats.bad_timestamp += 1
@@ -242,6 +287,8 @@ class Decoder:
                     found = detect_parser(text, self._auto) if text else None
                     if found is not None:
                         self._chosen = (index, found)
+                        if index < 0:
+                            self._joined_parser = found
                         return found.parse(text)
         except ValueError:
             pass
@@ -285,30 +332,5 @@ def _starts_with_time(parser: TimeParser, text: str) -> bool:
 def check_format_matches(
     decoder: Decoder, sample_lines: Iterable[RawLine | str | bytes], *, source: str | None = None
 ) -> int:
-    """How many sample lines fit ``--log-format``; raises FormatError when there were lines and none fit.
-
-    The CLI calls this on the first lines of the input (see :func:`pipeline.sources.peek_lines`) so a wrong
-    format fails at once with a clear message instead of producing a model made of ``unmatched`` lines.
-    Returns 0 without checking when the decoder has no log format. Does not touch ``decoder.stats``.
-    """
-    log_format = decoder.log_format
-    if log_format is None:
-        return 0
-    total = matched = 0
-    first = None
-    for item in sample_lines:
-        if isinstance(item, RawLine):
-            source = source or item.origin
-            item = item.data
-        text = item.decode(errors="replace") if isinstance(item, bytes) else item
-        total += 1
-        if first is None and text.strip():
-            first = text.strip()
-        if log_format.match(text) is not None:
-            matched += 1
-    if total and not matched:
-        shown = first if first is None or len(first) <= 200 else first[:200] + "..."
-        raise FormatError(
-            f"--log-format matched none of the first {total} lines of {source or 'the input'}; first line was: {shown}"
-        )
-    return matched
+    """:func:`pipeline.stages.layouts.check_layout_matches` for the decoder's layout (0 when it has none)."""
+    return 0 if decoder.log_format is None else check_layout_matches(decoder.log_format, sample_lines, source=source)

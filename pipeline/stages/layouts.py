@@ -2,18 +2,20 @@
 
 See :class:`LogFormat` for the syntax and the matching rule. :mod:`pipeline.stages.decoding` uses it for
 every plain-text line, in ``detect`` and in the worker alike, so one line's matching time is bounded by its
-length: a line that does not fit the layout cannot stall a partition.
+length: a line that does not fit the layout cannot stall a partition. :func:`check_layout_matches` is the CLI's
+early check that a layout fits the input at all.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from pipeline.errors import FormatError
+from pipeline.records import RawLine
 
 MESSAGE_FIELD = "Content"
 _FIELD = re.compile(r"<([^<>]+)>")
@@ -263,3 +265,38 @@ def _lookahead(atoms: Sequence[str], end: str) -> str:
     if end == _NEXT and out and out[-1] == r"\s++":
         out[-1] = r"\s"
     return "".join(out) + (r"\Z" if end == _END else "")
+
+
+class _Matches(Protocol):
+    """What the check needs of a layout: a :class:`LogFormat` or a preset's (``presets.Layout``)."""
+
+    def match(self, line: str) -> tuple[str, dict[str, str]] | None: ...
+
+
+def check_layout_matches(
+    log_format: _Matches, sample_lines: Iterable[RawLine | str | bytes], *, source: str | None = None
+) -> int:
+    """How many sample lines fit ``--log-format``; raises FormatError when there were lines and none fit.
+
+    The CLI calls this on the first lines of the input (see :func:`pipeline.sources.peek_lines`) so a wrong
+    format fails at once with a clear message instead of producing a model made of ``unmatched`` lines.
+    ``log_format``: a :class:`LogFormat` or a preset's layout.
+    """
+    total = matched = 0
+    first = None
+    for item in sample_lines:
+        if isinstance(item, RawLine):
+            source = source or item.origin
+            item = item.data
+        text = item.decode(errors="replace") if isinstance(item, bytes) else item
+        total += 1
+        if first is None and text.strip():
+            first = text.strip()
+        if log_format.match(text) is not None:
+            matched += 1
+    if total and not matched:
+        shown = first if first is None or len(first) <= 200 else first[:200] + "..."
+        raise FormatError(
+            f"--log-format matched none of the first {total} lines of {source or 'the input'}; first line was: {shown}"
+        )
+    return matched

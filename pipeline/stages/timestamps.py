@@ -1,9 +1,10 @@
-"""Event-time parsing: strptime-style formats compiled once, plus the layouts tried by auto-detection.
+"""Event-time parsing: a layout's match turned into UTC epoch seconds, fast, with the assumed-year rule.
 
 Why not ``datetime.strptime`` per line: at ~7 µs a call it alone would eat most of a 100k lines/s decoding
-budget. A format is compiled once to a regex with named groups (``Y y m b d H M S f z`` ...), and the parts
-are combined with a cached day ordinal, which is several times faster. Directives we do not compile
-(``%p``, ``%I``, ``%U`` ...) fall back to ``strptime`` with the same results.
+budget. A format is compiled once to a regex with named groups (``Y y m b d H M S f z`` ..., see
+:mod:`pipeline.stages.time_layouts`, which also holds the auto-detection layouts), and the parts are combined
+with a cached day ordinal, which is several times faster. Directives we do not compile (``%p``, ``%I``, ``%U``
+...) fall back to ``strptime`` with the same results.
 
 All results are float seconds since the epoch, UTC. A time without a zone is read in ``tz`` (UTC unless
 the caller says otherwise). A time without a year (classic syslog, ``Jun 14 15:16:01``) gets
@@ -19,7 +20,16 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from operator import itemgetter
 
-from pipeline.errors import FormatError
+from pipeline.stages.time_layouts import (
+    AUTO_LAYOUTS,
+    PREFIX_LAYOUTS,
+    epoch_seconds,
+    has_year,
+    strptime_pattern,
+    zone_offset,
+)
+
+__all__ = ["AUTO_LAYOUTS", "PREFIX_LAYOUTS", "TimeParser", "auto_parsers", "detect_parser", "epoch_seconds"]
 
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
@@ -28,77 +38,6 @@ _FUTURE_SLACK = 2 * 86400.0
 
 _LEAP_YEAR = 2000  # a year with Feb 29, for formats that name no year
 _LOCAL = 1 << 40  # no zone offset is this large: the offset slot of a memoised second in a local zone
-
-
-def _has_year(fmt: str) -> bool:
-    return "%Y" in fmt or "%y" in fmt
-
-
-_DIRECTIVES = {
-    "Y": r"(?P<Y>\d{4})",
-    "y": r"(?P<y>\d{2})",
-    "m": r"(?P<m>1[0-2]|0[1-9]|[1-9])",
-    "d": r"(?P<d>3[01]|[12]\d|0[1-9]|[1-9]| [1-9])",
-    "j": r"(?P<j>36[0-6]|3[0-5]\d|[12]\d\d|0[1-9]\d|00[1-9]|[1-9]\d|0[1-9]|[1-9])",
-    "H": r"(?P<H>2[0-3]|[01]\d|\d)",
-    "M": r"(?P<M>[0-5]\d|\d)",
-    "S": r"(?P<S>6[01]|[0-5]\d|\d)",
-    "f": r"(?P<f>\d{1,9})",
-    "b": r"(?P<b>[A-Za-z]{3})",
-    "B": r"(?P<B>[A-Za-z]{3,9})",
-    "h": r"(?P<b>[A-Za-z]{3})",
-    "a": r"(?:[A-Za-z]{3})",
-    "A": r"(?:[A-Za-z]{6,9})",
-    "z": r"(?P<z>[Zz]|[+-]\d{2}(?::?\d{2})?)",
-    "s": r"(?P<E>\d+(?:\.\d+)?)",
-    "T": r"(?P<H>2[0-3]|[01]\d|\d):(?P<M>[0-5]\d):(?P<S>6[01]|[0-5]\d)",
-    "%": "%",
-}
-
-# Layouts tried by auto-detection, most specific first. Each is a regex over the directive groups above.
-_HMS = r"(?P<H>[01]\d|2[0-3]):(?P<M>[0-5]\d):(?P<S>[0-5]\d|60)(?:[.,](?P<f>\d{1,9}))?"
-AUTO_LAYOUTS: tuple[tuple[str, str], ...] = (
-    # ISO 8601 / RFC 3339, also Python logging and log4j's ISO8601 ("2015-10-18 18:01:47,978").
-    ("iso8601", r"(?P<Y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})[T ]" + _HMS + r"(?: ?(?P<z>[Zz]|[+-]\d{2}(?::?\d{2})?))?"),
-    # Go's log package and nginx error logs: "2009/11/10 23:00:00".
-    ("ymd-slash", r"(?P<Y>\d{4})/(?P<m>\d{2})/(?P<d>\d{2})[ T]" + _HMS),
-    # Common/combined log format (Apache and nginx access logs): "10/Oct/2000:13:55:36 -0700".
-    ("clf", r"(?P<d>\d{2})/(?P<b>[A-Z][a-z]{2})/(?P<Y>\d{4}):" + _HMS + r"(?: (?P<z>[+-]\d{4}))?"),
-    # ctime, as in Apache's error log: "Sun Dec 04 04:47:44 2005" (2.4 adds microseconds).
-    ("ctime", r"(?:[A-Z][a-z]{2}) (?P<b>[A-Z][a-z]{2}) +(?P<d>\d{1,2}) " + _HMS + r" (?P<Y>\d{4})"),
-    # BSD syslog (RFC 3164): "Jun 14 15:16:01", "Jun  4 15:16:01"; no year.
-    ("syslog", r"(?P<b>[A-Z][a-z]{2}) +(?P<d>\d{1,2}) " + _HMS),
-    # log4j "yy/MM/dd HH:mm:ss" (Spark's default layout): "17/06/09 20:10:40".
-    ("yymmdd-slash", r"(?P<y>\d{2})/(?P<m>\d{2})/(?P<d>\d{2}) " + _HMS),
-    # Compact "yyMMdd HHmmss" (Hadoop HDFS): "081109 203615".
-    ("yymmdd-compact", r"(?P<y>\d{2})(?P<m>[01]\d)(?P<d>[0-3]\d) (?P<H>[01]\d|2[0-3])(?P<M>[0-5]\d)(?P<S>[0-5]\d)"),
-    # Epoch seconds (9-11 digits), millis, micros or nanos; not used for leading timestamps (see below).
-    ("epoch", r"(?P<E>\d{9,19}(?:\.\d{1,9})?)"),
-)
-# Layouts unlikely to be a message's first word; epoch is not among them (a line may start with any number).
-PREFIX_LAYOUTS = tuple(name for name, _ in AUTO_LAYOUTS if name != "epoch")
-
-
-def epoch_seconds(value: float | int | str) -> float:
-    """Epoch seconds from a number in seconds, millis, micros or nanos (chosen by magnitude)."""
-    number = float(value)
-    magnitude = abs(number)
-    if magnitude >= 1e17:
-        return number / 1e9
-    if magnitude >= 1e14:
-        return number / 1e6
-    if magnitude >= 1e11:
-        return number / 1e3
-    return number
-
-
-def _zone_offset(text: str) -> int:
-    if text in ("Z", "z"):
-        return 0
-    sign = -1 if text[0] == "-" else 1
-    digits = text[1:].replace(":", "")
-    minutes = int(digits[2:4]) if len(digits) >= 4 else 0
-    return sign * (int(digits[:2]) * 3600 + minutes * 60)
 
 
 class TimeParser:
@@ -148,41 +87,10 @@ class TimeParser:
         cls, fmt: str, *, tz: tzinfo = UTC, default_year: int | None = None
     ) -> TimeParser:
         """Compile a ``strptime`` format; raises FormatError for an unusable one."""
-        if "%" not in fmt:
-            raise FormatError(f"--time-format {fmt!r} has no %-directives (example: '%Y-%m-%d %H:%M:%S')")
-        parts: list[str] = []
-        fallback = False
-        i = 0
-        while i < len(fmt):
-            char = fmt[i]
-            if char == "%":
-                directive = fmt[i + 1 : i + 2]
-                if directive not in _DIRECTIVES:
-                    fallback = True
-                    break
-                parts.append(_DIRECTIVES[directive])
-                i += 2
-            elif char.isspace():
-                parts.append(r"\s+")
-                while i < len(fmt) and fmt[i].isspace():
-                    i += 1
-            else:
-                parts.append(re.escape(char))
-                i += 1
-        pattern = "".join(parts)
-        if not fallback:
-            try:
-                re.compile(pattern)
-            except re.error:  # a directive used twice: let strptime decide what it means
-                fallback = True
-        if fallback:
-            try:
-                datetime.strptime("", fmt if _has_year(fmt) else f"{fmt} %Y")
-            except ValueError as exc:
-                if "directive" in str(exc) or "stray %" in str(exc):
-                    raise FormatError(f"--time-format {fmt!r} is invalid: {exc}") from None
-            pattern = r".+"
-        return cls(pattern, fmt, tz=tz, default_year=default_year, strptime_format=fmt if fallback else None)
+        pattern = strptime_pattern(fmt)
+        if pattern is None:
+            return cls(r".+", fmt, tz=tz, default_year=default_year, strptime_format=fmt)
+        return cls(pattern, fmt, tz=tz, default_year=default_year)
 
     def parse(self, text: str) -> float:
         if text == self._last_text:
@@ -211,7 +119,7 @@ class TimeParser:
 
     def _from_strptime(self, text: str) -> float:
         fmt = self._strptime or ""
-        if _has_year(fmt):
+        if has_year(fmt):
             parsed = datetime.strptime(text, fmt)
         else:  # strptime's own default year, 1900, has no Feb 29: parse in a leap year, then assume the real one
             return self._with_assumed_year(datetime.strptime(f"{text} {_LEAP_YEAR}", f"{fmt} %Y"))
@@ -268,7 +176,7 @@ class TimeParser:
         ordinal = self._ordinal(self._date_key(values), values, year)
         zone = values[self._zone] if self._zone >= 0 else None
         if zone is not None:
-            return whole, (ordinal - _EPOCH_ORDINAL) * 86400.0, _zone_offset(zone)
+            return whole, (ordinal - _EPOCH_ORDINAL) * 86400.0, zone_offset(zone)
         if self.tz is UTC:
             return whole, (ordinal - _EPOCH_ORDINAL) * 86400.0, 0
         local = datetime.fromordinal(ordinal).replace(
@@ -350,7 +258,7 @@ class TimeParser:
     def _instant(self, ordinal: int, seconds: float, values: tuple[str | None, ...]) -> float:
         zone = values[self._zone] if self._zone >= 0 else None
         if zone is not None:
-            return (ordinal - _EPOCH_ORDINAL) * 86400.0 + seconds - _zone_offset(zone)
+            return (ordinal - _EPOCH_ORDINAL) * 86400.0 + seconds - zone_offset(zone)
         if self.tz is UTC:
             return (ordinal - _EPOCH_ORDINAL) * 86400.0 + seconds
         whole = int(seconds)

@@ -555,3 +555,32 @@ def test_nul_bytes_are_kept_as_text() -> None:
 def test_utf8_encoded_surrogates_are_invalid_utf8() -> None:
     record = Decoder(HDFS).decode(raw_line(HDFS_LINE.encode() + b" \xed\xa0\x80"))
     assert record.flags == ("invalid_utf8",) and record.message.endswith("\ufffd" * 3)
+
+
+# --- the fast path for plain layout lines ---------------------------------------------------------------
+
+FAST_PATH_LINES = [
+    "not a line of the layout",                                   # unmatched before any time is known
+    "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown",
+    "Jun 14 15:16:02 combo su: session opened",                   # no PID: an optional part left out
+    "Jun 31 15:16:03 combo su: no such day",                      # a bad time once the parser is known
+    '{"message": "a JSON object", "log.level": "info"}',          # JSON: counted, then text is not_json too
+    "Jun 14 15:16:04 combo sshd(pam_unix)[19940]: after JSON",
+    "Jun 14 15:16:04 combo sshd(pam_unix)[19941]: same second",
+    "also not the layout",
+]
+
+
+@pytest.mark.parametrize(("log_format", "time_format"), [
+    (LOG_FORMATS["Linux"], None), (LOG_FORMATS["Linux"], "%b %d %H:%M:%S"), ("<Month> <Content>", None),
+    ("<Date> <Time> <Rest> <Content>", None),
+])
+@pytest.mark.parametrize("json_mode", ["auto", "off"])
+def test_bytes_decode_like_the_general_path(log_format: str, time_format: str | None, json_mode: str) -> None:
+    """``decode`` of a plain one-line RawLine takes a shortcut; ``decode_text`` does not: same records, counts."""
+    fast = Decoder(log_format, time_format, json_mode=json_mode, default_year=2005)
+    general = Decoder(log_format, time_format, json_mode=json_mode, default_year=2005)
+    for offset, line in enumerate(FAST_PATH_LINES * 2, start=1):
+        assert fast.decode(raw_line(line, offset=offset)) == general.decode_text(line, "test.log", offset)
+    assert fast.stats == general.stats
+    assert fast.time_layout == general.time_layout
