@@ -568,6 +568,9 @@ FAST_PATH_LINES = [
     "Jun 14 15:16:04 combo sshd(pam_unix)[19940]: after JSON",
     "Jun 14 15:16:04 combo sshd(pam_unix)[19941]: same second",
     "also not the layout",
+    "2099-06-14 15:16:05 combo su: a time far in the future",     # parsed the same way on both paths
+    "Jun 14 15:16:06 combo su: " + "x" * 65536,                   # a 64 KiB line that fits the layout
+    "\x00 " + "y" * 65536,                                          # a NUL, no layout, 64 KiB
 ]
 
 
