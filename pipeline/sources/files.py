@@ -34,7 +34,7 @@ from pipeline.sources.rotation import expand
 
 STDIN = "-"
 DEFAULT_MAX_LINE_BYTES = 65536
-_SKIP_CHUNK = 1 << 16
+_BLOCK = 1 << 18
 _PROGRESS_STEP = 1 << 20
 _T = TypeVar("_T")
 
@@ -151,42 +151,75 @@ def _lines(
     max_line_bytes: int,
     stats: SourceStats,
     progress: Callable[[int], object] | None,
+    block_size: int = _BLOCK,
 ) -> Iterator[RawLine]:
-    readline = reader.readline
+    """The lines of ``reader``, cut from blocks of up to ``block_size`` bytes.
+
+    One ``split`` per block instead of one ``readline`` (and its bookkeeping) per line: a block without
+    ``\r`` whose lines all fit the cap, the common case, becomes lines in one tight loop; any other block goes
+    through :func:`_cut` line by line. ``read1`` returns what is there (a pipe's lines are not held back until a
+    block fills). Memory stays bounded: the unfinished line carried to the next block never exceeds the cap
+    (plus one byte); a longer one is handed on truncated at once and the rest of it dropped as it arrives.
+    """
+    read = getattr(reader, "read1", None) or reader.read
     limit = max_line_bytes + 1
     # Progress is input bytes: for a compressed file that is the compressed position, not the line bytes.
     tracker = _Progress(base.tell if compressed and base.seekable() else None, stats, progress)
     counted = checked = offset = 0
+    tail = b""  # the start of a line whose newline is not read yet: at most ``limit`` bytes
+    skipping = False  # inside a line handed on truncated: drop everything up to its newline
+    clock = time.time
     while True:
-        chunk = readline(limit)
-        if not chunk:
+        block = read(block_size)
+        if not block:
             break
-        offset += 1
-        counted += len(chunk)
-        truncated = False
-        if chunk[-1:] == b"\n":
-            data = chunk[:-2] if chunk[-2:] == b"\r\n" else chunk[:-1]
-        elif len(chunk) < limit:
-            data = chunk  # the last line, without a newline
-        else:
-            rest = readline(_SKIP_CHUNK)
-            counted += len(rest)
-            if rest == b"\n" and chunk[-1:] == b"\r":
-                data = chunk[:-1]  # exactly max_line_bytes followed by \r\n: it fits
-            else:
-                data = chunk[:max_line_bytes]
-                truncated = True
-                while rest and rest[-1:] != b"\n":
-                    rest = readline(_SKIP_CHUNK)
-                    counted += len(rest)
-        if truncated:
-            stats.truncated += 1
-        stats.lines += 1
-        yield RawLine(data, origin, offset, None, time.time(), truncated)
+        counted += len(block)
         if counted - checked >= _PROGRESS_STEP:
             checked = counted
             tracker.update(counted)
+        if skipping:
+            cut = block.find(b"\n")
+            if cut < 0:
+                continue
+            block = block[cut + 1:]
+            skipping = False
+        if tail:
+            block = tail + block
+        parts = block.split(b"\n")
+        tail = parts.pop()
+        if parts:
+            stats.lines += len(parts)
+            if b"\r" not in block and max(map(len, parts)) <= max_line_bytes:
+                for data in parts:
+                    offset += 1
+                    yield RawLine(data, origin, offset, None, clock(), False)
+            else:
+                for line in parts:
+                    offset += 1
+                    data, truncated = _cut(line, max_line_bytes)
+                    stats.truncated += truncated
+                    yield RawLine(data, origin, offset, None, clock(), truncated)
+        if len(tail) > limit:  # longer than any line kept whole, whatever follows: hand it on truncated now
+            offset += 1
+            stats.lines += 1
+            stats.truncated += 1
+            yield RawLine(tail[:max_line_bytes], origin, offset, None, clock(), True)
+            tail, skipping = b"", True
+    if tail:  # the last line, without a newline: kept as it is (a \r included) unless over the cap
+        offset += 1
+        stats.lines += 1
+        truncated = len(tail) > max_line_bytes
+        stats.truncated += truncated
+        yield RawLine(tail[:max_line_bytes] if truncated else tail, origin, offset, None, clock(), truncated)
     tracker.update(counted)
+
+
+def _cut(line: bytes, max_line_bytes: int) -> tuple[bytes, bool]:
+    """``(data, truncated)`` of one line read up to its newline: a \r before the newline dropped, then capped."""
+    data = line[:-1] if line[-1:] == b"\r" else line
+    if len(data) > max_line_bytes:
+        return data[:max_line_bytes], True
+    return data, False
 
 
 class _Progress:
