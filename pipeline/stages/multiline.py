@@ -99,6 +99,11 @@ class Joiner:
         self.stats = JoinStats()
         self._queue: deque[_Record] = deque()
         self._open: dict[bytes, _Record] = {}
+        # The common state, kept without a _Record: one unkeyed one-line record that a plain next line will
+        # complete (see :meth:`_plain_start`). Set only while the queue is empty; anything else turns it into
+        # the _Record that ``push`` would have made (:meth:`_settle`) before going the general way.
+        self._plain: RawLine | None = None
+        self._plain_seen = 0.0
 
     # ----------------------------------------------------------------------------------- rules
     def _continues(self, record: _Record, data: bytes) -> bool:
@@ -123,8 +128,43 @@ class Joiner:
             record.after_exception = False
 
     # ----------------------------------------------------------------------------------- stream
+    def _plain_start(self, data: bytes) -> bool:
+        """Whether ``data`` surely starts a record that takes no special state: after a record outside a
+        traceback it continues nothing (not indented, no continuation prefix, no Java exception), and it is
+        neither JSON nor a traceback's first line. A blank line is one too (it continues only a traceback)."""
+        return (self.start is None and data[:1] not in _INDENT and data[:1] != b"{"
+                and not data.startswith(_PREFIXES) and _JAVA_EXCEPTION.match(data) is None)
+
+    def _settle(self) -> None:
+        """Turn the plain held line into the _Record ``push`` makes for a new record (the queue is empty)."""
+        raw = self._plain
+        if raw is not None:
+            self._plain = None
+            new = _Record(raw, [raw.data], len(raw.data), raw.last_offset, self._plain_seen, raw.truncated)
+            self._open[b""] = new
+            self._queue.append(new)
+
     def push(self, raw: RawLine, now: float = 0.0) -> list[RawLine]:
         """Add one line; returns the records this completed, in the order of their first lines."""
+        if not raw.key and self._plain_start(raw.data):
+            # What the general way below does in the common case, without a _Record for the new line: the
+            # record held (plain, or the one open record if it is outside a traceback) is complete.
+            held = self._plain
+            if held is not None:
+                self._plain, self._plain_seen = raw, now
+                return [held]
+            queue = self._queue
+            if not queue:
+                self._plain, self._plain_seen = raw, now
+                return []
+            if len(queue) == 1:
+                only = queue[0]
+                if self._open.get(b"") is only and not (only.in_traceback or only.after_exception):
+                    queue.clear()
+                    del self._open[b""]
+                    self._plain, self._plain_seen = raw, now
+                    return [self._render(only)]
+        self._settle()
         key = raw.key or b""
         record = self._open.get(key)
         data = raw.data
@@ -159,6 +199,7 @@ class Joiner:
 
     def expire(self, now: float, timeout: float) -> list[RawLine]:
         """Complete every record whose key sent nothing for ``timeout`` seconds; returns what that released."""
+        self._settle()
         for key, record in list(self._open.items()):
             if now - record.seen >= timeout:
                 record.complete = True
@@ -168,6 +209,7 @@ class Joiner:
 
     def flush(self) -> list[RawLine]:
         """Every record, complete or not (end of a file or of the input)."""
+        self._settle()
         for record in self._queue:
             record.complete = True
         self._open.clear()
@@ -175,10 +217,12 @@ class Joiner:
 
     def held_offset(self) -> int | None:
         """The smallest offset of a line read but not yet handed on (None when nothing is held)."""
+        self._settle()
         return self._queue[0].first.offset if self._queue else None
 
     @property
     def holding(self) -> int:
+        self._settle()
         return len(self._queue)
 
     def _release(self) -> list[RawLine]:
