@@ -147,6 +147,18 @@ class Windower:
             self._put(window, match, line, origin, offset)
             if now is not None:
                 self._touched[bucket] = now
+        elif not self._session and not bucket[1] + self.size <= self.watermark:  # as ``_slot_for`` tests it
+            # a tumbling bucket that opens on time: ``_slot_for``, ``_new_window`` and ``_schedule`` of an on-time
+            # bucket, inlined (its slot has no deadline yet: a slot's deadline goes when the slot closes)
+            end = bucket[1] + self.size
+            window = Window(key[0], key[1], self.kind, end - self.size, end)
+            self._open[bucket] = window
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[bucket] = now
+            self._scheduled[bucket] = end
+            self._seq += 1
+            heapq.heappush(self._heap, (end, self._seq, bucket))
         else:
             slot, late = self._slot_for(key, ts, closed)
             window = self._open.get(slot)
