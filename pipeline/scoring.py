@@ -56,6 +56,22 @@ def document_id(doc: dict[str, Any]) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()[:32]
 
 
+def rounded6(values: list[float]) -> list[float]:
+    """``[round(value, 6) for value in values]``, each distinct value rounded once (a batch's windows share a few
+    distinct rows, so a few distinct scores, and ``round`` costs more than a dict look-up). Zeros are never
+    memoised: ``0.0 == -0.0`` as keys, yet they round to zeros of their own sign."""
+    memo: dict[float, float] = {}
+    out = []
+    for value in values:
+        done = memo.get(value)
+        if done is None:
+            done = round(value, 6)
+            if value:
+                memo[value] = done
+        out.append(done)
+    return out
+
+
 class Scorer:
     """Scores windows with one model version. Stateless apart from the model and a memo of rendered times (whose
     entries are always right, so a shared scorer stays correct); safe to share."""
@@ -87,12 +103,49 @@ class Scorer:
         # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
         # as per window), then zipped into one dict per window.
         names = list(components)
-        rounded = [[round(value, 6) for value in components[name].tolist()] for name in names]
+        rounded = [rounded6(components[name].tolist()) for name in names]
         parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
             [{} for _ in windows])
-        return [self._document(window, score, (threshold, shown), part, reason, explanation)
-                for window, score, part, reason, explanation in zip(windows, scores.tolist(), parts, reasons,
-                                                                    explanations, strict=True)]
+        texts = {reason: reason_text(reason) for reason in set(reasons)}
+        iso, memo = self._iso_utc, self._iso
+        model = {"version": self.version, "warnings": self.warnings}
+        documents = []
+        # One window's document, written out here rather than in a method per window (on short windows, building
+        # the documents is most of the scorer's time); ``tests/pipeline/test_scoring.py`` keeps the plain per-window
+        # construction this must equal.
+        values = scores.tolist()
+        for window, score, shown_score, part, reason, explanation in zip(windows, values, rounded6(values), parts,
+                                                                         reasons, explanations, strict=True):
+            held = window.samples
+            samples: list[str] = []
+            for entry in explanation:
+                line = held.get(entry["id"])
+                if line is not None and line not in samples:
+                    samples.append(line)
+            if len(samples) < MAX_SAMPLES:
+                for line in window.first_lines:
+                    if line not in samples:
+                        samples.append(line)
+                        if len(samples) >= MAX_SAMPLES:
+                            break
+            start = memo.get(window.start) or iso(window.start)
+            end = memo.get(window.end) or iso(window.end)
+            fields: dict[str, Any] = {"start": start, "end": end, "kind": window.kind, "late": window.late}
+            if window.stream:
+                fields["stream"] = window.stream
+            if window.positions:
+                fields["offset"] = min(window.positions.values())
+            documents.append({
+                "@timestamp": end,
+                "entity": {"id": window.entity_id, "field": window.entity_field},
+                "window": fields,
+                "anomaly": {"score": shown_score, "threshold": shown, "is_anomaly": score > threshold,
+                            "components": part, "reason": reason, "reason_text": texts[reason]},
+                "model": dict(model),
+                "templates": explanation,
+                "log": {"count": sum(window.counts.values()), "samples": samples},
+            })
+        return documents
 
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""
@@ -112,37 +165,3 @@ class Scorer:
                 self._iso.clear()
             self._iso[ts] = text
         return text
-
-    def _window_fields(self, window: Window) -> dict[str, Any]:
-        fields: dict[str, Any] = {"start": self._iso_utc(window.start), "end": self._iso_utc(window.end),
-                                  "kind": window.kind, "late": window.late}
-        if window.stream:
-            fields["stream"] = window.stream
-        if window.positions:
-            fields["offset"] = min(window.positions.values())
-        return fields
-
-    def _document(self, window: Window, score: float, threshold: tuple[float, float], components: dict[str, float],
-                  reason: str, explanation: list[dict[str, Any]]) -> dict[str, Any]:
-        """One window's document; ``threshold`` is the detector's and its rounded text (rounded once per batch)."""
-        samples: list[str] = []
-        for entry in explanation:
-            line = window.samples.get(entry["id"])
-            if line is not None and line not in samples:
-                samples.append(line)
-        for line in window.first_lines:
-            if len(samples) >= MAX_SAMPLES:
-                break
-            if line not in samples:
-                samples.append(line)
-        fields = self._window_fields(window)
-        return {
-            "@timestamp": fields["end"],  # iso_utc(window.end), rendered once
-            "entity": {"id": window.entity_id, "field": window.entity_field},
-            "window": fields,
-            "anomaly": {"score": round(score, 6), "threshold": threshold[1], "is_anomaly": score > threshold[0],
-                        "components": components, "reason": reason, "reason_text": reason_text(reason)},
-            "model": {"version": self.version, "warnings": self.warnings},
-            "templates": explanation,
-            "log": {"count": window.count, "samples": samples},
-        }

@@ -140,6 +140,25 @@ class Windower:
                 self._scheduled[key] = deadline
                 self._seq += 1
                 heapq.heappush(self._heap, (deadline, self._seq, key))
+        elif not self._session and (window := self._open.get(
+                bucket := (key, math.floor(ts / self.size) * self.size))) is not None:
+            # the common case of a tumbling window: the record's bucket is open (what ``_slot_for`` finds first; a
+            # bucket's slot never holds a late window, and its deadline, the bucket's end, is scheduled already)
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[bucket] = now
+        elif not self._session and not bucket[1] + self.size <= self.watermark:  # as ``_slot_for`` tests it
+            # a tumbling bucket that opens on time: ``_slot_for``, ``_new_window`` and ``_schedule`` of an on-time
+            # bucket, inlined (its slot has no deadline yet: a slot's deadline goes when the slot closes)
+            end = bucket[1] + self.size
+            window = Window(key[0], key[1], self.kind, end - self.size, end)
+            self._open[bucket] = window
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[bucket] = now
+            self._scheduled[bucket] = end
+            self._seq += 1
+            heapq.heappush(self._heap, (end, self._seq, bucket))
         else:
             slot, late = self._slot_for(key, ts, closed)
             window = self._open.get(slot)
@@ -156,7 +175,9 @@ class Windower:
                 self.stats.late_records += 1
             self._schedule(slot, window)
         if advance and ts - self.allowed_lateness > self.watermark:  # else ``advance`` would close nothing
-            closed.extend(self.advance(ts))
+            self.watermark = ts - self.allowed_lateness  # ``advance``, inlined
+            if self._heap and self._heap[0][0] <= self.watermark:
+                closed.extend(self._close_due())
         return closed
 
     def advance(self, event_time: float) -> list[Window]:
@@ -258,10 +279,14 @@ class Windower:
                     window.unknown.add(tid)
                 if self.max_samples is None or len(window.samples) < self.max_samples:
                     window.samples[tid] = line
-        if len(window.first_lines) < self.max_first_lines:
-            window.first_lines.append(line)
-        if origin and (origin not in window.positions or offset < window.positions[origin]):
-            window.positions[origin] = offset
+        first_lines = window.first_lines
+        if len(first_lines) < self.max_first_lines:
+            first_lines.append(line)
+        if origin:
+            positions = window.positions
+            lowest = positions.get(origin)
+            if lowest is None or offset < lowest:
+                positions[origin] = offset
         if self.track_offsets:
             if window.offsets is None:
                 window.offsets = array("q")
@@ -287,15 +312,16 @@ class Windower:
 
     def _close_due(self) -> list[Window]:
         closed: list[Window] = []
-        while self._heap and self._heap[0][0] <= self.watermark:
-            _, _, slot = heapq.heappop(self._heap)
-            window = self._open.get(slot)
+        heap, open_slots, mark, tumbling = self._heap, self._open, self.watermark, not self._session
+        while heap and heap[0][0] <= mark:
+            _, _, slot = heapq.heappop(heap)
+            window = open_slots.get(slot)
             if window is None:
                 continue
-            deadline = self._deadline(window)
-            if deadline > self.watermark:
+            deadline = window.end if tumbling and not window.late else self._deadline(window)  # inlined, as there
+            if deadline > mark:
                 continue  # a later entry for this window is still in the heap
-            del self._open[slot]
+            del open_slots[slot]
             del self._scheduled[slot]
             self._touched.pop(slot, None)
             closed.append(window)

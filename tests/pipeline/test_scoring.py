@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from hypothesis import given, settings
@@ -7,9 +8,10 @@ from hypothesis import strategies as st
 
 from models.artifacts import ModelBundle
 from models.detector import WindowDetector
+from models.explain import explain, reason_text
 from models.features import FeatureSpace
 from pipeline.records import Window, iso_utc
-from pipeline.scoring import Scorer, document_id
+from pipeline.scoring import MAX_SAMPLES, Scorer, document_id, rounded6
 
 
 def make_scorer() -> Scorer:
@@ -116,3 +118,72 @@ def test_window_fields_through_the_memo() -> None:
     docs = scorer.score([w, w])
     assert [d["window"]["start"] for d in docs] == [iso_utc(w.start)] * 2
     assert [d["@timestamp"] for d in docs] == [iso_utc(w.end)] * 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(
+    [0.0, -0.0, 1e-7, -5e-7, 0.0000005, 2.5e-6, 1.2345675, 123.4567895])), max_size=40))
+def test_rounded_once_per_distinct_value_is_round(values: list[float]) -> None:
+    got, want = rounded6(values), [round(value, 6) for value in values]
+    assert [repr(v) for v in got] == [repr(v) for v in want]  # repr: -0.0 is not 0.0, nan is nan
+
+
+def reference_document(scorer: Scorer, window: Window, score: float, components: dict[str, float], reason: str,
+                       explanation: list[dict]) -> dict:  # type: ignore[type-arg]
+    """One window's document built plainly, field by field (what the scorer's batch loop must equal)."""
+    samples: list[str] = []
+    for entry in explanation:
+        line = window.samples.get(entry["id"])
+        if line is not None and line not in samples:
+            samples.append(line)
+    for line in window.first_lines:
+        if len(samples) >= MAX_SAMPLES:
+            break
+        if line not in samples:
+            samples.append(line)
+    fields = {"start": iso_utc(window.start), "end": iso_utc(window.end), "kind": window.kind, "late": window.late}
+    if window.stream:
+        fields["stream"] = window.stream
+    if window.positions:
+        fields["offset"] = min(window.positions.values())
+    threshold = float(scorer.detector.threshold_)
+    return {
+        "@timestamp": iso_utc(window.end),
+        "entity": {"id": window.entity_id, "field": window.entity_field},
+        "window": fields,
+        "anomaly": {"score": round(score, 6), "threshold": round(threshold, 6), "is_anomaly": score > threshold,
+                    "components": {name: round(value, 6) for name, value in components.items()},
+                    "reason": reason, "reason_text": reason_text(reason)},
+        "model": {"version": scorer.version, "warnings": scorer.warnings},
+        "templates": explanation,
+        "log": {"count": window.count, "samples": samples},
+    }
+
+
+_shapes = st.lists(st.tuples(
+    st.dictionaries(st.sampled_from(["A", "B", "C", "NEW", "X"]), st.integers(0, 9), min_size=1),
+    st.lists(st.sampled_from(["line 0", "line 1", "line of A", "line of NEW", "other"]), max_size=6),
+    st.sampled_from([0.0, 60.0, 1_228_854_975.5]), st.booleans(), st.sampled_from(["", "logs/0"]),
+    st.dictionaries(st.sampled_from(["f", "g"]), st.integers(0, 50), max_size=2)), min_size=1, max_size=12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(shapes=_shapes)
+def test_batch_documents_are_the_plain_per_window_ones(shapes: list) -> None:  # type: ignore[type-arg]
+    scorer = make_scorer()
+    windows = []
+    for counts, first, start, late, stream, positions in shapes:
+        w = Window("host", "web-1", "tumbling", start, start + 60.0, counts=Counter(counts), late=late,
+                   stream=stream)
+        w.templates = {tid: f"text {tid}" for tid in counts}
+        w.samples = {tid: f"line of {tid}" for tid in counts if tid != "B"}
+        w.first_lines, w.positions = list(first), dict(positions)
+        windows.append(w)
+    docs = scorer.score(windows)
+    X = scorer.space.transform([w.counts for w in windows])
+    scores, components, reasons = scorer.detector.score_and_reasons(X)
+    for i, (doc, window) in enumerate(zip(docs, windows, strict=True)):
+        want = reference_document(scorer, window, float(scores[i]),
+                                  {name: float(values[i]) for name, values in components.items()}, reasons[i],
+                                  explain(window.counts, scorer.space, window.templates))
+        assert json.dumps(doc) == json.dumps(want)

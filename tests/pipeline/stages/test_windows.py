@@ -174,8 +174,9 @@ def test_a_window_keeps_at_most_max_unseen_templates_and_folds_the_rest_into_one
 
 
 class GeneralPathWindower(Windower):
-    """Every record through ``_slot_for`` and ``_deadline``: the path ``add``'s shortcut for a record that joins its
-    entity's open session (and ``_schedule``'s inlined deadline) must agree with."""
+    """Every record through ``_slot_for`` and ``_deadline``: the path ``add``'s shortcuts for a record that joins its
+    entity's open session or its open tumbling bucket (and the deadlines inlined in ``_schedule`` and ``_close_due``,
+    and ``advance`` inlined in ``add``) must agree with."""
 
     def add(self, key, ts, match, line, origin="", offset=0, advance=True, now=None):  # type: ignore[no-untyped-def]
         self.stats.records += 1
@@ -199,6 +200,20 @@ class GeneralPathWindower(Windower):
             self._seq += 1
             heapq.heappush(self._heap, (deadline, self._seq, slot))
         closed.extend(self.advance(ts) if advance else [])
+        return closed
+
+    def _close_due(self):  # type: ignore[no-untyped-def]
+        closed: list = []  # type: ignore[type-arg]
+        while self._heap and self._heap[0][0] <= self.watermark:
+            _, _, slot = heapq.heappop(self._heap)
+            window = self._open.get(slot)
+            if window is None or self._deadline(window) > self.watermark:
+                continue
+            del self._open[slot]
+            del self._scheduled[slot]
+            self._touched.pop(slot, None)
+            closed.append(window)
+        self.stats.windows_closed += len(closed)
         return closed
 
 
