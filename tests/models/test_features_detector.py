@@ -271,12 +271,13 @@ def test_auto_second_pass_makes_a_template_only_contamination_writes_rare_again(
     assert np.array_equal(again.score(X), det.score(X))
 
 
-def test_second_pass_refits_the_forest_without_the_density_that_masks_the_contamination() -> None:
-    # The 60 CRASH windows are 2 distinct rows of 30 copies: the first forest sees each ceil(sqrt(30)) = 6
-    # times, a dense spot it isolates late. The second pass keeps each distinct suspect row once.
+def test_auto_fits_the_forest_without_the_density_that_masks_the_contamination() -> None:
+    # The 60 CRASH windows are 2 distinct rows of 30 copies: a forest that sees each ceil(sqrt(30)) = 6 times
+    # (as every other distinct row) finds a dense spot it isolates late. auto keeps each row of the separated
+    # rare group once.
     train = contaminated_windows()
     space, det = fitted(train, random_state=0)
-    _, first = fitted(train, random_state=0, contamination="clean")  # no second pass: the first forest
+    _, first = fitted(train, random_state=0, contamination="clean")  # no group: every row ceil(sqrt(copies))
     X = space.transform(train)
 
     def forest_score(d: WindowDetector, rows: np.ndarray) -> np.ndarray:
