@@ -13,8 +13,9 @@ Each component turns a window into a tail probability against the training windo
   tree see too little of a varied vocabulary), and the forest is fitted on the distinct training rows, each
   repeated ``ceil(sqrt(copies))`` times: a forest cannot separate identical points, so a group of a few dozen
   identical incident windows (unlabelled training holds its incidents) is never isolated and reads as normal
-  ("masking"); the square root keeps common patterns dense without letting them drown the rest. Its
-  ``p = (1 + #training windows scoring at least as high) / (n + 1)``.
+  ("masking"); the square root keeps common patterns dense without letting them drown the rest. With
+  ``auto``, the rows of a separated rare group (the likely incidents) are kept once each
+  (:meth:`WindowDetector._fit_forest`). Its ``p = (1 + #training windows scoring at least as high) / (n + 1)``.
 * ``rarity``: the window's rarest template state (holding a template few training windows hold, lacking one
   nearly all hold, holding a new one), corrected for the ``V + 1`` templates it takes the minimum over
   (:meth:`models.novelty.TemplateStats.rarity_p`). A forest cannot split on a column that is constant in
@@ -189,9 +190,7 @@ class WindowDetector:
         columns (a forest fitted without the group loses them and ranks far worse, 0.10). The group is
         taken by its templates, not by the score's verdict on it (the second pass's condition), because a
         masked forest is what keeps the score from ranking it as a block. Measured on the HDFS benchmark
-        (seeds 0-4, 3% contamination): forest alone 0.856 -> 0.908 (seeds 2 and 3: 0.824 -> 0.871, 0.835 ->
-        0.869), full 0.960 -> 0.965 (0.962 -> 0.972, 0.919 -> 0.938), 10% contamination 0.930 -> 0.947,
-        recall and FPR unchanged; the time windows, whose rows are nearly all distinct, do not change.
+        (seeds 0-4, 4 forest states): forest alone 0.852 -> 0.913, full 0.959 -> 0.965 (README, Quality).
         """
         rows = self._forest_input(X)
         distinct, copies = np.unique(rows[~suspect], axis=0, return_counts=True)
