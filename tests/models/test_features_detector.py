@@ -271,6 +271,24 @@ def test_auto_second_pass_makes_a_template_only_contamination_writes_rare_again(
     assert np.array_equal(again.score(X), det.score(X))
 
 
+def test_auto_fits_the_forest_without_the_density_that_masks_the_contamination() -> None:
+    # The 60 CRASH windows are 2 distinct rows of 30 copies: a forest that sees each ceil(sqrt(30)) = 6 times
+    # (as every other distinct row) finds a dense spot it isolates late. auto keeps each row of the separated
+    # rare group once.
+    train = contaminated_windows()
+    space, det = fitted(train, random_state=0)
+    _, first = fitted(train, random_state=0, contamination="clean")  # no group: every row ceil(sqrt(copies))
+    X = space.transform(train)
+
+    def forest_score(d: WindowDetector, rows: np.ndarray) -> np.ndarray:
+        return -d.forest_.score_samples(d._forest_input(rows))
+
+    assert det.contamination_estimate_ > 0 and det.forest_ is not first.forest_
+    assert forest_score(det, X[-60:]).mean() > forest_score(first, X[-60:]).mean() + 0.1
+    assert forest_score(det, X[:2000]).max() < forest_score(det, X[-60:]).min()
+    assert np.array_equal(det.forest_scores_, np.sort(forest_score(det, X)))
+
+
 def test_second_pass_leaves_clean_training_alone() -> None:
     train = contaminated_windows(incidents=0)
     _, det = fitted(train)
