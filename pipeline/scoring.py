@@ -107,7 +107,7 @@ class Scorer:
         parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
             [{} for _ in windows])
         texts = {reason: reason_text(reason) for reason in set(reasons)}
-        iso, memo = self._iso_utc, self._iso
+        iso = self._iso_utc
         model = {"version": self.version, "warnings": self.warnings}
         documents = []
         # One window's document, written out here rather than in a method per window (on short windows, building
@@ -128,8 +128,7 @@ class Scorer:
                         samples.append(line)
                         if len(samples) >= MAX_SAMPLES:
                             break
-            start = memo.get(window.start) or iso(window.start)
-            end = memo.get(window.end) or iso(window.end)
+            start, end = iso(window.start), iso(window.end)
             fields: dict[str, Any] = {"start": start, "end": end, "kind": window.kind, "late": window.late}
             if window.stream:
                 fields["stream"] = window.stream
@@ -143,7 +142,7 @@ class Scorer:
                             "components": part, "reason": reason, "reason_text": texts[reason]},
                 "model": dict(model),
                 "templates": explanation,
-                "log": {"count": sum(window.counts.values()), "samples": samples},
+                "log": {"count": window.count, "samples": samples},
             })
         return documents
 

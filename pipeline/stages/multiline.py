@@ -217,13 +217,13 @@ class Joiner:
 
     def held_offset(self) -> int | None:
         """The smallest offset of a line read but not yet handed on (None when nothing is held)."""
-        self._settle()
+        if self._plain is not None:  # held plain, the queue is empty: the _Record it would be starts with it
+            return self._plain.offset
         return self._queue[0].first.offset if self._queue else None
 
     @property
     def holding(self) -> int:
-        self._settle()
-        return len(self._queue)
+        return len(self._queue) + (self._plain is not None)
 
     def _release(self) -> list[RawLine]:
         out: list[RawLine] = []
