@@ -20,7 +20,8 @@ from pipeline.stages.multiline import Joiner
 LINES = [b"081109 203615 INFO a", b"2024-01-01 x", b"plain words", b"  indented", b"\tat Foo.bar(Foo.java:1)",
          b"at Foo.bar", b"Traceback (most recent call last):", b'  File "x.py", line 1', b"ValueError: boom",
          b"During handling of the above exception, another exception occurred:", b"Caused by: x",
-         b"java.lang.IllegalStateException: boom", b'{"a": 1}', b"", b"   ", b"\r\x0b", b"...", b"{not json"]
+         b"java.lang.IllegalStateException: boom", b'{"a": 1}', b"", b"   ", b"\r\x0b", b"...", b"{not json",
+         b"\xff\xfe invalid UTF-8 \xed\xa0\x80", b"x" * 65_536, b"  " + b"y" * 65_536]
 
 
 def starts(text: str) -> bool:

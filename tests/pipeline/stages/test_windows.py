@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.records import TemplateMatch
@@ -223,6 +223,9 @@ def _shape(windows: list) -> list:  # type: ignore[type-arg]
 
 
 @settings(max_examples=200, deadline=None)
+@example(events=[(0, 10.0, "T1", True, True), (1, 4_102_444_800.0, "T2", False, True),  # a line dated 2099
+                 (0, 11.0, "T1", True, True), (2, 12.0, "T2", True, True), (1, 4_102_444_801.0, "T1", True, False)],
+         kind="tumbling", lateness=5.0, gap=10.0, max_length=60.0)
 @given(events=st.lists(st.tuples(st.integers(0, 3), st.floats(0, 300, allow_nan=False), st.sampled_from(["T1", "T2"]),
                                  st.booleans(), st.booleans()), max_size=120),
        kind=st.sampled_from(["session", "tumbling"]), lateness=st.sampled_from([0.0, 5.0]),
