@@ -6,12 +6,18 @@ A model version is a directory holding:
 * ``features.json``  — vocabulary, template texts and per-template statistics (:class:`FeatureSpace`);
 * ``detector.json``  — detector parameters and threshold;
 * ``forest.skops``   — the fitted ``IsolationForest``, in skops format;
+* ``forest_paths.npz`` — the same forest's flattened trees (:mod:`models.forest_paths`), numpy arrays only:
+  derived data, kept so that ``detect`` scores without importing scikit-learn (``load_bundle(...,
+  lazy_forest=True)``). Optional: a model saved before it existed, or one read from a Kafka registry topic
+  (which carries the five files above only, so that older workers keep reading new models), loads the forest;
 * ``settings.json``  — the decoding / entity / window settings the model was trained with;
 * ``manifest.json``  — version id, created time, the training source (``source``: kind, name, time range),
   training counts (``stats``), contamination and threshold (``model``), library versions, the evaluation on
-  labelled data when there was one (``evaluation``) and the sha256 of every file above.
+  labelled data when there was one (``evaluation``) and the sha256 of every file above (``files``; the
+  optional ``forest_paths.npz`` under ``derived``, which readers before it never look at).
 
-No plain pickle anywhere: JSON for our own state, skops for the forest. skops refuses types it does not
+No plain pickle anywhere: JSON for our own state, skops for the forest, ``.npz`` read with
+``allow_pickle=False`` for the flattened trees. skops refuses types it does not
 trust; we trust exactly one extra type, ``sklearn.tree._tree.Tree``, the forest's tree structure.
 On load every file's sha256 is checked against the manifest before anything is parsed, so a truncated
 or tampered file is refused with a clear error instead of a half-loaded model.
@@ -35,9 +41,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.detector import WindowDetector
 from models.errors import ModelError
 from models.features import FeatureSpace
+from models.forest_paths import ForestPaths
 
 FORMAT_VERSION = 3  # the newest format written
 # 2: calibrated components (detector.json holds tail statistics); 3: as 2, with fractional presence counts
@@ -47,6 +56,7 @@ FORMAT_VERSION = 3  # the newest format written
 READABLE_FORMATS = (2, 3)
 TRUSTED_SKOPS_TYPES = frozenset({"sklearn.tree._tree.Tree"})
 DATA_FILES = ("miner.json", "features.json", "detector.json", "forest.skops", "settings.json")
+PATHS_FILE = "forest_paths.npz"  # derived, optional (see the module docstring)
 LIBRARIES = ("logwarden", "scikit-learn", "numpy", "skops")
 # The template miner is imported as ``drain3`` but may be installed by more than one distribution
 # (``drain3-improved``, the maintained fork, or the original ``drain3``): the manifest names the one
@@ -152,6 +162,9 @@ def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
     import skops.io as sio  # noqa: PLC0415 - skops pulls in much of scikit-learn: only when a model is written
 
     sio.dump(bundle.detector.forest_, directory / "forest.skops")
+    arrays: dict[str, Any] = ForestPaths(bundle.detector.forest_).arrays()
+    with open(directory / PATHS_FILE, "wb") as fh:
+        np.savez(fh, **arrays)
     _write_json(directory / "settings.json", bundle.settings)
     manifest = {
         "format": _format_of(state),
@@ -164,9 +177,10 @@ def save_bundle(directory: Path, bundle: ModelBundle) -> dict[str, Any]:
         "evaluation": bundle.evaluation,
         "libraries": library_versions(),
         "files": {name: sha256_file(directory / name) for name in DATA_FILES},
+        "derived": {PATHS_FILE: sha256_file(directory / PATHS_FILE)},
     }
     _write_json(directory / "manifest.json", manifest)
-    for name in (*DATA_FILES, "manifest.json"):
+    for name in (*DATA_FILES, PATHS_FILE, "manifest.json"):
         fsync_path(directory / name)
     fsync_path(directory)
     return manifest
@@ -203,20 +217,13 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
             raise ModelError(f"checksum mismatch for {path}: the file changed after the model was saved")
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from None
+def _verify_file(path: Path, expected: Any) -> None:
+    if sha256_file(path) != expected:
+        raise ModelError(f"checksum mismatch for {path}: the file changed after the model was saved")
 
 
-def load_bundle(directory: Path) -> ModelBundle:
-    """Load and verify one model version directory."""
-    manifest = read_manifest(directory)
-    if manifest.get("format") not in READABLE_FORMATS:
-        raise ModelError(f"{directory}: model format {manifest.get('format')!r} is not a format this Logwarden reads "
-                         f"({' or '.join(map(str, READABLE_FORMATS))}); retrain the model")
-    verify(directory, manifest)
+def _load_forest(directory: Path) -> Any:
+    """The ``IsolationForest`` of ``forest.skops``, refusing every type but the trusted ones (skops)."""
     import skops.io as sio  # noqa: PLC0415 - see save_bundle
 
     forest_path = directory / "forest.skops"
@@ -227,14 +234,64 @@ def load_bundle(directory: Path) -> ModelBundle:
     unexpected = untrusted - TRUSTED_SKOPS_TYPES
     if unexpected:
         raise ModelError(f"{forest_path} holds types Logwarden does not trust: {sorted(unexpected)}")
+    try:
+        return sio.load(forest_path, trusted=sorted(untrusted))
+    except Exception as exc:
+        raise _malformed(directory, "forest.skops", exc) from None
+
+
+def _read_paths(path: Path, load_forest: Any) -> ForestPaths:
+    """The flattened trees of ``forest_paths.npz``: numpy arrays only (``allow_pickle=False``), checked."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    return ForestPaths.from_arrays(arrays, load_forest)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from None
+
+
+def load_bundle(directory: Path, *, lazy_forest: bool = False) -> ModelBundle:
+    """Load and verify one model version directory.
+
+    ``lazy_forest``: when the model has its flattened trees (``forest_paths.npz``), score with them and load the
+    forest itself (skops, hence scikit-learn and scipy: about 2 s of CPU) only if it is asked for. Every
+    checksum is verified first either way; what waits is parsing ``forest.skops`` and its check of trusted
+    types, so a forest rewritten together with its checksum is refused when it is loaded rather than here.
+    ``logwarden detect`` loads lazily; the registry's check after a publish and the streaming worker do not.
+    """
+    manifest = read_manifest(directory)
+    if manifest.get("format") not in READABLE_FORMATS:
+        raise ModelError(f"{directory}: model format {manifest.get('format')!r} is not a format this Logwarden reads "
+                         f"({' or '.join(map(str, READABLE_FORMATS))}); retrain the model")
+    verify(directory, manifest)
+    derived = manifest.get("derived")
+    paths_sha = derived.get(PATHS_FILE) if lazy_forest and isinstance(derived, dict) else None
+    lazy = paths_sha is not None and (directory / PATHS_FILE).is_file()  # absent: read from a registry topic
+    if lazy:
+        _verify_file(directory / PATHS_FILE, paths_sha)
     # The checksums only prove the files are the ones saved; a file saved malformed (or rewritten with its
     # checksum) must still end in one clear error, not a KeyError from deep inside a constructor.
-    name = "forest.skops"
+    name = PATHS_FILE if lazy else "forest.skops"
     try:
-        forest = sio.load(forest_path, trusted=sorted(untrusted))
+        if lazy:
+            def load() -> Any:
+                return _load_forest(directory)
+
+            paths: ForestPaths | None = _read_paths(directory / PATHS_FILE, load)
+            forest: Any = load
+        else:
+            paths, forest = None, _load_forest(directory)
         name = "detector.json"
         det = _read_json(directory / name)
-        detector = WindowDetector.restore(det["params"], det["state"], forest)
+        detector = WindowDetector.restore(det["params"], det["state"], forest, paths)
+        if paths is not None and paths.n_features != 2 * detector.n_templates_ + 1:
+            name = PATHS_FILE
+            raise ValueError(f"trees read {paths.n_features} columns, the detector has {detector.n_templates_} "
+                             "templates")
         name = "features.json"
         features = FeatureSpace.from_dict(_read_json(directory / name))
         if not len(features.vocabulary_) == len(features.mean_) == len(features.std_):

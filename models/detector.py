@@ -51,6 +51,7 @@ Threshold (``contamination``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,8 +105,8 @@ class WindowDetector:
     a component left out or at 0 is not used: the benchmark's ablation).
     """
 
-    forest_: IsolationForest
     forest_scores_: np.ndarray
+    _load_forest: Callable[[], IsolationForest]  # set by restore() when the forest waits to be asked for
 
     def __init__(
         self,
@@ -217,20 +218,43 @@ class WindowDetector:
         total = X[:, self.n_templates_: self.n_templates_ + 1]
         return np.hstack([counts, counts > 0, total]).astype(np.float32)
 
-    def _paths(self) -> ForestPaths:
-        """The forest's flattened trees (:mod:`models.forest_paths`), built on first use for each fitted forest.
+    @property
+    def forest_(self) -> IsolationForest:
+        """The fitted forest. A detector restored from saved flattened trees (:meth:`restore` with ``paths``)
+        scores without it and loads it on first access (saving the model again, the NaN fallback)."""
+        forest = self.__dict__.get("_forest")
+        if forest is None:
+            load: Callable[[], IsolationForest] | None = self.__dict__.get("_load_forest")
+            if load is None:
+                raise AttributeError("forest_: the detector is not fitted")
+            forest = self._forest = load()
+            del self._load_forest
+        return forest
 
-        Derived data, so it is neither saved nor pickled (:meth:`__getstate__`); a restored detector builds
-        it on its first batch.
+    @forest_.setter
+    def forest_(self, forest: IsolationForest) -> None:
+        """A new forest: its flattened trees are built again on first use."""
+        self._forest = forest
+        self.__dict__.pop("_load_forest", None)
+        self.__dict__.pop("_paths_cache", None)
+
+    def _paths(self) -> ForestPaths:
+        """The forest's flattened trees (:mod:`models.forest_paths`), built on first use for each fitted forest
+        (or given by :meth:`restore`, read from the saved model).
+
+        Not pickled (:meth:`__getstate__`): a detector unpickled builds them again on its first batch.
         """
         paths: ForestPaths | None = self.__dict__.get("_paths_cache")
-        if paths is None or paths.forest is not self.forest_:
+        if paths is None:
             paths = ForestPaths(self.forest_)
             self._paths_cache = paths
         return paths
 
     def __getstate__(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if key != "_paths_cache"}
+        state = {key: value for key, value in self.__dict__.items() if key not in ("_paths_cache", "_load_forest")}
+        if "_load_forest" in self.__dict__:  # a loader is a closure over a file: pickle the forest it gives
+            state["_forest"] = self.forest_
+        return state
 
     def _weights(self) -> dict[str, float]:
         return dict(WEIGHTS if self.weights is None else self.weights)
@@ -308,11 +332,23 @@ class WindowDetector:
         }
 
     @classmethod
-    def restore(cls, params: dict[str, Any], state: dict[str, Any], forest: IsolationForest) -> WindowDetector:
-        """Rebuild a fitted detector from :meth:`get_params`, :meth:`fitted_state` and the forest."""
+    def restore(cls, params: dict[str, Any], state: dict[str, Any],
+                forest: IsolationForest | Callable[[], IsolationForest],
+                paths: ForestPaths | None = None) -> WindowDetector:
+        """Rebuild a fitted detector from :meth:`get_params`, :meth:`fitted_state` and the forest.
+
+        ``forest`` may be a function that loads it: with ``paths`` (the forest's saved flattened trees) the
+        detector scores with ``paths`` and calls it only when :attr:`forest_` is asked for.
+        """
         known = cls().get_params()
         det = cls(**{k: v for k, v in params.items() if k in known})
-        det.forest_ = forest
+        if not callable(forest):  # a fitted IsolationForest (it is not callable)
+            det.forest_ = forest
+        elif paths is None:
+            det.forest_ = forest()
+        else:
+            det._load_forest = forest
+            det._paths_cache = paths
         det.threshold_ = float(state["threshold"])
         det.n_train_ = int(state["n_train"])
         det.n_templates_ = int(state["n_templates"])

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 
 def entity_metrics(labels: Mapping[str, bool], scores: Mapping[str, float], flagged: Mapping[str, bool],
@@ -31,6 +30,8 @@ def entity_metrics(labels: Mapping[str, bool], scores: Mapping[str, float], flag
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    from sklearn.metrics import average_precision_score  # noqa: PLC0415 - scikit-learn only when evaluating
+
     pr_auc = float(average_precision_score(y_true, y_score)) if y_true.any() and len(y_true) else None
     return {
         "threshold": float(threshold),

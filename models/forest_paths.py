@@ -26,12 +26,18 @@ test over random forests and inputs):
 * input with a NaN (which scikit-learn routes by each node's ``missing_go_to_left``) is handed to
   scikit-learn itself: Logwarden's rows never hold one, and the fallback keeps the result exact regardless.
 
-The arrays are derived from the forest and never saved: model artifacts keep only the forest (skops), and
-:class:`models.detector.WindowDetector` builds these on first use after a fit or a load.
+The arrays are derived from the forest, and a saved model keeps them beside it (``forest_paths.npz``, numpy
+arrays only, read with ``allow_pickle=False`` and checked by sha256 like every model file; see
+:mod:`models.artifacts`). Why save derived data: loading the forest from skops imports scikit-learn, scipy
+and skops, about 2 s of CPU that every ``logwarden detect`` paid before reading its first line, while these
+arrays load in milliseconds with numpy alone. :meth:`ForestPaths.from_arrays` rebuilds them without the forest,
+which is then loaded only if something asks for it (the NaN fallback below, or saving the model again).
+:class:`models.detector.WindowDetector` builds them on first use after a fit or an eager load.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,15 +46,23 @@ if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
 
 GRID_CELLS = 1 << 20  # (trees x samples) cells walked at once: bounds the int64 temporaries to a few MiB
+# The saved form: these arrays, with their dtypes, and three scalars held as 0-d arrays.
+ARRAYS = {"children": np.int64, "columns": np.int64, "thresholds": np.float64, "values": np.float64,
+          "roots": np.int64}
+SCALARS = {"n_features": np.int64, "depth": np.int64, "denominator": np.float64}
 
 
 class ForestPaths:
     """The flattened trees of one fitted ``IsolationForest`` (see the module docstring)."""
 
+    forest: IsolationForest | None  # None when rebuilt from saved arrays: ``load_forest`` gives it on demand
+    load_forest: Callable[[], IsolationForest] | None
+
     def __init__(self, forest: IsolationForest) -> None:
         from sklearn.ensemble._iforest import _average_path_length  # noqa: PLC0415
 
         self.forest = forest
+        self.load_forest = None
         self.n_features = int(forest.n_features_in_)
         subsample = forest._max_features != self.n_features
         children, columns, thresholds, values, roots = [], [], [], [], []
@@ -82,7 +96,39 @@ class ForestPaths:
         self.values = np.concatenate(values).astype(np.float64, copy=False)
         self.roots = np.asarray(roots, dtype=np.int64)
         self.depth = depth
-        self.denominator = len(forest.estimators_) * _average_path_length([forest._max_samples])
+        self.denominator = float(len(forest.estimators_) * _average_path_length([forest._max_samples])[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The saved form (:data:`ARRAYS` and :data:`SCALARS`), for ``np.savez``."""
+        out = {name: np.asarray(getattr(self, name), dtype=dtype) for name, dtype in ARRAYS.items()}
+        out.update({name: np.asarray(getattr(self, name), dtype=dtype) for name, dtype in SCALARS.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], load_forest: Callable[[], IsolationForest]) -> ForestPaths:
+        """Rebuild from :meth:`arrays` without the forest; ``load_forest`` gives it when the NaN fallback needs it.
+
+        Raises ValueError for arrays that cannot be a forest's (a missing name, another dtype or shape, a child
+        or column out of range), so a malformed file ends in one clear error rather than a wrong score.
+        """
+        paths = cls.__new__(cls)
+        paths.forest, paths.load_forest = None, load_forest
+        for name, dtype in {**ARRAYS, **SCALARS}.items():
+            if name not in arrays:
+                raise ValueError(f"no {name!r} array")
+            value = arrays[name]
+            if value.dtype != dtype or value.ndim != (1 if name in ARRAYS else 0):
+                raise ValueError(f"{name!r} is {value.dtype} with {value.ndim} dimensions")
+            setattr(paths, name, value if name in ARRAYS else value.item())
+        nodes = len(paths.thresholds)
+        if (len(paths.children) != 2 * nodes or len(paths.columns) != nodes or len(paths.values) != nodes
+                or not len(paths.roots) or paths.n_features < 1 or paths.depth < 0):
+            raise ValueError("array lengths do not describe one forest")
+        if nodes and (paths.children.min() < 0 or paths.children.max() >= nodes or paths.columns.min() < 0
+                      or paths.columns.max() >= paths.n_features or paths.roots.min() < 0
+                      or paths.roots.max() >= nodes):
+            raise ValueError("a child, column or root index is out of range")
+        return paths
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """``forest.score_samples(X)`` for a dense 2-D array (the opposite of the anomaly score)."""
@@ -90,6 +136,9 @@ class ForestPaths:
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X has shape {X.shape}, the forest expects {self.n_features} columns")
         if np.isnan(X).any():
+            if self.forest is None:
+                assert self.load_forest is not None
+                self.forest = self.load_forest()
             return np.asarray(self.forest.score_samples(X))
         depths = np.zeros(len(X))
         step = max(1, GRID_CELLS // max(len(self.roots), 1))

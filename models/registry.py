@@ -181,14 +181,15 @@ class ModelRegistry:
             write_atomic(self.root / "CURRENT", (current + "\n").encode("utf-8"))
 
     # ------------------------------------------------------------------------------------ reading
-    def load(self, version: str | None = None) -> ModelBundle:
-        """Load ``version`` (default: the current one), verifying checksums."""
+    def load(self, version: str | None = None, *, lazy_forest: bool = False) -> ModelBundle:
+        """Load ``version`` (default: the current one), verifying checksums (``lazy_forest``: see
+        :func:`models.artifacts.load_bundle`)."""
         if not self.root.exists():
             raise ModelError(f"model directory {self.root} does not exist (train one with `logwarden train`)")
         version = version or self.current_version()
         if version is None:
             raise ModelError(f"model directory {self.root} has no current model (no CURRENT file)")
-        return load_bundle(self.path_of(version))
+        return load_bundle(self.path_of(version), lazy_forest=lazy_forest)
 
     def load_last_good(self) -> tuple[ModelBundle, list[tuple[str, str]]]:
         """The current version, else the newest version in HISTORY that loads and verifies.

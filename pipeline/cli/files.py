@@ -154,7 +154,8 @@ def detect(**flags: Any) -> None:
     flags = resolve(flags)
     bundle = None
     if flags.get("model_dir"):
-        bundle = ModelRegistry(flags["model_dir"]).load(flags.get("model_version"))
+        # scored with the saved flattened trees: scikit-learn is not imported (models.artifacts.load_bundle)
+        bundle = ModelRegistry(flags["model_dir"]).load(flags.get("model_version"), lazy_forest=True)
     settings = settings_from(flags, bundle.settings if bundle is not None else None)
     top: list[tuple[float, int, dict[str, Any]]] = []
     gathered = ReportData() if flags["report"] else None

@@ -215,6 +215,8 @@ class TopicRegistry:
         with tempfile.TemporaryDirectory(prefix="logwarden-model-") as tmp:
             directory = Path(tmp) / bundle.version
             manifest = save_bundle(directory, bundle)
+            # The five data files only: forest_paths.npz is derived (a reader loads the forest instead), and
+            # a worker of an earlier release refuses a model that names a file it does not know.
             files = {name: (directory / name).read_bytes() for name in DATA_FILES}
             producer = self._transaction()
             current = self._current(self._meta().get(CURRENT))

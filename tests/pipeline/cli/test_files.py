@@ -400,10 +400,8 @@ def test_summary_names_allowed_lateness_when_most_records_come_late(tmp_path: Pa
 
 
 # -- a model whose files pass their checksums but do not load --------------------------------------------------
-@pytest.mark.parametrize("name, content", [("features.json", "{}"), ("detector.json", '{"params": {}}'),
-                                           ("settings.json", "[1, 2]"), ("forest.skops", "not a zip")])
-def test_model_with_valid_checksums_but_malformed_content(trained: Path, tmp_path: Path, name: str,
-                                                           content: str) -> None:
+def _forged_copy(trained: Path, tmp_path: Path, name: str, content: str) -> Path:
+    """A copy of the model with ``content`` in place of ``name`` and the manifest's checksum rewritten to match."""
     import hashlib
     import shutil
 
@@ -412,9 +410,29 @@ def test_model_with_valid_checksums_but_malformed_content(trained: Path, tmp_pat
     version_dir = copy / "versions" / (copy / "CURRENT").read_text().strip()
     (version_dir / name).write_text(content)
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    manifest["files"][name] = hashlib.sha256(content.encode()).hexdigest()
+    manifest["derived" if name == "forest_paths.npz" else "files"][name] = hashlib.sha256(content.encode()).hexdigest()
     (version_dir / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.mark.parametrize("name, content", [("features.json", "{}"), ("detector.json", '{"params": {}}'),
+                                           ("settings.json", "[1, 2]"), ("forest_paths.npz", "not a zip")])
+def test_model_with_valid_checksums_but_malformed_content(trained: Path, tmp_path: Path, name: str,
+                                                           content: str) -> None:
+    copy = _forged_copy(trained, tmp_path, name, content)
     assert_user_error(run("detect", str(SAMPLE), "--model-dir", str(copy)), "is malformed", name)
+
+
+def test_a_malformed_forest_stops_what_loads_it_and_not_detect(trained: Path, tmp_path: Path) -> None:
+    """``detect`` scores with the saved flattened trees and never parses ``forest.skops`` (that import is
+    most of its start-up); a command that loads the forest refuses it in one line."""
+    copy = _forged_copy(trained, tmp_path, "forest.skops", "not a zip")
+    forged, clean = tmp_path / "forged.jsonl", tmp_path / "clean.jsonl"
+    assert run("detect", str(SAMPLE), "--model-dir", str(copy), "--out", str(forged)).exit_code == 0
+    assert run("detect", str(SAMPLE), "--model-dir", str(trained), "--out", str(clean)).exit_code == 0
+    assert forged.read_bytes() == clean.read_bytes() and clean.stat().st_size > 0
+    assert_user_error(run("evaluate", str(SAMPLE), "--model-dir", str(copy), "--labels", str(LABELS)),
+                      "is malformed", "forest.skops")
 
 
 # -- a JSON stream counts its non-JSON lines -------------------------------------------------------------------
