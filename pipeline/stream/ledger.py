@@ -247,8 +247,13 @@ class PartitionLedger:
         """Remember the watermark and clock in force before ``offset`` (only when they changed)."""
         if self.next_offset is None:
             self.next_offset = offset
+        last = self._last
+        # Unchanged since the last mark (most records): equal to a kept value means finite, or None for both,
+        # so ``_finite`` would give exactly the kept pair (a NaN or infinity never equals one).
+        if last is not None and watermark == last[0] and clock == last[1] and self._at:
+            return
         values = (_finite(watermark), _finite(clock))
-        if values != self._last or not self._at:
+        if values != last or not self._at:
             self._mark(offset, *values)
 
     def should_skip(self, key: EntityKey, offset: int) -> bool:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kafka import TopicPartition
@@ -111,7 +111,7 @@ class PartitionStream:
         now = time.monotonic()
         if self.joiner is None and self.assembler is None:
             raws = raw_lines(records, max_bytes, self.origin)
-            return self._handle(list(zip(raws, [record.value or b"" for record in records], strict=True)),
+            return self._handle(zip(raws, [record.value or b"" for record in records], strict=True),
                                 metrics, dead_letters)
         ready: list[tuple[RawLine, bytes]] = []
         for record in records:
@@ -151,7 +151,7 @@ class PartitionStream:
             return [], []
         return self._handle([(raw, raw.data) for raw in done], metrics, dead_letters)
 
-    def _handle(self, ready: Sequence[tuple[RawLine, bytes]], metrics: WorkerMetrics,
+    def _handle(self, ready: Iterable[tuple[RawLine, bytes]], metrics: WorkerMetrics,
                 dead_letters: DeadLetters) -> Closed:
         """Window complete records (``(raw, its bytes as read)``); count, dead-letter what must be."""
         tp = self.tp
@@ -161,8 +161,12 @@ class PartitionStream:
         add, pending, monotonic = self.chain.add, self._pending, time.monotonic  # self.add(raw, accept=False)
         for raw, value in ready:
             step = add(raw, monotonic())
-            if step.closed:
-                pending.extend(step.closed)
+            closed = step.closed
+            if closed:
+                pending.extend(closed)
+                for window in closed:
+                    windows.append(window)
+                    sources.append(self.source_of(window, raw.offset))
             if raw.lines > 1:
                 joined += 1
                 lines += raw.lines
@@ -181,11 +185,9 @@ class PartitionStream:
                                       detail=str(step.record.fields.get("error.message", "")), extra=extra)
             if raw.truncated:
                 self._sizes.pop(raw.offset, None)
-            no_entity += step.no_entity
+            if not step.windowed:
+                no_entity += step.no_entity
             skipped += step.skipped
-            for window in step.closed:
-                windows.append(window)
-                sources.append(self.source_of(window, raw.offset))
         if no_entity:
             metrics.no_entity.inc(no_entity)
         if skipped:

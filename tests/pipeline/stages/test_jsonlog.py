@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pipeline.stages.jsonlog import JsonFields, flatten, json_record_parts, loads_bounded, scrub_surrogates
@@ -93,6 +93,8 @@ _json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.di
 
 
 @given(st.dictionaries(_keys, _json, max_size=6))
+@example({"@timestamp": "2008-11-09T20:35:18.000Z", "message": "m", "log": {"level": "INFO", "offset": 1, "file": {
+    "path": "/x"}}, "host": {"name": "dn-07"}, "log.level": "WARN", "ecs": {}, "agent": {"a": {"b": {"c": [1]}}}})
 def test_flatten_equals_the_plain_recursion_with_its_order(obj: dict[str, Any]) -> None:
     assert list(flatten(obj).items()) == list(reference_flatten(obj).items())
 

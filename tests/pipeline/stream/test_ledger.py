@@ -21,6 +21,7 @@ from pipeline.stream.ledger import (
     INLINE_LIMIT,
     PartitionLedger,
     SavedState,
+    _finite,
     inline_metadata,
     parse_metadata,
     reference_metadata,
@@ -321,3 +322,29 @@ def test_ledger_forgets_entries_the_bound_dropped(monkeypatch) -> None:
     assert len(ledger.skip) == state.entities()
     again = ledger.checkpoint([still_open], 10.0, 11.0)[1]
     assert again.dropped == 0 and again == state  # dropped once, counted once
+
+
+def reference_before(ledger: PartitionLedger, offset: int, watermark: float, clock: float | None) -> None:
+    """``PartitionLedger.before`` without its unchanged-values shortcut (kept here as its specification)."""
+    if ledger.next_offset is None:
+        ledger.next_offset = offset
+    values = (_finite(watermark), _finite(clock))
+    if values != ledger._last or not ledger._at:
+        ledger._mark(offset, *values)
+
+
+_times = st.sampled_from([0.0, -0.0, 5.0, 7.5, math.inf, -math.inf, math.nan])
+
+
+@given(st.lists(st.tuples(_times, st.one_of(st.none(), _times)), max_size=30), st.booleans())
+def test_before_shortcut_records_the_marks_of_the_plain_rule(calls, resumed) -> None:
+    state = SavedState(3, 5.0, None) if resumed else None
+    fast, plain = PartitionLedger("t/0", 3 if resumed else None, state), PartitionLedger("t/0", 3 if resumed else None,
+                                                                                        state)
+    for offset, (watermark, clock) in enumerate(calls, start=3):
+        fast.before(offset, watermark, clock)
+        reference_before(plain, offset, watermark, clock)
+        assert fast._last == plain._last  # never NaN: non-finite values are kept as None
+    assert (list(fast._at), fast.next_offset) == (list(plain._at), plain.next_offset)
+    assert [str(v) for v in fast._wm] == [str(v) for v in plain._wm]  # NaN (none) and -0.0 as written
+    assert [str(v) for v in fast._clk] == [str(v) for v in plain._clk]
