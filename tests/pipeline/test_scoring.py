@@ -11,7 +11,7 @@ from models.detector import WindowDetector
 from models.explain import explain, reason_text
 from models.features import FeatureSpace
 from pipeline.records import Window, iso_utc
-from pipeline.scoring import MAX_SAMPLES, Scorer, document_id, rounded6
+from pipeline.scoring import MAX_SAMPLES, Scorer, distinct_windows, document_id, rounded6
 
 
 def make_scorer() -> Scorer:
@@ -187,3 +187,49 @@ def test_batch_documents_are_the_plain_per_window_ones(shapes: list) -> None:  #
                                   {name: float(values[i]) for name, values in components.items()}, reasons[i],
                                   explain(window.counts, scorer.space, window.templates))
         assert json.dumps(doc) == json.dumps(want)
+
+
+_copies = st.lists(st.tuples(st.integers(0, 3), st.lists(st.sampled_from(["x", "y", "line of A"]), max_size=3),
+                             st.integers(0, 99)), min_size=1, max_size=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes=_shapes, copies=_copies)
+def test_distinct_windows_scored_once_give_the_documents_of_every_window_scored(shapes: list,  # type: ignore[type-arg]
+                                                                                copies: list) -> None:  # type: ignore[type-arg]
+    """Windows repeating another's counts and templates (with lines, times and offsets of their own) get the documents
+    the general path (every window through the model) gives, and no two documents share an entry or component dict."""
+    originals = []
+    for counts, first, start, late, stream, positions in shapes:
+        w = Window("host", "web-1", "tumbling", start, start + 60.0, counts=Counter(counts), late=late,
+                   stream=stream)
+        w.templates = {tid: f"text {tid}" for tid in counts}
+        w.samples = {tid: f"line of {tid}" for tid in counts if tid != "B"}
+        w.first_lines, w.positions = list(first), dict(positions)
+        originals.append(w)
+    windows = list(originals)
+    for which, first, offset in copies:
+        like = originals[which % len(originals)]
+        w = Window("host", f"web-{offset}", "tumbling", like.start + offset, like.end + offset,
+                   counts=Counter(like.counts), templates=dict(like.templates), samples=dict(like.samples),
+                   first_lines=list(first), positions={"f": offset})
+        windows.insert(offset % (len(windows) + 1), w)
+    fast, plain = make_scorer(), make_scorer()
+    plain.distinct = False
+    docs = fast.score(windows)
+    assert json.dumps(docs) == json.dumps(plain.score(windows))
+    entries = [id(entry) for doc in docs for entry in doc["templates"]]
+    parts = [id(doc["anomaly"]["components"]) for doc in docs]
+    assert len(set(entries)) == len(entries) and len(set(parts)) == len(parts)
+    assert len({id(doc["templates"]) for doc in docs}) == len(docs)
+
+
+def test_distinct_windows_are_alike_item_by_item() -> None:
+    a = window({"A": 2, "B": 1})
+    b = window({"A": 2, "B": 1})
+    b.first_lines, b.start = ["another line"], 5.0
+    other_order = window({"B": 1, "A": 2})
+    other_text = window({"A": 2, "B": 1})
+    other_text.templates = {"A": "text A", "B": "another text"}
+    reps, inverse = distinct_windows([a, b, other_order, other_text, a])
+    assert [id(w) for w in reps] == [id(a), id(other_order), id(other_text)] and inverse == [0, 0, 1, 2, 0]
