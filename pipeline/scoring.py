@@ -148,7 +148,7 @@ class Scorer:
         for window, at in zip(windows, inverse, strict=True):
             explanation, part = explained[at], parts[at]
             if used[at]:  # a copy of a window scored already: entries and components of its own
-                explanation, part = [entry.copy() for entry in explanation], part.copy()
+                explanation, part = list(map(dict.copy, explanation)), part.copy()
             else:
                 used[at] = True
             held = window.samples
