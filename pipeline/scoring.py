@@ -36,7 +36,7 @@ from typing import Any
 
 from models.artifacts import ModelBundle
 from models.explain import explain_batch, reason_text
-from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc
+from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc_fast
 
 MAX_SAMPLES = 5
 
@@ -192,10 +192,10 @@ class Scorer:
         return sum(w.counts.get(OTHER_UNSEEN_ID, 0) for w in windows)
 
     def _iso_utc(self, ts: float) -> str:
-        """:func:`pipeline.records.iso_utc`, memoised."""
+        """:func:`pipeline.records.iso_utc`, memoised (rendered by its cheaper equal, ``iso_utc_fast``)."""
         text = self._iso.get(ts)
         if text is None:
-            text = iso_utc(ts)
+            text = iso_utc_fast(ts)
             if len(self._iso) >= 4096:
                 self._iso.clear()
             self._iso[ts] = text

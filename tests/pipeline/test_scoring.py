@@ -10,7 +10,7 @@ from models.artifacts import ModelBundle
 from models.detector import WindowDetector
 from models.explain import explain, reason_text
 from models.features import FeatureSpace
-from pipeline.records import Window, iso_utc
+from pipeline.records import Window, iso_utc, iso_utc_fast
 from pipeline.scoring import MAX_SAMPLES, Scorer, distinct_windows, document_id, rounded6
 
 
@@ -109,6 +109,34 @@ def test_memoised_iso_times_are_those_rendered_afresh(times: list[float]) -> Non
     for ts in [*times, *times]:
         assert scorer._iso_utc(ts) == iso_utc(ts)
     assert len(scorer._iso) <= 4096
+
+
+_halves = st.sampled_from([0.0, 0.0005, 0.0015, 0.5, 0.9995, 0.9999995, 0.9999994999, 0.0000005, 0.0000015, 0.999])
+
+
+@settings(max_examples=500, deadline=None)
+@given(whole=st.one_of(st.integers(-62135596800, 253402300799), st.integers(0, 2**31), st.sampled_from(
+    [0, 86_399, 86_400, 951_782_400, 4_102_444_800, 253402300797, 253402300798, 253402300799])), fraction=_halves,
+    any_time=st.floats(-62135596800.0, 253402300799.0, allow_nan=False))
+def test_fast_iso_times_are_those_datetime_renders(whole: int, fraction: float, any_time: float) -> None:
+    """Half-microsecond fractions (datetime rounds them half to even), a fraction that rounds up into the next second
+    or day, leap days, the last seconds of year 9999 and times before 1970 (the general path) render alike."""
+    for ts in (whole + fraction, float(whole), any_time, -any_time):
+        try:
+            want = iso_utc(ts)
+        except (ValueError, OverflowError) as exc:
+            try:
+                iso_utc_fast(ts)
+            except type(exc):
+                continue
+            raise AssertionError(f"{ts!r}: iso_utc raises {exc!r}, iso_utc_fast does not") from None
+        assert iso_utc_fast(ts) == want, repr(ts)
+    for ts in (float("nan"), float("inf"), -0.0, 1e-7, 5e-7, 1.5e-6):
+        try:
+            want = iso_utc(ts)
+        except (ValueError, OverflowError):
+            continue
+        assert iso_utc_fast(ts) == want
 
 
 def test_window_fields_through_the_memo() -> None:
