@@ -14,6 +14,8 @@ ISO 8601 only at the output boundary (see :func:`iso_utc`).
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -94,6 +96,14 @@ class TemplateMatch:
     known: bool = True
 
 
+def new_counts() -> Counter[str]:
+    """An empty :class:`~collections.Counter`, made without ``Counter.__init__`` (whose only work, a Python-level
+    ``update`` of nothing, costs more than the rest of a window's fields: the windowers make a window per record
+    of one-line sessions and buckets). ``Counter()`` is the same empty counter."""
+    counts: Counter[str] = Counter.__new__(Counter)
+    return counts
+
+
 @dataclass(slots=True)
 class Window:
     """Records of one entity grouped by event time; what the scorer scores.
@@ -113,7 +123,7 @@ class Window:
     kind: str
     start: float
     end: float
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=new_counts)
     templates: dict[str, str] = field(default_factory=dict)
     unknown: set[str] = field(default_factory=set)
     samples: dict[str, str] = field(default_factory=dict)
@@ -148,3 +158,36 @@ class Document:
 def iso_utc(ts: float) -> str:
     """Render epoch seconds as ISO 8601 UTC with millisecond precision and a ``Z`` suffix."""
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_FAST_ISO_LIMIT = 253402300798.0  # a second below 9999-12-31T23:59:59: a time rounded up a second stays in year 9999
+_ISO_DAYS: dict[int, str] = {}  # "YYYY-MM-DDT" per day since the epoch (a stream spans few days)
+_HOURS_MINUTES = [f"{minute // 60:02d}:{minute % 60:02d}:" for minute in range(1440)]  # per minute of the day
+_SECONDS = [f"{second:02d}" for second in range(60)]
+_MILLIS = [f".{milli:03d}Z" for milli in range(1000)]
+
+
+def iso_utc_fast(ts: float) -> str:
+    """:func:`iso_utc`, about four times cheaper (a window's bounds are rendered per window, and most windows have
+    times of their own). The same rounding as ``datetime.fromtimestamp``: the fraction to microseconds half to even
+    (a fraction that rounds to a whole second carries into the second), then truncated to milliseconds; the date
+    from ``time.gmtime`` once per day (POSIX days are 86,400 seconds), the time of day from tables (minute of the
+    day, second, millisecond). Times before 1970 or after 9999 (and nan, inf) take :func:`iso_utc` itself."""
+    if not 0.0 <= ts < _FAST_ISO_LIMIT:
+        return iso_utc(ts)
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)
+    seconds = int(whole)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        seconds += 1
+    day, second = divmod(seconds, 86_400)
+    date = _ISO_DAYS.get(day)
+    if date is None:
+        t = time.gmtime(day * 86_400)
+        date = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        if len(_ISO_DAYS) >= 4096:
+            _ISO_DAYS.clear()
+        _ISO_DAYS[day] = date
+    minute, second = divmod(second, 60)
+    return date + _HOURS_MINUTES[minute] + _SECONDS[second] + _MILLIS[micros // 1000]

@@ -36,7 +36,7 @@ from typing import Any
 
 from models.artifacts import ModelBundle
 from models.explain import explain_batch, reason_text
-from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc
+from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc_fast
 
 MAX_SAMPLES = 5
 
@@ -72,6 +72,27 @@ def rounded6(values: list[float]) -> list[float]:
     return out
 
 
+def distinct_windows(windows: Sequence[Window]) -> tuple[list[Window], list[int]]:
+    """The first window of each distinct content and, per window, the index of its distinct one.
+
+    Two windows are alike when their counts and template texts are equal item by item, in the same order:
+    all the model reads of a window (its feature row and its explanation entries) comes from those two, so
+    alike windows score alike. Windows with the same items in another order are kept apart (harmless: they
+    are only scored twice).
+    """
+    first: dict[tuple[tuple[Any, ...], tuple[Any, ...]], int] = {}
+    reps: list[Window] = []
+    inverse: list[int] = []
+    for window in windows:
+        key = (tuple(window.counts.items()), tuple(window.templates.items()))
+        at = first.get(key)
+        if at is None:
+            at = first[key] = len(reps)
+            reps.append(window)
+        inverse.append(at)
+    return reps, inverse
+
+
 class Scorer:
     """Scores windows with one model version. Stateless apart from the model and a memo of rendered times (whose
     entries are always right, so a shared scorer stays correct); safe to share."""
@@ -85,37 +106,51 @@ class Scorer:
         # ISO text per epoch second: windows share their bounds (a tumbling bucket's, a one-line session's start
         # and end), and rendering one costs more than the rest of a window's fields. Bounded.
         self._iso: dict[float, str] = {}
+        self.distinct = True  # score each distinct window once (False: every window, the general path tests compare)
 
     def score(self, windows: Sequence[Window]) -> list[dict[str, Any]]:
         """Score a batch and return one document per window.
 
         Vectorised per batch: one detector call (all trees at once, each distinct row once) and one
         explanation pass (:func:`models.explain.explain_batch`); a window costs only its document's fields.
+        Windows repeat (a batch of 512 one-line HDFS sessions holds about ten distinct ones): the model's work
+        is done once per distinct window (:func:`distinct_windows`), each copy getting entries of its own.
         """
         if not windows:
             return []
-        counts = [w.counts for w in windows]
+        if self.distinct:
+            reps, inverse = distinct_windows(windows)
+        else:
+            reps, inverse = list(windows), list(range(len(windows)))
+        counts = [w.counts for w in reps]
         raw = self.space.count_matrix(counts)
         scores, components, reasons = self.detector.score_and_reasons(self.space.transform(counts, raw))
         threshold = float(self.detector.threshold_)
         shown = round(threshold, 6)  # as the documents hold it; is_anomaly compares with the threshold itself
-        explanations = explain_batch(counts, self.space, [w.templates for w in windows], raw=raw)
+        explained = explain_batch(counts, self.space, [w.templates for w in reps], raw=raw)
         # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
         # as per window), then zipped into one dict per window.
         names = list(components)
         rounded = [rounded6(components[name].tolist()) for name in names]
         parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
-            [{} for _ in windows])
+            [{} for _ in reps])
         texts = {reason: reason_text(reason) for reason in set(reasons)}
-        iso = self._iso_utc
-        model = {"version": self.version, "warnings": self.warnings}
+        iso, isos = self._iso_utc, self._iso
+        version, warnings = self.version, self.warnings
+        values = scores.tolist()
+        shown_scores = rounded6(values)
+        flagged = [score > threshold for score in values]
+        used = [False] * len(reps)
         documents = []
         # One window's document, written out here rather than in a method per window (on short windows, building
         # the documents is most of the scorer's time); ``tests/pipeline/test_scoring.py`` keeps the plain per-window
         # construction this must equal.
-        values = scores.tolist()
-        for window, score, shown_score, part, reason, explanation in zip(windows, values, rounded6(values), parts,
-                                                                         reasons, explanations, strict=True):
+        for window, at in zip(windows, inverse, strict=True):
+            explanation, part = explained[at], parts[at]
+            if used[at]:  # a copy of a window scored already: entries and components of its own
+                explanation, part = list(map(dict.copy, explanation)), part.copy()
+            else:
+                used[at] = True
             held = window.samples
             samples: list[str] = []
             for entry in explanation:
@@ -128,21 +163,22 @@ class Scorer:
                         samples.append(line)
                         if len(samples) >= MAX_SAMPLES:
                             break
-            start, end = iso(window.start), iso(window.end)
+            start, end = isos.get(window.start) or iso(window.start), isos.get(window.end) or iso(window.end)
             fields: dict[str, Any] = {"start": start, "end": end, "kind": window.kind, "late": window.late}
             if window.stream:
                 fields["stream"] = window.stream
             if window.positions:
                 fields["offset"] = min(window.positions.values())
+            reason = reasons[at]
             documents.append({
                 "@timestamp": end,
                 "entity": {"id": window.entity_id, "field": window.entity_field},
                 "window": fields,
-                "anomaly": {"score": shown_score, "threshold": shown, "is_anomaly": score > threshold,
+                "anomaly": {"score": shown_scores[at], "threshold": shown, "is_anomaly": flagged[at],
                             "components": part, "reason": reason, "reason_text": texts[reason]},
-                "model": dict(model),
+                "model": {"version": version, "warnings": warnings},
                 "templates": explanation,
-                "log": {"count": window.count, "samples": samples},
+                "log": {"count": sum(window.counts.values()), "samples": samples},
             })
         return documents
 
@@ -156,10 +192,10 @@ class Scorer:
         return sum(w.counts.get(OTHER_UNSEEN_ID, 0) for w in windows)
 
     def _iso_utc(self, ts: float) -> str:
-        """:func:`pipeline.records.iso_utc`, memoised."""
+        """:func:`pipeline.records.iso_utc`, memoised (rendered by its cheaper equal, ``iso_utc_fast``)."""
         text = self._iso.get(ts)
         if text is None:
-            text = iso_utc(ts)
+            text = iso_utc_fast(ts)
             if len(self._iso) >= 4096:
                 self._iso.clear()
             self._iso[ts] = text

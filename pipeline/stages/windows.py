@@ -140,6 +140,18 @@ class Windower:
                 self._scheduled[key] = deadline
                 self._seq += 1
                 heapq.heappush(self._heap, (deadline, self._seq, key))
+        elif self._session and window is None and not ts + self.gap <= self.watermark:  # as ``_slot_for`` tests it
+            # a session that opens on time (the entity has none open): ``_slot_for``, ``_new_window`` and
+            # ``_schedule`` of an on-time session, inlined (on one-line sessions, every record of the stream)
+            window = Window(key[0], key[1], self.kind, ts, ts)
+            self._open[key] = window
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[key] = now
+            deadline = min(ts + self.gap, ts + self.max_length)
+            self._scheduled[key] = deadline
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, key))
         elif not self._session and (window := self._open.get(
                 bucket := (key, math.floor(ts / self.size) * self.size))) is not None:
             # the common case of a tumbling window: the record's bucket is open (what ``_slot_for`` finds first; a
@@ -272,7 +284,8 @@ class Windower:
             template = match.template
             if not match.known and len(window.unknown) >= MAX_UNSEEN_TEMPLATES:
                 tid, template = OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE
-            window.counts[tid] += 1
+            counts = window.counts
+            counts[tid] = counts.get(tid, 0) + 1  # ``+= 1`` without Counter's Python-level ``__missing__``
             if tid not in window.templates:
                 window.templates[tid] = template
                 if not match.known:
@@ -313,12 +326,18 @@ class Windower:
     def _close_due(self) -> list[Window]:
         closed: list[Window] = []
         heap, open_slots, mark, tumbling = self._heap, self._open, self.watermark, not self._session
+        gap, max_length = self.gap, self.max_length
         while heap and heap[0][0] <= mark:
             _, _, slot = heapq.heappop(heap)
             window = open_slots.get(slot)
             if window is None:
                 continue
-            deadline = window.end if tumbling and not window.late else self._deadline(window)  # inlined, as there
+            if window.late:  # ``_deadline``, inlined
+                deadline = -math.inf
+            elif tumbling:
+                deadline = window.end
+            else:
+                deadline = min(window.end + gap, window.start + max_length)
             if deadline > mark:
                 continue  # a later entry for this window is still in the heap
             del open_slots[slot]

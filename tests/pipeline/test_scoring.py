@@ -10,8 +10,8 @@ from models.artifacts import ModelBundle
 from models.detector import WindowDetector
 from models.explain import explain, reason_text
 from models.features import FeatureSpace
-from pipeline.records import Window, iso_utc
-from pipeline.scoring import MAX_SAMPLES, Scorer, document_id, rounded6
+from pipeline.records import Window, iso_utc, iso_utc_fast
+from pipeline.scoring import MAX_SAMPLES, Scorer, distinct_windows, document_id, rounded6
 
 
 def make_scorer() -> Scorer:
@@ -111,6 +111,34 @@ def test_memoised_iso_times_are_those_rendered_afresh(times: list[float]) -> Non
     assert len(scorer._iso) <= 4096
 
 
+_halves = st.sampled_from([0.0, 0.0005, 0.0015, 0.5, 0.9995, 0.9999995, 0.9999994999, 0.0000005, 0.0000015, 0.999])
+
+
+@settings(max_examples=500, deadline=None)
+@given(whole=st.one_of(st.integers(-62135596800, 253402300799), st.integers(0, 2**31), st.sampled_from(
+    [0, 86_399, 86_400, 951_782_400, 4_102_444_800, 253402300797, 253402300798, 253402300799])), fraction=_halves,
+    any_time=st.floats(-62135596800.0, 253402300799.0, allow_nan=False))
+def test_fast_iso_times_are_those_datetime_renders(whole: int, fraction: float, any_time: float) -> None:
+    """Half-microsecond fractions (datetime rounds them half to even), a fraction that rounds up into the next second
+    or day, leap days, the last seconds of year 9999 and times before 1970 (the general path) render alike."""
+    for ts in (whole + fraction, float(whole), any_time, -any_time):
+        try:
+            want = iso_utc(ts)
+        except (ValueError, OverflowError) as exc:
+            try:
+                iso_utc_fast(ts)
+            except type(exc):
+                continue
+            raise AssertionError(f"{ts!r}: iso_utc raises {exc!r}, iso_utc_fast does not") from None
+        assert iso_utc_fast(ts) == want, repr(ts)
+    for ts in (float("nan"), float("inf"), -0.0, 1e-7, 5e-7, 1.5e-6):
+        try:
+            want = iso_utc(ts)
+        except (ValueError, OverflowError):
+            continue
+        assert iso_utc_fast(ts) == want
+
+
 def test_window_fields_through_the_memo() -> None:
     scorer = make_scorer()
     w = window({"T1": 1})
@@ -187,3 +215,49 @@ def test_batch_documents_are_the_plain_per_window_ones(shapes: list) -> None:  #
                                   {name: float(values[i]) for name, values in components.items()}, reasons[i],
                                   explain(window.counts, scorer.space, window.templates))
         assert json.dumps(doc) == json.dumps(want)
+
+
+_copies = st.lists(st.tuples(st.integers(0, 3), st.lists(st.sampled_from(["x", "y", "line of A"]), max_size=3),
+                             st.integers(0, 99)), min_size=1, max_size=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes=_shapes, copies=_copies)
+def test_distinct_windows_scored_once_give_the_documents_of_every_window_scored(shapes: list,  # type: ignore[type-arg]
+                                                                                copies: list) -> None:  # type: ignore[type-arg]
+    """Windows repeating another's counts and templates (with lines, times and offsets of their own) get the documents
+    the general path (every window through the model) gives, and no two documents share an entry or component dict."""
+    originals = []
+    for counts, first, start, late, stream, positions in shapes:
+        w = Window("host", "web-1", "tumbling", start, start + 60.0, counts=Counter(counts), late=late,
+                   stream=stream)
+        w.templates = {tid: f"text {tid}" for tid in counts}
+        w.samples = {tid: f"line of {tid}" for tid in counts if tid != "B"}
+        w.first_lines, w.positions = list(first), dict(positions)
+        originals.append(w)
+    windows = list(originals)
+    for which, first, offset in copies:
+        like = originals[which % len(originals)]
+        w = Window("host", f"web-{offset}", "tumbling", like.start + offset, like.end + offset,
+                   counts=Counter(like.counts), templates=dict(like.templates), samples=dict(like.samples),
+                   first_lines=list(first), positions={"f": offset})
+        windows.insert(offset % (len(windows) + 1), w)
+    fast, plain = make_scorer(), make_scorer()
+    plain.distinct = False
+    docs = fast.score(windows)
+    assert json.dumps(docs) == json.dumps(plain.score(windows))
+    entries = [id(entry) for doc in docs for entry in doc["templates"]]
+    parts = [id(doc["anomaly"]["components"]) for doc in docs]
+    assert len(set(entries)) == len(entries) and len(set(parts)) == len(parts)
+    assert len({id(doc["templates"]) for doc in docs}) == len(docs)
+
+
+def test_distinct_windows_are_alike_item_by_item() -> None:
+    a = window({"A": 2, "B": 1})
+    b = window({"A": 2, "B": 1})
+    b.first_lines, b.start = ["another line"], 5.0
+    other_order = window({"B": 1, "A": 2})
+    other_text = window({"A": 2, "B": 1})
+    other_text.templates = {"A": "text A", "B": "another text"}
+    reps, inverse = distinct_windows([a, b, other_order, other_text, a])
+    assert [id(w) for w in reps] == [id(a), id(other_order), id(other_text)] and inverse == [0, 0, 1, 2, 0]
