@@ -195,18 +195,21 @@ _shapes = st.lists(st.tuples(
     st.dictionaries(st.sampled_from(["f", "g"]), st.integers(0, 50), max_size=2)), min_size=1, max_size=12)
 
 
+def _window(counts: dict[str, int], first: list[str], start: float, late: bool, stream: str,
+            positions: dict[str, int]) -> Window:
+    """A tumbling window of one of ``_shapes``'s tuples, with texts, samples, first lines and offsets."""
+    w = Window("host", "web-1", "tumbling", start, start + 60.0, counts=Counter(counts), late=late, stream=stream)
+    w.templates = {tid: f"text {tid}" for tid in counts}
+    w.samples = {tid: f"line of {tid}" for tid in counts if tid != "B"}
+    w.first_lines, w.positions = list(first), dict(positions)
+    return w
+
+
 @settings(max_examples=100, deadline=None)
 @given(shapes=_shapes)
 def test_batch_documents_are_the_plain_per_window_ones(shapes: list) -> None:  # type: ignore[type-arg]
     scorer = make_scorer()
-    windows = []
-    for counts, first, start, late, stream, positions in shapes:
-        w = Window("host", "web-1", "tumbling", start, start + 60.0, counts=Counter(counts), late=late,
-                   stream=stream)
-        w.templates = {tid: f"text {tid}" for tid in counts}
-        w.samples = {tid: f"line of {tid}" for tid in counts if tid != "B"}
-        w.first_lines, w.positions = list(first), dict(positions)
-        windows.append(w)
+    windows = [_window(*shape) for shape in shapes]
     docs = scorer.score(windows)
     X = scorer.space.transform([w.counts for w in windows])
     scores, components, reasons = scorer.detector.score_and_reasons(X)
@@ -227,14 +230,7 @@ def test_distinct_windows_scored_once_give_the_documents_of_every_window_scored(
                                                                                 copies: list) -> None:  # type: ignore[type-arg]
     """Windows repeating another's counts and templates (with lines, times and offsets of their own) get the documents
     the general path (every window through the model) gives, and no two documents share an entry or component dict."""
-    originals = []
-    for counts, first, start, late, stream, positions in shapes:
-        w = Window("host", "web-1", "tumbling", start, start + 60.0, counts=Counter(counts), late=late,
-                   stream=stream)
-        w.templates = {tid: f"text {tid}" for tid in counts}
-        w.samples = {tid: f"line of {tid}" for tid in counts if tid != "B"}
-        w.first_lines, w.positions = list(first), dict(positions)
-        originals.append(w)
+    originals = [_window(*shape) for shape in shapes]
     windows = list(originals)
     for which, first, offset in copies:
         like = originals[which % len(originals)]
