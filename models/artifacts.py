@@ -212,9 +212,7 @@ def verify(directory: Path, manifest: dict[str, Any]) -> None:
             raise ModelError(f"manifest of {directory} does not list {name}")
         if not path.is_file():
             raise ModelError(f"model file missing: {path}")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise ModelError(f"checksum mismatch for {path}: the file changed after the model was saved")
+        _verify_file(path, expected)
 
 
 def _verify_file(path: Path, expected: Any) -> None:

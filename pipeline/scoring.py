@@ -135,7 +135,7 @@ class Scorer:
         parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
             [{} for _ in reps])
         texts = {reason: reason_text(reason) for reason in set(reasons)}
-        iso, isos = self._iso_utc, self._iso
+        iso = self._iso_utc
         version, warnings = self.version, self.warnings
         values = scores.tolist()
         shown_scores = rounded6(values)
@@ -163,7 +163,7 @@ class Scorer:
                         samples.append(line)
                         if len(samples) >= MAX_SAMPLES:
                             break
-            start, end = isos.get(window.start) or iso(window.start), isos.get(window.end) or iso(window.end)
+            start, end = iso(window.start), iso(window.end)
             fields: dict[str, Any] = {"start": start, "end": end, "kind": window.kind, "late": window.late}
             if window.stream:
                 fields["stream"] = window.stream
@@ -178,7 +178,7 @@ class Scorer:
                             "components": part, "reason": reason, "reason_text": texts[reason]},
                 "model": {"version": version, "warnings": warnings},
                 "templates": explanation,
-                "log": {"count": sum(window.counts.values()), "samples": samples},
+                "log": {"count": window.count, "samples": samples},
             })
         return documents
 
