@@ -2,9 +2,9 @@
 
 ``General`` is the same chain with the shortcut switched off (``_one_key`` False), so every record goes through
 the loop over its entities that every record of a worker took before. Random streams of JSON records with zero,
-one or two entities, timed, untimed, late, implausible or not JSON, through session and tumbling windowers that
-track offsets, with a replay hook that skips random (entity, offset) parts, must give the same steps, the same
-hook calls, the same windows (offsets included), watermark, clock and stats.
+one or two entities, timed, untimed, late, implausible, not JSON, invalid UTF-8 or 64 KiB long, through session
+and tumbling windowers that track offsets, with a replay hook that skips random (entity, offset) parts, must give
+the same steps, the same hook calls, the same windows (offsets included), watermark, clock and stats.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class Hook:
 def record(kind: str, hosts: tuple[str, ...], ts: float, verb: str) -> bytes:
     if kind == "text":
         return b"not json at all"
+    if kind == "badutf8":  # invalid UTF-8 and a lone surrogate's bytes inside the message
+        return json.dumps({"message": " ".join(f"host {h}" for h in hosts) + " did ", "@timestamp": BASE + ts}
+                          ).encode()[:-1] + b', "x": "\xff\xed\xa0\x80"}'
+    if kind == "huge":  # a 64 KiB message (the entity at its start)
+        return json.dumps({"message": " and ".join(f"host {h}" for h in hosts) + f" did {verb} " + "x" * 65536,
+                           "@timestamp": BASE + ts}).encode()
     message = " and ".join(f"host {h}" for h in hosts) + f" did {verb}" if hosts else f"nobody did {verb}"
     doc: dict[str, Any] = {"message": message}
     if kind == "timed":
@@ -68,7 +74,7 @@ def record(kind: str, hosts: tuple[str, ...], ts: float, verb: str) -> bytes:
 
 
 records = st.tuples(
-    st.sampled_from(["timed"] * 6 + ["untimed", "future", "text"]),
+    st.sampled_from(["timed"] * 6 + ["untimed", "future", "text", "badutf8", "huge"]),
     st.lists(st.sampled_from(["a", "b", "c"]), max_size=2).map(tuple),
     st.floats(0, 120).map(lambda x: round(x, 1)),
     st.sampled_from(["login", "read", "crash"]),
