@@ -108,6 +108,7 @@ def evaluate(train: Windows, test: Windows, labels: Mapping[str, int], **params:
     """Fit a detector on ``train`` and score ``test`` per block: precision, recall, F1, FPR, PR-AUC, and the
     normal blocks that outrank anomalous ones (:func:`outranking_normals`)."""
     space = FeatureSpace().fit([c for _, c in train], {})
+    params.setdefault("window_kind", "session")  # block sessions: what `logwarden train` passes for them
     det = WindowDetector(**params).fit(space.transform([c for _, c in train]))
     scores_arr, parts, reasons = det.score_and_reasons(space.transform([c for _, c in test]))
     scores: dict[str, float] = {}

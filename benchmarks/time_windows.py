@@ -134,7 +134,7 @@ def run_system(system: str, seed: int) -> dict[str, Any]:
     kinds = [k for k, _ in test]
     y = np.array([k != "normal" for k in kinds], dtype=int)
     space = FeatureSpace().fit(train, {})
-    det = WindowDetector(random_state=seed).fit(space.transform(train))
+    det = WindowDetector(random_state=seed, window_kind="tumbling").fit(space.transform(train))
     X = space.transform([w for _, w in test])
     scores = det.score(X)
     flags = scores > det.threshold_

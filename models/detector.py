@@ -23,6 +23,8 @@ Each component turns a window into a tail probability against the training windo
 * ``excess``: the window's most extreme count against each template's fitted upper tail (or below the
   smallest count of a template every window holds), corrected for ``V`` templates
   (:meth:`models.novelty.TemplateStats.excess_p`). A forest cannot tell "beyond the maximum" from "at it".
+  Past the trained range the tail is a prior that depends on how windows are cut (``window_kind``):
+  steep for fixed-length windows, where a count is a rate, Zipf-heavy for sessions, whose lengths are.
 
 ``score = -log10(min(1, min_k p_k / w_k))`` plus a tiny tie-break (weighted Bonferroni, weights ``w`` summing
 to 1, :data:`WEIGHTS`). ``components()`` gives each ``-log10 p_k`` (the same scale).
@@ -60,7 +62,7 @@ from models.calibration import MAX_ESTIMATE, auto_threshold, calibrate_threshold
 from models.combine import combine, evidence, strongest
 from models.features import EXTRA_COLUMNS
 from models.forest_paths import ForestPaths
-from models.novelty import TemplateStats
+from models.novelty import MIN_TAIL_SCALE, SESSION_TAIL_SCALE, TemplateStats
 
 if TYPE_CHECKING:  # scikit-learn is imported when a forest is fitted or loaded, not by `logwarden --help`
     from sklearn.ensemble import IsolationForest
@@ -72,6 +74,8 @@ TARGET_FPR = 0.01
 MAX_SAMPLES = 4096
 SCORE_SAMPLE = 20000  # training forest scores kept for calibration (quantiles beyond that)
 CHUNK_ROWS = 4096  # rows scored at once: bounds the (rows x templates) temporaries on wide vocabularies
+# How heavy the count tails are past the trained range, by how the windows are cut (models.novelty.upper_tail).
+TAIL_FLOORS = {"tumbling": MIN_TAIL_SCALE, "session": SESSION_TAIL_SCALE}
 
 
 def _check_contamination(value: float | str) -> None:
@@ -102,7 +106,9 @@ class WindowDetector:
 
     Parameters are stored as given (scikit-learn convention); fitted attributes end in ``_``.
     ``weights`` maps component names to their share of the false-alarm budget (None = :data:`WEIGHTS`;
-    a component left out or at 0 is not used: the benchmark's ablation).
+    a component left out or at 0 is not used: the benchmark's ablation). ``window_kind`` (``"tumbling"`` or
+    ``"session"``, the training job passes its ``--window``) sets how heavy the count tails are past the
+    trained range (:data:`TAIL_FLOORS`, :func:`models.novelty.upper_tail` says why they differ).
     """
 
     forest_scores_: np.ndarray
@@ -116,6 +122,7 @@ class WindowDetector:
         target_fpr: float = TARGET_FPR,
         weights: dict[str, float] | None = None,
         random_state: int | None = 0,
+        window_kind: str = "tumbling",
     ) -> None:
         self.contamination = contamination
         self.n_estimators = n_estimators
@@ -123,11 +130,14 @@ class WindowDetector:
         self.target_fpr = target_fpr
         self.weights = weights
         self.random_state = random_state
+        self.window_kind = window_kind
 
     def fit(self, X: np.ndarray) -> WindowDetector:
         _check_contamination(self.contamination)
         if not 0.0 < self.target_fpr < 1.0:
             raise ValueError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
+        if self.window_kind not in TAIL_FLOORS:
+            raise ValueError(f"window_kind must be one of {', '.join(TAIL_FLOORS)}, got {self.window_kind!r}")
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or len(X) == 0:
             raise ValueError("cannot fit a detector on zero windows")
@@ -135,7 +145,7 @@ class WindowDetector:
             raise ValueError(f"feature rows need at least {N_EXTRA} columns, got {X.shape[1]}")
         self.n_templates_ = X.shape[1] - N_EXTRA
         self.n_train_ = int(len(X))
-        self.stats_ = TemplateStats.fit(X[:, : self.n_templates_])
+        self.stats_ = TemplateStats.fit(X[:, : self.n_templates_], TAIL_FLOORS[self.window_kind])
         group = np.zeros(len(X), dtype=bool)
         if self.contamination == "auto":
             group = self.stats_.contamination_rows(X[:, : self.n_templates_], X[:, self.n_templates_ + 2])
@@ -318,6 +328,7 @@ class WindowDetector:
             "target_fpr": self.target_fpr,
             "weights": self.weights,
             "random_state": self.random_state,
+            "window_kind": self.window_kind,
         }
 
     def fitted_state(self) -> dict[str, Any]:

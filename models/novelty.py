@@ -48,7 +48,8 @@ import numpy as np
 RARE_SHARE = 0.05
 NOVEL_SHARE = 1e-4
 TAIL_MIN_WINDOWS = 10
-MIN_TAIL_SCALE = float(np.log(2.0)) / 4  # a quarter doubling
+MIN_TAIL_SCALE = float(np.log(2.0)) / 4  # a quarter doubling: the floor for fixed-length (tumbling) windows
+SESSION_TAIL_SCALE = 1.0  # Zipf's law, p ~ 1/count: the floor for session windows (see upper_tail)
 _LN2 = float(np.log(2.0))
 
 
@@ -81,13 +82,17 @@ class TemplateStats:
     tail_scale: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, log_counts: np.ndarray) -> TemplateStats:
-        """Statistics of a training matrix of ``log1p(count)`` columns (one row per window)."""
+    def fit(cls, log_counts: np.ndarray, tail_floor: float = MIN_TAIL_SCALE) -> TemplateStats:
+        """Statistics of a training matrix of ``log1p(count)`` columns (one row per window).
+
+        ``tail_floor``: the smallest tail scale (:func:`upper_tail`), :data:`MIN_TAIL_SCALE` for fixed-length
+        windows, :data:`SESSION_TAIL_SCALE` for session windows. It is saved as part of the fitted scales.
+        """
         if len(log_counts) == 0:
             width = log_counts.shape[1] if log_counts.ndim == 2 else 0
             return cls(0, np.zeros(width, dtype=np.int64), np.zeros(width), np.zeros(width),
-                       np.zeros(width), np.full(width, MIN_TAIL_SCALE))
-        anchor, scale = upper_tail(log_counts)
+                       np.zeros(width), np.full(width, tail_floor))
+        anchor, scale = upper_tail(log_counts, tail_floor)
         return cls(
             n_windows=int(len(log_counts)),
             present=(log_counts > 0).sum(axis=0).astype(np.int64),
@@ -271,19 +276,34 @@ def _counts(values: Any) -> np.ndarray:
     return floats.astype(np.int64) if np.all(floats == np.round(floats)) else floats
 
 
-def upper_tail(log_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def upper_tail(log_counts: np.ndarray, floor: float = MIN_TAIL_SCALE) -> tuple[np.ndarray, np.ndarray]:
     """Per template: the anchor (the ``k+1``-th largest ``log1p`` count) and the mean excess of the ``k`` above it.
 
     ``k = max(TAIL_MIN_WINDOWS, sqrt(n))``: the usual choice for a Hill-type tail estimate (enough points
-    for the scale, few enough to stay in the tail). The scale is floored at :data:`MIN_TAIL_SCALE` so that a
-    template with a constant count in training still needs some excess to look extreme.
+    for the scale, few enough to stay in the tail). The scale is floored at ``floor`` so that a template
+    with a constant count in training still needs some excess to look extreme.
+
+    The floor is a prior, not a measurement: past the largest training count the data say nothing, and how
+    fast the tail probability falls there is an assumption about how the windows are made.
+
+    * Fixed-length windows (tumbling), :data:`MIN_TAIL_SCALE`: a count is a *rate* times a fixed time, and a
+      normal rate is steady, so a count past the trained range is what a burst looks like; the tail falls
+      by ``e^-4`` per doubling.
+    * Session windows, :data:`SESSION_TAIL_SCALE` (1, a Pareto tail of index 1, Zipf's law): a count is
+      how often a template repeats in one session, and session lengths are heavy-tailed (a block read
+      again and again, a request that pages through a long result, a connection kept open for a day), so
+      a count ``c`` times the anchor only divides the tail probability by ``c``. Measured on the HDFS
+      benchmark (block sessions, seeds 0-4): with the steep floor one normal session of 269 lines (one
+      template 203 times, the training maximum 9) ranked above every incident in every seed, and a model
+      trained on 300 windows reached PR-AUC 0.76; with Zipf's floor, 0.96 (README, Quality). A count a
+      thousand times the range is still flagged on its own; less than that needs a second reason.
     """
     n, width = log_counts.shape
     k = min(max(TAIL_MIN_WINDOWS, math.ceil(math.sqrt(n))), max(n - 1, 0))
     ordered = -np.sort(-log_counts, axis=0)
     anchor = ordered[k] if n else np.zeros(width)
     scale = (ordered[:k] - anchor[None, :]).mean(axis=0) if k else np.zeros(width)
-    return anchor.astype(np.float64), np.maximum(scale, MIN_TAIL_SCALE).astype(np.float64)
+    return anchor.astype(np.float64), np.maximum(scale, floor).astype(np.float64)
 
 
 def sidak(p: np.ndarray, tests: int) -> np.ndarray:

@@ -331,7 +331,8 @@ def fit_counts(miner: TemplateMiner, counts: Sequence[Mapping[str, int]], templa
                settings: PipelineSettings, stats: JobStats, seed: int = 0) -> ModelBundle:
     """Fit the feature space and detector on window count vectors (template id -> count)."""
     space = FeatureSpace().fit(counts, templates)
-    detector = WindowDetector(contamination=settings.contamination, target_fpr=settings.target_fpr, random_state=seed)
+    detector = WindowDetector(contamination=settings.contamination, target_fpr=settings.target_fpr, random_state=seed,
+                              window_kind=settings.window)
     detector.fit(space.transform(counts))
     return ModelBundle(
         miner_state=miner.to_state(),

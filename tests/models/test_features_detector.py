@@ -379,3 +379,28 @@ def test_flattened_trees_are_derived_not_saved() -> None:
     other = fitted(train, random_state=5)[1]
     restored.forest_ = other.forest_  # a new forest gets its own flattened trees
     assert restored._paths().forest is other.forest_
+
+
+def test_session_windows_read_counts_past_the_range_as_heavy_tailed() -> None:
+    """A session ten times longer than any in training is weak evidence; in a fixed-length window it is a burst."""
+    train = [{"open": 1, "write": 1 + i % 4, "close": 1} for i in range(600)]
+    probe = [{"open": 1, "write": 40, "close": 1}, {"open": 1, "write": 4000, "close": 1}, {"open": 1, "close": 1}]
+    space, rate = fitted(train)
+    _, session = fitted(train, window_kind="session")
+    assert rate.get_params()["window_kind"] == "tumbling" and session.get_params()["window_kind"] == "session"
+    X = space.transform(probe)
+    rate_parts, session_parts = rate.components(X), session.components(X)
+    assert rate_parts["excess"][0] > 3 > session_parts["excess"][0] > 0  # 10x: a burst, or a long session
+    assert rate.predict(X).tolist()[0] and not session.predict(X).tolist()[0]
+    assert session.predict(X).tolist()[1]  # a thousand times the range is still flagged
+    # Everything but the count tails is the same model.
+    for name in ("iforest", "rarity"):
+        assert np.array_equal(rate_parts[name], session_parts[name])
+    params = json.loads(json.dumps(session.get_params()))
+    again = WindowDetector.restore(params, json.loads(json.dumps(session.fitted_state())), session.forest_)
+    assert np.array_equal(again.score(X), session.score(X))
+
+
+def test_an_unknown_window_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="window_kind"):
+        WindowDetector(window_kind="hourly").fit(np.zeros((3, 2 + len(EXTRA_COLUMNS))))

@@ -5,7 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from models.novelty import NOVEL_SHARE, RARE_SHARE, TemplateStats, rarity_of_share, row_max
+from models.novelty import (
+    MIN_TAIL_SCALE,
+    NOVEL_SHARE,
+    RARE_SHARE,
+    SESSION_TAIL_SCALE,
+    TemplateStats,
+    rarity_of_share,
+    row_max,
+)
 
 
 def stats_of(counts: list[list[int]], repeat: int = 1) -> TemplateStats:
@@ -76,3 +84,25 @@ def test_discounted_counts_suspect_windows_as_the_square_root_of_their_number() 
     again = TemplateStats.from_dict(json.loads(json.dumps(discounted.to_dict())))
     assert np.array_equal(again.present, discounted.present) and again.n_windows == 24
     assert TemplateStats.from_dict(json.loads(json.dumps(stats.to_dict()))).present.dtype == np.int64
+
+
+def test_the_tail_floor_sets_how_fast_evidence_grows_past_the_trained_range() -> None:
+    # One template, written 1-4 times by each of 600 windows: its fitted tail is steep, so the floor decides.
+    counts = np.log1p(np.array([[1.0 + i % 4] for i in range(600)]))
+    rate = TemplateStats.fit(counts)
+    session = TemplateStats.fit(counts, tail_floor=SESSION_TAIL_SCALE)
+    assert np.all(rate.tail_scale == MIN_TAIL_SCALE) and np.all(session.tail_scale == SESSION_TAIL_SCALE)
+    k, n = rate.tail_rank(), 600
+    probe = np.log1p(np.array([[4.0], [40.0], [400.0]]))
+    # Zipf's law past the anchor (a count of 4): p = (k + 1) / (n + 1) * (1 + 4) / (1 + x), one template.
+    expected = (k + 1) / (n + 1) * 5 / np.array([41.0, 401.0])
+    assert session.excess_p(probe)[0] == pytest.approx(1.0)  # at the anchor: nothing
+    assert session.excess_p(probe)[1:] == pytest.approx(expected, rel=1e-9)
+    steep = rate.excess_p(probe)
+    assert steep[1] < 1e-6 < expected[0] and steep[2] < steep[1]  # a quarter doubling per e-fold
+    # Both stay monotone in the count, and within the trained range neither finds anything.
+    assert np.all(np.diff(session.excess_p(probe)) < 0)
+    assert session.excess_p(np.log1p(np.array([[2.0]])))[0] == pytest.approx(1.0)
+    # The floor is saved with the statistics (as the fitted scales), so a restored model keeps it.
+    assert np.array_equal(TemplateStats.from_dict(json.loads(json.dumps(session.to_dict()))).excess_p(probe),
+                          session.excess_p(probe))

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from models.novelty import MIN_TAIL_SCALE, SESSION_TAIL_SCALE
 from pipeline import embedded as jobs
 from pipeline.config import PipelineSettings
 from pipeline.errors import LogwardenError
 from pipeline.records import Window
+from pipeline.stages.templates import TemplateMiner
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
          "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor",
@@ -171,10 +173,10 @@ main()
 
 
 def test_detect_runs_without_the_streaming_clients(tmp_path: Path) -> None:
-    log = tmp_path / "slice.log"
-    log.write_text("".join(SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)[:4000]), encoding="utf-8")
+    # The whole sample: its first 4,000 lines (293 sessions, 10 of them anomalous, cut short) gave one false
+    # positive by count excess and no incident before session windows read their count tails as heavy.
     out = tmp_path / "anomalies.jsonl"
-    args = [str(log), "--log-format", "<Date> <Time> <Pid> <Level> <Component>: <Content>",
+    args = [str(SAMPLE), "--log-format", "<Date> <Time> <Pid> <Level> <Component>: <Content>",
             "--entity-regex", r"blk_-?\d+", "--out", str(out)]
     done = subprocess.run([sys.executable, "-c", BLOCKED_RUN, "detect", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
@@ -182,3 +184,14 @@ def test_detect_runs_without_the_streaming_clients(tmp_path: Path) -> None:
     docs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert docs and all(doc["anomaly"]["is_anomaly"] for doc in docs)
     assert all(doc["entity"]["id"].startswith("blk_") for doc in docs)
+
+
+@pytest.mark.parametrize("window", ["session", "tumbling"])
+def test_the_model_reads_count_tails_by_how_its_windows_are_cut(window: str) -> None:
+    settings = PipelineSettings(window=window).validated()
+    counts = [{"T1": 1 + i % 4, "T2": 1} for i in range(200)]
+    bundle = jobs.fit_counts(TemplateMiner.for_settings(settings.max_templates), counts, {"T1": "a", "T2": "b"},
+                             settings, jobs.JobStats())
+    assert bundle.detector.get_params()["window_kind"] == window
+    floor = {"session": SESSION_TAIL_SCALE, "tumbling": MIN_TAIL_SCALE}[window]
+    assert bundle.detector.stats_.tail_scale is not None and min(bundle.detector.stats_.tail_scale) == floor
