@@ -37,16 +37,18 @@ Threshold (``contamination``):
   probability is ``target_fpr`` (``-log10 target_fpr``), the false-positive rate it allows;
 * ``"auto"`` (default): the ``"clean"`` cut, lowered only for a group of training windows that looks like
   incidents (:func:`models.calibration.auto_threshold`): the windows in a template state fewer than 5% of
-  them were in, when that group is *separated* (doubling the rarity level to 10% adds no window,
-  :meth:`models.novelty.TemplateStats.contamination_rows`), holds at most 25% of the windows, every
+  them were in, when that group is *separated* (doubling the rarity level to 10% adds no window; when the
+  rare states together are not, the windows holding a rare template and those lacking a usual one are each
+  asked apart, :meth:`models.novelty.TemplateStats.contamination_rows`), holds at most 25% of the windows, every
   member has a combined tail probability of at most 1/2, and the score ranks the group as a block (other
   windows scoring as high as its weakest member: at most ``target_fpr`` of its size, rounded up). The cut
   then flags the whole group and may go lower only while the other windows it flags stay within
   ``target_fpr`` of them. A system's own long tail of rare templates is not separated, and a normal job
   phase with templates of its own is not a block in the score, so clean training keeps the clean cut.
-  Weak spot: a small burst (a few windows of a few hundred) is neither, so only its strongest windows pass
-  the clean cut. When ``auto`` does find such a group, a second pass recalibrates rarity with the group's
-  windows counted as the square root of their number and places the threshold again (:meth:`_second_pass`).
+  A small burst of a template of its own (three minutes of 5xx in 180) is such a group even where usual
+  templates go missing now and then. When ``auto`` does find such a group, a second pass recalibrates
+  rarity with the group's windows counted as the square root of their number and places the threshold
+  again (:meth:`_second_pass`).
   The forest is fitted with each distinct row of a separated group once (:meth:`_fit_forest`).
 """
 

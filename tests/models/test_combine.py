@@ -125,6 +125,25 @@ def test_contamination_rows_need_a_separated_group() -> None:
     assert not stats_v.contamination_rows(Xv, np.zeros(1000)).any()
 
 
+def test_a_separated_group_of_holders_counts_when_missing_templates_are_a_continuum() -> None:
+    # 1000 windows; 40 incidents write "err" (4%). Four usual templates are each missing from a different
+    # 3%-9% of the windows (a minute without a health check): every windows' share of missing states is a
+    # continuum, so all rare states together are not separated, but the holders of a rare template are.
+    lacking = {"L1": range(100, 130), "L2": range(200, 245), "L3": range(300, 370), "L4": range(400, 490)}
+    rows = [[1.0, 1.0 if i < 40 else 0.0] + [0.0 if i in missing else 1.0 for missing in lacking.values()]
+            for i in range(1000)]
+    X = np.log1p(np.array(rows))
+    stats = TemplateStats.fit(X)
+    wider = stats.rare_state_rows(X, np.zeros(1000), 0.1).sum()
+    assert wider > stats.rare_state_rows(X, np.zeros(1000)).sum()  # together: not separated
+    group = stats.contamination_rows(X, np.zeros(1000))
+    assert group.sum() == 40 and group[:40].all()
+    # A held template at 8% too: the holders are no longer separated either, and missing ones never were.
+    varied = [row + [1.0 if 600 <= i < 680 else 0.0] for i, row in enumerate(rows)]
+    Xv = np.log1p(np.array(varied))
+    assert not TemplateStats.fit(Xv).contamination_rows(Xv, np.zeros(1000)).any()
+
+
 def test_models_of_the_previous_format_are_refused_in_one_line(tmp_path: Path) -> None:
     train = [{"A": 1 + i % 3, "B": 1} for i in range(60)]
     space = FeatureSpace().fit(train, {})

@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
-
 from pipeline import embedded as jobs
 from pipeline.cli.common import settings_from
 from pipeline.stages.formats import access_template, normalise_path
@@ -60,8 +58,6 @@ def test_burst_of_5xx_on_one_endpoint_is_the_top_anomaly(tmp_path: Path) -> None
     assert [d["anomaly"]["is_anomaly"] for d in told[:4]] == [True, True, True, False]
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of --contamination auto (issue 10): on 180 self-trained windows "
-                   "the 3-window burst is not taken for contamination, so the clean cut flags only its worst minute")
 def test_burst_of_5xx_is_flagged_whole_with_the_default_threshold(tmp_path: Path) -> None:
     ranked, _ = _detect_burst(tmp_path)
     assert all(d["anomaly"]["is_anomaly"] for d in ranked[:3])
