@@ -72,30 +72,23 @@ def rounded6(values: list[float]) -> list[float]:
     return out
 
 
-def distinct_windows(windows: Sequence[Window]) -> tuple[list[Window], list[int]]:
-    """The first window of each distinct content and, per window, the index of its distinct one.
+WindowKey = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]
+# What the model gives a distinct window: its score, the score as shown (rounded), its components (rounded), the
+# deciding component and its text, its explanation entries. Held by the scorer's memo, never by a document.
+Result = tuple[float, float, dict[str, float], str, str, list[dict[str, Any]]]
+MEMO_WINDOWS = 2048  # distinct windows whose results a scorer keeps across batches
 
-    Two windows are alike when their counts and template texts are equal item by item, in the same order:
-    all the model reads of a window (its feature row and its explanation entries) comes from those two, so
-    alike windows score alike. Windows with the same items in another order are kept apart (harmless: they
-    are only scored twice).
-    """
-    first: dict[tuple[tuple[Any, ...], tuple[Any, ...]], int] = {}
-    reps: list[Window] = []
-    inverse: list[int] = []
-    for window in windows:
-        key = (tuple(window.counts.items()), tuple(window.templates.items()))
-        at = first.get(key)
-        if at is None:
-            at = first[key] = len(reps)
-            reps.append(window)
-        inverse.append(at)
-    return reps, inverse
+
+def window_key(window: Window) -> WindowKey:
+    """What the model reads of a window: its counts and template texts, item by item in their order. Windows with
+    equal keys score alike; windows with the same items in another order have other keys (only scored twice)."""
+    return tuple(window.counts.items()), tuple(window.templates.items())
 
 
 class Scorer:
-    """Scores windows with one model version. Stateless apart from the model and a memo of rendered times (whose
-    entries are always right, so a shared scorer stays correct); safe to share."""
+    """Scores windows with one model version. Stateless apart from the model and two bounded memos, of rendered
+    times and of the model's result per distinct window (whose entries are always right, so a shared scorer stays
+    correct); safe to share."""
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
@@ -106,6 +99,8 @@ class Scorer:
         # ISO text per epoch second: windows share their bounds (a tumbling bucket's, a one-line session's start
         # and end), and rendering one costs more than the rest of a window's fields. Bounded.
         self._iso: dict[float, str] = {}
+        self._memo: dict[WindowKey, Result] = {}  # the model's result per distinct window (:meth:`_results`)
+        self.memo_windows = MEMO_WINDOWS
         self.distinct = True  # score each distinct window once (False: every window, the general path tests compare)
 
     def score(self, windows: Sequence[Window]) -> list[dict[str, Any]]:
@@ -113,44 +108,24 @@ class Scorer:
 
         Vectorised per batch: one detector call (all trees at once, each distinct row once) and one
         explanation pass (:func:`models.explain.explain_batch`); a window costs only its document's fields.
-        Windows repeat (a batch of 512 one-line HDFS sessions holds about ten distinct ones): the model's work
-        is done once per distinct window (:func:`distinct_windows`), each copy getting entries of its own.
+        Windows repeat (a batch of 512 one-line HDFS sessions holds about ten distinct ones, and the next batch
+        the same ten): the model's work is done once per distinct window (:func:`window_key`) and kept for later
+        batches (:meth:`_results`), each window's document getting entries and components of its own.
         """
         if not windows:
             return []
-        if self.distinct:
-            reps, inverse = distinct_windows(windows)
-        else:
-            reps, inverse = list(windows), list(range(len(windows)))
-        counts = [w.counts for w in reps]
-        raw = self.space.count_matrix(counts)
-        scores, components, reasons = self.detector.score_and_reasons(self.space.transform(counts, raw))
+        results = self._results(windows) if self.distinct else self._model(windows)
         threshold = float(self.detector.threshold_)
         shown = round(threshold, 6)  # as the documents hold it; is_anomaly compares with the threshold itself
-        explained = explain_batch(counts, self.space, [w.templates for w in reps], raw=raw)
-        # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
-        # as per window), then zipped into one dict per window.
-        names = list(components)
-        rounded = [rounded6(components[name].tolist()) for name in names]
-        parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
-            [{} for _ in reps])
-        texts = {reason: reason_text(reason) for reason in set(reasons)}
-        iso = self._iso_utc
+        iso_memo, iso = self._iso.get, self._iso_utc
         version, warnings = self.version, self.warnings
-        values = scores.tolist()
-        shown_scores = rounded6(values)
-        flagged = [score > threshold for score in values]
-        used = [False] * len(reps)
+        copy = dict.copy
         documents = []
         # One window's document, written out here rather than in a method per window (on short windows, building
         # the documents is most of the scorer's time); ``tests/pipeline/test_scoring.py`` keeps the plain per-window
         # construction this must equal.
-        for window, at in zip(windows, inverse, strict=True):
-            explanation, part = explained[at], parts[at]
-            if used[at]:  # a copy of a window scored already: entries and components of its own
-                explanation, part = list(map(dict.copy, explanation)), part.copy()
-            else:
-                used[at] = True
+        for window, (value, score, part, reason, text, explanation) in zip(windows, results, strict=True):
+            explanation = list(map(copy, explanation))  # the memo's entries stay the memo's
             held = window.samples
             samples: list[str] = []
             for entry in explanation:
@@ -163,24 +138,73 @@ class Scorer:
                         samples.append(line)
                         if len(samples) >= MAX_SAMPLES:
                             break
-            start, end = iso(window.start), iso(window.end)
+            start = iso_memo(window.start) or iso(window.start)
+            end = iso_memo(window.end) or iso(window.end)
             fields: dict[str, Any] = {"start": start, "end": end, "kind": window.kind, "late": window.late}
             if window.stream:
                 fields["stream"] = window.stream
             if window.positions:
                 fields["offset"] = min(window.positions.values())
-            reason = reasons[at]
             documents.append({
                 "@timestamp": end,
                 "entity": {"id": window.entity_id, "field": window.entity_field},
                 "window": fields,
-                "anomaly": {"score": shown_scores[at], "threshold": shown, "is_anomaly": flagged[at],
-                            "components": part, "reason": reason, "reason_text": texts[reason]},
+                "anomaly": {"score": score, "threshold": shown, "is_anomaly": value > threshold,
+                            "components": copy(part), "reason": reason, "reason_text": text},
                 "model": {"version": version, "warnings": warnings},
                 "templates": explanation,
-                "log": {"count": window.count, "samples": samples},
+                "log": {"count": sum(window.counts.values()), "samples": samples},
             })
         return documents
+
+    def _results(self, windows: Sequence[Window]) -> list[Result]:
+        """The model's result for every window: from the memo, else from one :meth:`_model` call over the batch's
+        distinct windows the memo lacks (then kept, up to ``memo_windows``; a full memo starts over).
+
+        A window's result depends on its counts and template texts alone (every component scores a row from that
+        row alone, :func:`models.explain.explain_batch` explains each window from its own counts and texts), so a
+        window scored in an earlier batch gets what scoring it again would give.
+        """
+        memo = self._memo
+        found: dict[WindowKey, Result] = {}
+        wanted: dict[WindowKey, Window] = {}
+        keys = []
+        for window in windows:
+            key = window_key(window)
+            keys.append(key)
+            if key in found or key in wanted:
+                continue
+            result = memo.get(key)
+            if result is None:
+                wanted[key] = window
+            else:
+                found[key] = result
+        if wanted:
+            bound = self.memo_windows
+            if len(memo) + len(wanted) > bound:
+                memo.clear()
+            for key, result in zip(wanted, self._model(list(wanted.values())), strict=True):
+                found[key] = result
+                if len(memo) < bound:
+                    memo[key] = result
+        return [found[key] for key in keys]
+
+    def _model(self, windows: Sequence[Window]) -> list[Result]:
+        """The model's work on ``windows``, in one batch: count matrix, feature rows, detector, explanations."""
+        counts = [w.counts for w in windows]
+        raw = self.space.count_matrix(counts)
+        scores, components, reasons = self.detector.score_and_reasons(self.space.transform(counts, raw))
+        explained = explain_batch(counts, self.space, [w.templates for w in windows], raw=raw)
+        # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
+        # as per window), then zipped into one dict per window.
+        names = list(components)
+        rounded = [rounded6(components[name].tolist()) for name in names]
+        parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
+            [{} for _ in windows])
+        texts = {reason: reason_text(reason) for reason in set(reasons)}
+        values = scores.tolist()
+        return [(value, score, part, reason, texts[reason], explanation) for value, score, part, reason, explanation
+                in zip(values, rounded6(values), parts, reasons, explained, strict=True)]
 
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""
