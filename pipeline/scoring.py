@@ -74,8 +74,9 @@ def rounded6(values: list[float]) -> list[float]:
 
 WindowKey = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]
 # What the model gives a distinct window: its score, the score as shown (rounded), its components (rounded), the
-# deciding component and its text, its explanation entries. Held by the scorer's memo, never by a document.
-Result = tuple[float, float, dict[str, float], str, str, list[dict[str, Any]]]
+# deciding component and its text, its explanation entries, whether one of them is new. Held by the scorer's memo,
+# never by a document.
+Result = tuple[float, float, dict[str, float], str, str, list[dict[str, Any]], bool]
 MEMO_WINDOWS = 2048  # distinct windows whose results a scorer keeps across batches
 
 
@@ -112,10 +113,30 @@ class Scorer:
         the same ten): the model's work is done once per distinct window (:func:`window_key`) and kept for later
         batches (:meth:`_results`), each window's document getting entries and components of its own.
         """
+        return self.score_counted(windows)[0]
+
+    def score_counted(self, windows: Sequence[Window], every: bool = True) -> tuple[list[dict[str, Any]], int, int]:
+        """:meth:`score`'s documents (``every=False``: only those of the anomalous windows, in order), the number of
+        anomalous windows and the number of windows whose explanation holds a new template.
+
+        ``every=False`` is ``logwarden detect`` writing only anomalies: a normal window's document would be built to
+        be dropped, and on one-line sessions and buckets building it is most of the scorer's time.
+        """
         if not windows:
-            return []
+            return [], 0, 0
         results = self._results(windows) if self.distinct else self._model(windows)
         threshold = float(self.detector.threshold_)
+        flagged = [result[0] > threshold for result in results]
+        unseen = sum(result[6] for result in results)
+        if every:
+            return self._documents(windows, results, flagged, threshold), sum(flagged), unseen
+        chosen = [at for at, anomalous in enumerate(flagged) if anomalous]
+        documents = self._documents([windows[at] for at in chosen], [results[at] for at in chosen],
+                                    [True] * len(chosen), threshold)
+        return documents, len(chosen), unseen
+
+    def _documents(self, windows: Sequence[Window], results: Sequence[Result], flagged: Sequence[bool],
+                   threshold: float) -> list[dict[str, Any]]:
         shown = round(threshold, 6)  # as the documents hold it; is_anomaly compares with the threshold itself
         iso_memo, iso = self._iso.get, self._iso_utc
         version, warnings = self.version, self.warnings
@@ -124,7 +145,8 @@ class Scorer:
         # One window's document, written out here rather than in a method per window (on short windows, building
         # the documents is most of the scorer's time); ``tests/pipeline/test_scoring.py`` keeps the plain per-window
         # construction this must equal.
-        for window, (value, score, part, reason, text, explanation) in zip(windows, results, strict=True):
+        for window, (_, score, part, reason, text, explanation, _), anomalous in zip(windows, results, flagged,
+                                                                                     strict=True):
             explanation = list(map(copy, explanation))  # the memo's entries stay the memo's
             held = window.samples
             samples: list[str] = []
@@ -149,7 +171,7 @@ class Scorer:
                 "@timestamp": end,
                 "entity": {"id": window.entity_id, "field": window.entity_field},
                 "window": fields,
-                "anomaly": {"score": score, "threshold": shown, "is_anomaly": value > threshold,
+                "anomaly": {"score": score, "threshold": shown, "is_anomaly": anomalous,
                             "components": copy(part), "reason": reason, "reason_text": text},
                 "model": {"version": version, "warnings": warnings},
                 "templates": explanation,
@@ -203,8 +225,9 @@ class Scorer:
             [{} for _ in windows])
         texts = {reason: reason_text(reason) for reason in set(reasons)}
         values = scores.tolist()
-        return [(value, score, part, reason, texts[reason], explanation) for value, score, part, reason, explanation
-                in zip(values, rounded6(values), parts, reasons, explained, strict=True)]
+        return [(value, score, part, reason, texts[reason], explanation, any(entry["new"] for entry in explanation))
+                for value, score, part, reason, explanation in zip(values, rounded6(values), parts, reasons, explained,
+                                                                   strict=True)]
 
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""

@@ -290,3 +290,23 @@ def make_scorer_plain() -> Scorer:
     plain = make_scorer()
     plain.distinct = False
     return plain
+
+
+@settings(max_examples=80, deadline=None)
+@given(shapes=_shapes, copies=_copies, cuts=st.lists(st.integers(0, 40), max_size=4))
+def test_anomalies_only_are_the_anomalous_documents_of_every_window(
+        shapes: list, copies: list, cuts: list[int]) -> None:  # type: ignore[type-arg]
+    """``score_counted(every=False)`` gives, batch by batch, the anomalous windows' documents of :meth:`Scorer.score`
+    on the general path, in order, and the same counts of anomalous windows and windows with a new template."""
+    windows = _copied([_window(*shape) for shape in shapes], copies)
+    plain, fast, fast_every = make_scorer_plain(), make_scorer(), make_scorer()
+    edges = [0, *sorted(cut % (len(windows) + 1) for cut in cuts), len(windows)]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        batch = windows[lo:hi]
+        every = plain.score(batch)
+        want = [doc for doc in every if doc["anomaly"]["is_anomaly"]]
+        unseen = sum(any(entry["new"] for entry in doc["templates"]) for doc in every)
+        docs, anomalies, new = fast.score_counted(batch, every=False)
+        assert json.dumps(docs) == json.dumps(want) and (anomalies, new) == (len(want), unseen)
+        docs, anomalies, new = fast_every.score_counted(batch)
+        assert json.dumps(docs) == json.dumps(every) and (anomalies, new) == (len(want), unseen)
