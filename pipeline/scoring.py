@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from models.artifacts import ModelBundle
-from models.explain import explain_batch, reason_text
+from models.explain import explain_batch, holds_new, reason_text
 from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc_fast
 
 MAX_SAMPLES = 5
@@ -73,11 +74,22 @@ def rounded6(values: list[float]) -> list[float]:
 
 
 WindowKey = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]
-# What the model gives a distinct window: its score, the score as shown (rounded), its components (rounded), the
-# deciding component and its text, its explanation entries, whether one of them is new. Held by the scorer's memo,
-# never by a document.
-Result = tuple[float, float, dict[str, float], str, str, list[dict[str, Any]], bool]
 MEMO_WINDOWS = 2048  # distinct windows whose results a scorer keeps across batches
+
+
+@dataclass(slots=True)
+class Result:
+    """What the model gives a distinct window (held by the scorer's memo, never by a document): its score, the score
+    as shown (rounded), its components (rounded), the deciding component and its text, whether its explanation holds
+    a new template, and the explanation's entries, made when a document first needs them (None before)."""
+
+    value: float
+    score: float
+    part: dict[str, float]
+    reason: str
+    text: str
+    new: bool
+    explanation: list[dict[str, Any]] | None = None
 
 
 def window_key(window: Window) -> WindowKey:
@@ -126,8 +138,8 @@ class Scorer:
             return [], 0, 0
         results = self._results(windows) if self.distinct else self._model(windows)
         threshold = float(self.detector.threshold_)
-        flagged = [result[0] > threshold for result in results]
-        unseen = sum(result[6] for result in results)
+        flagged = [result.value > threshold for result in results]
+        unseen = sum(result.new for result in results)
         if every:
             return self._documents(windows, results, flagged, threshold), sum(flagged), unseen
         chosen = [at for at, anomalous in enumerate(flagged) if anomalous]
@@ -137,6 +149,7 @@ class Scorer:
 
     def _documents(self, windows: Sequence[Window], results: Sequence[Result], flagged: Sequence[bool],
                    threshold: float) -> list[dict[str, Any]]:
+        self._explain(windows, results)
         shown = round(threshold, 6)  # as the documents hold it; is_anomaly compares with the threshold itself
         iso_memo, iso = self._iso.get, self._iso_utc
         version, warnings = self.version, self.warnings
@@ -145,9 +158,8 @@ class Scorer:
         # One window's document, written out here rather than in a method per window (on short windows, building
         # the documents is most of the scorer's time); ``tests/pipeline/test_scoring.py`` keeps the plain per-window
         # construction this must equal.
-        for window, (_, score, part, reason, text, explanation, _), anomalous in zip(windows, results, flagged,
-                                                                                     strict=True):
-            explanation = list(map(copy, explanation))  # the memo's entries stay the memo's
+        for window, result, anomalous in zip(windows, results, flagged, strict=True):
+            explanation = list(map(copy, result.explanation or ()))  # the memo's entries stay the memo's
             held = window.samples
             samples: list[str] = []
             for entry in explanation:
@@ -171,8 +183,8 @@ class Scorer:
                 "@timestamp": end,
                 "entity": {"id": window.entity_id, "field": window.entity_field},
                 "window": fields,
-                "anomaly": {"score": score, "threshold": shown, "is_anomaly": anomalous,
-                            "components": copy(part), "reason": reason, "reason_text": text},
+                "anomaly": {"score": result.score, "threshold": shown, "is_anomaly": anomalous,
+                            "components": copy(result.part), "reason": result.reason, "reason_text": result.text},
                 "model": {"version": version, "warnings": warnings},
                 "templates": explanation,
                 "log": {"count": sum(window.counts.values()), "samples": samples},
@@ -212,11 +224,11 @@ class Scorer:
         return [found[key] for key in keys]
 
     def _model(self, windows: Sequence[Window]) -> list[Result]:
-        """The model's work on ``windows``, in one batch: count matrix, feature rows, detector, explanations."""
+        """The model's work on ``windows``, in one batch: count matrix, feature rows, detector (explanations: when a
+        document needs them, :meth:`_explain`)."""
         counts = [w.counts for w in windows]
-        raw = self.space.count_matrix(counts)
-        scores, components, reasons = self.detector.score_and_reasons(self.space.transform(counts, raw))
-        explained = explain_batch(counts, self.space, [w.templates for w in windows], raw=raw)
+        space = self.space
+        scores, components, reasons = self.detector.score_and_reasons(space.transform(counts))
         # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
         # as per window), then zipped into one dict per window.
         names = list(components)
@@ -225,9 +237,22 @@ class Scorer:
             [{} for _ in windows])
         texts = {reason: reason_text(reason) for reason in set(reasons)}
         values = scores.tolist()
-        return [(value, score, part, reason, texts[reason], explanation, any(entry["new"] for entry in explanation))
-                for value, score, part, reason, explanation in zip(values, rounded6(values), parts, reasons, explained,
-                                                                   strict=True)]
+        return [Result(value, score, part, reason, texts[reason], holds_new(window, space))
+                for value, score, part, reason, window in zip(values, rounded6(values), parts, reasons, counts,
+                                                              strict=True)]
+
+    def _explain(self, windows: Sequence[Window], results: Sequence[Result]) -> None:
+        """Give each of ``results`` lacking them its explanation entries, in one :func:`models.explain.explain_batch`
+        pass over a window of each (alike windows are explained alike: from their counts and texts alone)."""
+        todo: dict[int, tuple[Result, Window]] = {}
+        for window, result in zip(windows, results, strict=True):
+            if result.explanation is None:
+                todo.setdefault(id(result), (result, window))
+        if todo:
+            pending = list(todo.values())
+            explained = explain_batch([w.counts for _, w in pending], self.space, [w.templates for _, w in pending])
+            for (result, _), explanation in zip(pending, explained, strict=True):
+                result.explanation = explanation
 
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""
