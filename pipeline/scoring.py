@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from models.artifacts import ModelBundle
 from models.explain import explain_batch, holds_new, reason_text
@@ -138,11 +138,11 @@ class Scorer:
             return [], 0, 0
         results = self._results(windows) if self.distinct else self._model(windows)
         threshold = float(self.detector.threshold_)
-        flagged = [result.value > threshold for result in results]
-        unseen = sum(result.new for result in results)
+        unseen = sum([result.new for result in results])
         if every:
+            flagged = [result.value > threshold for result in results]
             return self._documents(windows, results, flagged, threshold), sum(flagged), unseen
-        chosen = [at for at, anomalous in enumerate(flagged) if anomalous]
+        chosen = [at for at, result in enumerate(results) if result.value > threshold]
         documents = self._documents([windows[at] for at in chosen], [results[at] for at in chosen],
                                     [True] * len(chosen), threshold)
         return documents, len(chosen), unseen
@@ -202,26 +202,29 @@ class Scorer:
         memo = self._memo
         found: dict[WindowKey, Result] = {}
         wanted: dict[WindowKey, Window] = {}
+        out: list[Result | None] = []
         keys = []
         for window in windows:
-            key = window_key(window)
+            key = tuple(window.counts.items()), tuple(window.templates.items())  # ``window_key``, inlined
             keys.append(key)
-            if key in found or key in wanted:
-                continue
-            result = memo.get(key)
+            result = found.get(key)
             if result is None:
-                wanted[key] = window
-            else:
-                found[key] = result
-        if wanted:
-            bound = self.memo_windows
-            if len(memo) + len(wanted) > bound:
-                memo.clear()
-            for key, result in zip(wanted, self._model(list(wanted.values())), strict=True):
-                found[key] = result
-                if len(memo) < bound:
-                    memo[key] = result
-        return [found[key] for key in keys]
+                result = memo.get(key)
+                if result is not None:
+                    found[key] = result
+                elif key not in wanted:
+                    wanted[key] = window
+            out.append(result)
+        if not wanted:
+            return cast("list[Result]", out)  # every window found
+        bound = self.memo_windows
+        if len(memo) + len(wanted) > bound:
+            memo.clear()
+        for key, result in zip(wanted, self._model(list(wanted.values())), strict=True):
+            found[key] = result
+            if len(memo) < bound:
+                memo[key] = result
+        return [found[key] if result is None else result for result, key in zip(out, keys, strict=True)]
 
     def _model(self, windows: Sequence[Window]) -> list[Result]:
         """The model's work on ``windows``, in one batch: count matrix, feature rows, detector (explanations: when a
