@@ -399,8 +399,8 @@ def detect(
 
 def _score_all(scorer: Scorer, windows: list[Window], stats: JobStats, every: bool) -> Iterator[dict[str, Any]]:
     for i in range(0, len(windows), SCORE_BATCH):
-        docs, anomalies, unseen = scorer.score_counted(windows[i:i + SCORE_BATCH], every)
-        stats.anomalies += anomalies
+        docs, anomalous, unseen = scorer.score_counted(windows[i:i + SCORE_BATCH], every)
+        stats.anomalies += len(anomalous)
         stats.unseen_windows += unseen
         yield from docs
 

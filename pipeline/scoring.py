@@ -127,25 +127,28 @@ class Scorer:
         """
         return self.score_counted(windows)[0]
 
-    def score_counted(self, windows: Sequence[Window], every: bool = True) -> tuple[list[dict[str, Any]], int, int]:
-        """:meth:`score`'s documents (``every=False``: only those of the anomalous windows, in order), the number of
-        anomalous windows and the number of windows whose explanation holds a new template.
+    def score_counted(self, windows: Sequence[Window],
+                      every: bool = True) -> tuple[list[dict[str, Any]], list[int], int]:
+        """:meth:`score`'s documents (``every=False``: only those of the anomalous windows, in order), the positions of
+        the anomalous windows in ``windows`` and the number of windows whose explanation holds a new template.
 
-        ``every=False`` is ``logwarden detect`` writing only anomalies: a normal window's document would be built to
-        be dropped, and on one-line sessions and buckets building it is most of the scorer's time.
+        ``every=False`` is ``logwarden detect`` writing only anomalies, and the worker indexing only them: a normal
+        window's document would be built to be dropped, and on one-line sessions and buckets building it is most of
+        the scorer's time.
         """
         if not windows:
-            return [], 0, 0
+            return [], [], 0
         results = self._results(windows) if self.distinct else self._model(windows)
         threshold = float(self.detector.threshold_)
         unseen = sum([result.new for result in results])
         if every:
             flagged = [result.value > threshold for result in results]
-            return self._documents(windows, results, flagged, threshold), sum(flagged), unseen
+            documents = self._documents(windows, results, flagged, threshold)
+            return documents, [at for at, anomalous in enumerate(flagged) if anomalous], unseen
         chosen = [at for at, result in enumerate(results) if result.value > threshold]
         documents = self._documents([windows[at] for at in chosen], [results[at] for at in chosen],
                                     [True] * len(chosen), threshold)
-        return documents, len(chosen), unseen
+        return documents, chosen, unseen
 
     def _documents(self, windows: Sequence[Window], results: Sequence[Result], flagged: Sequence[bool],
                    threshold: float) -> list[dict[str, Any]]:

@@ -298,7 +298,7 @@ def make_scorer_plain() -> Scorer:
 def test_anomalies_only_are_the_anomalous_documents_of_every_window(
         shapes: list, copies: list, cuts: list[int], modes: list[bool], bound: int) -> None:  # type: ignore[type-arg]
     """``score_counted(every=False)`` gives, batch by batch, the anomalous windows' documents of :meth:`Scorer.score`
-    on the general path, in order, and the same counts of anomalous windows and windows with a new template; one
+    on the general path, in order, their positions and the same count of windows with a new template; one
     scorer switching between the two (results kept unexplained, explained later) gives both."""
     windows = _copied([_window(*shape) for shape in shapes], copies)
     plain, fast = make_scorer_plain(), make_scorer()
@@ -310,6 +310,6 @@ def test_anomalies_only_are_the_anomalous_documents_of_every_window(
         anomalous = [doc for doc in every if doc["anomaly"]["is_anomaly"]]
         unseen = sum(any(entry["new"] for entry in doc["templates"]) for doc in every)
         all_of_them = modes[i] if i < len(modes) else False
-        docs, anomalies, new = fast.score_counted(batch, every=all_of_them)
+        docs, positions, new = fast.score_counted(batch, every=all_of_them)
         assert json.dumps(docs) == json.dumps(every if all_of_them else anomalous)
-        assert (anomalies, new) == (len(anomalous), unseen)
+        assert positions == [at for at, doc in enumerate(every) if doc["anomaly"]["is_anomaly"]] and new == unseen
