@@ -176,6 +176,14 @@ class Windower:
             self._scheduled[bucket] = end
             self._seq += 1
             heapq.heappush(self._heap, (end, self._seq, bucket))
+        elif not self._session and (window := self._open.get(late_slot := (key, bucket[1], "late"))) is not None:
+            # a late record whose bucket's late window is open (what ``_slot_for`` gives a record behind the watermark
+            # in a closed bucket): the general path's steps for it, inlined; the late window's deadline, -inf, is
+            # scheduled already (Zookeeper-2k: half of its records)
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[late_slot] = now
+            self.stats.late_records += 1
         else:
             slot, late = self._slot_for(key, ts, closed)
             window = self._open.get(slot)
