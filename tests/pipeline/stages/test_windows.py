@@ -186,9 +186,9 @@ def test_a_window_keeps_at_most_max_unseen_templates_and_folds_the_rest_into_one
 class GeneralPathWindower(Windower):
     """Every record through ``_slot_for`` and ``_deadline``: the path ``add``'s shortcuts for a record that joins its
     entity's open session, its open tumbling bucket or its closed bucket's open late window, or opens an on-time
-    session or bucket (and the deadlines
-    inlined in ``_schedule`` and ``_close_due``, and ``advance`` inlined in ``add``) must agree with. Windows are
-    made with a plain ``Counter()`` and counted with ``+= 1`` (what ``new_counts`` and ``_put`` shortcut)."""
+    session or bucket (and the deadlines inlined in ``_schedule`` and ``_close_due``, and ``advance`` inlined in
+    ``add``) must agree with. Windows are made with a plain ``Counter()`` and counted with ``+= 1`` (what
+    ``new_counts``, ``_opened`` and ``_put`` shortcut)."""
 
     def _new_window(self, key, ts, late):  # type: ignore[no-untyped-def]
         window = super()._new_window(key, ts, late)
