@@ -50,6 +50,13 @@ def reason_text(component: str) -> str:
     return REASONS.get(component, component)
 
 
+def holds_new(counts: Mapping[str, int], space: FeatureSpace, limit: int = 5) -> bool:
+    """Whether :func:`explain` (and :func:`explain_batch`) of a window with ``counts`` holds a ``new`` entry: its first
+    entries are those of the ids not in the trained vocabulary, so it does when there is one (and ``limit`` > 0).
+    Cheaper than explaining: ``logwarden detect`` counts such windows among those it never documents."""
+    return limit > 0 and not space.index_.keys() >= counts.keys()
+
+
 def _candidates(counts: Mapping[str, int], space: FeatureSpace) -> list[int]:
     """Vocabulary columns worth a look: held by the window, or usually held by training windows."""
     index = space.index_

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from models.artifacts import ModelBundle
-from models.explain import explain_batch, reason_text
+from models.explain import explain_batch, holds_new, reason_text
 from pipeline.records import OTHER_UNSEEN_ID, Window, iso_utc_fast
 
 MAX_SAMPLES = 5
@@ -72,30 +73,35 @@ def rounded6(values: list[float]) -> list[float]:
     return out
 
 
-def distinct_windows(windows: Sequence[Window]) -> tuple[list[Window], list[int]]:
-    """The first window of each distinct content and, per window, the index of its distinct one.
+WindowKey = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]
+MEMO_WINDOWS = 2048  # distinct windows whose results a scorer keeps across batches
 
-    Two windows are alike when their counts and template texts are equal item by item, in the same order:
-    all the model reads of a window (its feature row and its explanation entries) comes from those two, so
-    alike windows score alike. Windows with the same items in another order are kept apart (harmless: they
-    are only scored twice).
-    """
-    first: dict[tuple[tuple[Any, ...], tuple[Any, ...]], int] = {}
-    reps: list[Window] = []
-    inverse: list[int] = []
-    for window in windows:
-        key = (tuple(window.counts.items()), tuple(window.templates.items()))
-        at = first.get(key)
-        if at is None:
-            at = first[key] = len(reps)
-            reps.append(window)
-        inverse.append(at)
-    return reps, inverse
+
+@dataclass(slots=True)
+class Result:
+    """What the model gives a distinct window (held by the scorer's memo, never by a document): its score, the score
+    as shown (rounded), its components (rounded), the deciding component and its text, whether its explanation holds
+    a new template, and the explanation's entries, made when a document first needs them (None before)."""
+
+    value: float
+    score: float
+    part: dict[str, float]
+    reason: str
+    text: str
+    new: bool
+    explanation: list[dict[str, Any]] | None = None
+
+
+def window_key(window: Window) -> WindowKey:
+    """What the model reads of a window: its counts and template texts, item by item in their order. Windows with
+    equal keys score alike; windows with the same items in another order have other keys (only scored twice)."""
+    return tuple(window.counts.items()), tuple(window.templates.items())
 
 
 class Scorer:
-    """Scores windows with one model version. Stateless apart from the model and a memo of rendered times (whose
-    entries are always right, so a shared scorer stays correct); safe to share."""
+    """Scores windows with one model version. Stateless apart from the model and two bounded memos, of rendered
+    times and of the model's result per distinct window (whose entries are always right, so a shared scorer stays
+    correct); safe to share."""
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
@@ -106,6 +112,8 @@ class Scorer:
         # ISO text per epoch second: windows share their bounds (a tumbling bucket's, a one-line session's start
         # and end), and rendering one costs more than the rest of a window's fields. Bounded.
         self._iso: dict[float, str] = {}
+        self._memo: dict[WindowKey, Result] = {}  # the model's result per distinct window (:meth:`_results`)
+        self.memo_windows = MEMO_WINDOWS
         self.distinct = True  # score each distinct window once (False: every window, the general path tests compare)
 
     def score(self, windows: Sequence[Window]) -> list[dict[str, Any]]:
@@ -113,44 +121,48 @@ class Scorer:
 
         Vectorised per batch: one detector call (all trees at once, each distinct row once) and one
         explanation pass (:func:`models.explain.explain_batch`); a window costs only its document's fields.
-        Windows repeat (a batch of 512 one-line HDFS sessions holds about ten distinct ones): the model's work
-        is done once per distinct window (:func:`distinct_windows`), each copy getting entries of its own.
+        Windows repeat (a batch of 512 one-line HDFS sessions holds about ten distinct ones, and the next batch
+        the same ten): the model's work is done once per distinct window (:func:`window_key`) and kept for later
+        batches (:meth:`_results`), each window's document getting entries and components of its own.
+        """
+        return self.score_counted(windows)[0]
+
+    def score_counted(self, windows: Sequence[Window],
+                      every: bool = True) -> tuple[list[dict[str, Any]], list[int], int]:
+        """:meth:`score`'s documents (``every=False``: only those of the anomalous windows, in order), the positions of
+        the anomalous windows in ``windows`` and the number of windows whose explanation holds a new template.
+
+        ``every=False`` is ``logwarden detect`` writing only anomalies, and the worker indexing only them: a normal
+        window's document would be built to be dropped, and on one-line sessions and buckets building it is most of
+        the scorer's time.
         """
         if not windows:
-            return []
-        if self.distinct:
-            reps, inverse = distinct_windows(windows)
-        else:
-            reps, inverse = list(windows), list(range(len(windows)))
-        counts = [w.counts for w in reps]
-        raw = self.space.count_matrix(counts)
-        scores, components, reasons = self.detector.score_and_reasons(self.space.transform(counts, raw))
+            return [], [], 0
+        results = self._results(windows) if self.distinct else self._model(windows)
         threshold = float(self.detector.threshold_)
+        unseen = sum([result.new for result in results])
+        if every:
+            flagged = [result.value > threshold for result in results]
+            documents = self._documents(windows, results, flagged, threshold)
+            return documents, [at for at, anomalous in enumerate(flagged) if anomalous], unseen
+        chosen = [at for at, result in enumerate(results) if result.value > threshold]
+        documents = self._documents([windows[at] for at in chosen], [results[at] for at in chosen],
+                                    [True] * len(chosen), threshold)
+        return documents, chosen, unseen
+
+    def _documents(self, windows: Sequence[Window], results: Sequence[Result], flagged: Sequence[bool],
+                   threshold: float) -> list[dict[str, Any]]:
+        self._explain(windows, results)
         shown = round(threshold, 6)  # as the documents hold it; is_anomaly compares with the threshold itself
-        explained = explain_batch(counts, self.space, [w.templates for w in reps], raw=raw)
-        # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
-        # as per window), then zipped into one dict per window.
-        names = list(components)
-        rounded = [rounded6(components[name].tolist()) for name in names]
-        parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
-            [{} for _ in reps])
-        texts = {reason: reason_text(reason) for reason in set(reasons)}
-        iso = self._iso_utc
+        iso_memo, iso = self._iso.get, self._iso_utc
         version, warnings = self.version, self.warnings
-        values = scores.tolist()
-        shown_scores = rounded6(values)
-        flagged = [score > threshold for score in values]
-        used = [False] * len(reps)
+        copy = dict.copy
         documents = []
         # One window's document, written out here rather than in a method per window (on short windows, building
         # the documents is most of the scorer's time); ``tests/pipeline/test_scoring.py`` keeps the plain per-window
         # construction this must equal.
-        for window, at in zip(windows, inverse, strict=True):
-            explanation, part = explained[at], parts[at]
-            if used[at]:  # a copy of a window scored already: entries and components of its own
-                explanation, part = list(map(dict.copy, explanation)), part.copy()
-            else:
-                used[at] = True
+        for window, result, anomalous in zip(windows, results, flagged, strict=True):
+            explanation = list(map(copy, result.explanation or ()))  # the memo's entries stay the memo's
             held = window.samples
             samples: list[str] = []
             for entry in explanation:
@@ -163,24 +175,90 @@ class Scorer:
                         samples.append(line)
                         if len(samples) >= MAX_SAMPLES:
                             break
-            start, end = iso(window.start), iso(window.end)
+            start = iso_memo(window.start) or iso(window.start)
+            end = iso_memo(window.end) or iso(window.end)
             fields: dict[str, Any] = {"start": start, "end": end, "kind": window.kind, "late": window.late}
             if window.stream:
                 fields["stream"] = window.stream
             if window.positions:
                 fields["offset"] = min(window.positions.values())
-            reason = reasons[at]
             documents.append({
                 "@timestamp": end,
                 "entity": {"id": window.entity_id, "field": window.entity_field},
                 "window": fields,
-                "anomaly": {"score": shown_scores[at], "threshold": shown, "is_anomaly": flagged[at],
-                            "components": part, "reason": reason, "reason_text": texts[reason]},
+                "anomaly": {"score": result.score, "threshold": shown, "is_anomaly": anomalous,
+                            "components": copy(result.part), "reason": result.reason, "reason_text": result.text},
                 "model": {"version": version, "warnings": warnings},
                 "templates": explanation,
-                "log": {"count": window.count, "samples": samples},
+                "log": {"count": sum(window.counts.values()), "samples": samples},
             })
         return documents
+
+    def _results(self, windows: Sequence[Window]) -> list[Result]:
+        """The model's result for every window: from the memo, else from one :meth:`_model` call over the batch's
+        distinct windows the memo lacks (then kept, up to ``memo_windows``; a full memo starts over).
+
+        A window's result depends on its counts and template texts alone (every component scores a row from that
+        row alone, :func:`models.explain.explain_batch` explains each window from its own counts and texts), so a
+        window scored in an earlier batch gets what scoring it again would give.
+        """
+        memo = self._memo
+        found: dict[WindowKey, Result] = {}
+        wanted: dict[WindowKey, Window] = {}
+        out: list[Result | None] = []
+        keys = []
+        for window in windows:
+            key = tuple(window.counts.items()), tuple(window.templates.items())  # ``window_key``, inlined
+            keys.append(key)
+            result = found.get(key)
+            if result is None:
+                result = memo.get(key)
+                if result is not None:
+                    found[key] = result
+                elif key not in wanted:
+                    wanted[key] = window
+            out.append(result)
+        if not wanted:
+            return cast("list[Result]", out)  # every window found
+        bound = self.memo_windows
+        if len(memo) + len(wanted) > bound:
+            memo.clear()
+        for key, result in zip(wanted, self._model(list(wanted.values())), strict=True):
+            found[key] = result
+            if len(memo) < bound:
+                memo[key] = result
+        return [found[key] if result is None else result for result, key in zip(out, keys, strict=True)]
+
+    def _model(self, windows: Sequence[Window]) -> list[Result]:
+        """The model's work on ``windows``, in one batch: count matrix, feature rows, detector (explanations: when a
+        document needs them, :meth:`_explain`)."""
+        counts = [w.counts for w in windows]
+        space = self.space
+        scores, components, reasons = self.detector.score_and_reasons(space.transform(counts))
+        # Each component's values as Python floats, rounded once per batch (the same round() of the same floats
+        # as per window), then zipped into one dict per window.
+        names = list(components)
+        rounded = [rounded6(components[name].tolist()) for name in names]
+        parts = [dict(zip(names, values, strict=True)) for values in zip(*rounded, strict=True)] if names else (
+            [{} for _ in windows])
+        texts = {reason: reason_text(reason) for reason in set(reasons)}
+        values = scores.tolist()
+        return [Result(value, score, part, reason, texts[reason], holds_new(window, space))
+                for value, score, part, reason, window in zip(values, rounded6(values), parts, reasons, counts,
+                                                              strict=True)]
+
+    def _explain(self, windows: Sequence[Window], results: Sequence[Result]) -> None:
+        """Give each of ``results`` lacking them its explanation entries, in one :func:`models.explain.explain_batch`
+        pass over a window of each (alike windows are explained alike: from their counts and texts alone)."""
+        todo: dict[int, tuple[Result, Window]] = {}
+        for window, result in zip(windows, results, strict=True):
+            if result.explanation is None:
+                todo.setdefault(id(result), (result, window))
+        if todo:
+            pending = list(todo.values())
+            explained = explain_batch([w.counts for _, w in pending], self.space, [w.templates for _, w in pending])
+            for (result, _), explanation in zip(pending, explained, strict=True):
+                result.explanation = explanation
 
     def unseen_lines(self, windows: Sequence[Window]) -> int:
         """How many lines of these windows have a template the model does not know (a metric: new code or junk)."""

@@ -164,7 +164,9 @@ def detect(**flags: Any) -> None:
         out = files.enter_context(open_output(flags["out"]))
         report = files.enter_context(atomic_path(flags["report"])) if flags["report"] else None
         progress = files.enter_context(progress_bar(flags["paths"], "detecting"))
-        docs, stats = jobs.detect(flags["paths"], settings, bundle, progress, force=bool(flags["force"]))
+        # without --all-windows or --report, only the anomalous windows' documents are built (the rest go unwritten)
+        every = bool(flags["all_windows"]) or gathered is not None
+        docs, stats = jobs.detect(flags["paths"], settings, bundle, progress, force=bool(flags["force"]), every=every)
         for n, doc in enumerate(docs):
             anomalous = doc["anomaly"]["is_anomaly"]
             if anomalous or flags["all_windows"]:

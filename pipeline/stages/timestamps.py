@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from operator import itemgetter
+from typing import cast
 
 from pipeline.stages.time_layouts import (
     AUTO_LAYOUTS,
@@ -74,9 +75,16 @@ class TimeParser:
         self._ordinals: dict[tuple[object, int], int] = {}
         # The whole second's part of an answer, per text of the parts other than the fraction (see
         # ``_from_groups``); only where the answer depends on the text alone (a year in it, or a default year).
-        self._seconds: dict[tuple[str | None, ...], tuple[int, float, int]] | None = (
+        self._seconds: dict[object, tuple[int, float, int]] | None = (
             {} if strptime_format is None and not self._epoch and (not self._yearless or default_year is not None)
             else None)
+        # In UTC the memo is per minute rather than per second (a log's lines share their minute far more often than
+        # their second): its key leaves out the second too, which is added back as an int (see ``_from_groups``).
+        self._minute_key: Callable[[tuple[str | None, ...]], object] | None = None
+        self._second = self._index.get("S", -1)
+        if self._seconds is not None and self._hms is not None and tz is UTC:
+            kept = [i for i in range(self._full.groups) if i not in (self._second, self._frac)]
+            self._minute_key = itemgetter(*kept) if len(kept) > 1 else (lambda values: values[kept[0]])
         self._year = 0
         self._year_until = 0.0
         self._last_text: str | None = None
@@ -151,6 +159,9 @@ class TimeParser:
         memo = self._seconds
         if memo is None:
             return self._from_groups_afresh(values)
+        minute_key = self._minute_key
+        if minute_key is not None:
+            return self._from_minute(values, minute_key, memo)
         index = self._frac
         frac = values[index] if index >= 0 else None
         key = values[:index] + values[index + 1:] if index >= 0 else values
@@ -166,6 +177,28 @@ class TimeParser:
             seconds += int(frac) / 10 ** len(frac)
         if offset == _LOCAL:
             return base + (seconds - int(seconds))
+        return base + seconds - offset
+
+    def _from_minute(self, values: tuple[str | None, ...], minute_key: Callable[[tuple[str | None, ...]], object],
+                     memo: dict[object, tuple[int, float, int]]) -> float:
+        """:meth:`_from_groups` in UTC, memoised per minute: the memo keeps the whole seconds of the day up to the
+        minute (the hit's first part minus its second), and the second is added back as the same int the day's
+        seconds hold (a leap second read as :59); then the same float operations as the uncached path."""
+        second = min(int(cast(str, values[self._second])), 59)  # a group of the layout, as ``_day_seconds`` reads it
+        key = minute_key(values)
+        hit = memo.get(key)
+        if hit is None:
+            whole, base, offset = self._whole_second(values)
+            hit = (whole - second, base, offset)
+            if len(memo) >= 4096:
+                memo.clear()
+            memo[key] = hit
+        minute, base, offset = hit
+        seconds: float = minute + second
+        index = self._frac
+        frac = values[index] if index >= 0 else None
+        if frac:
+            seconds += int(frac) / 10 ** len(frac)
         return base + seconds - offset
 
     def _whole_second(self, values: tuple[str | None, ...]) -> tuple[int, float, int]:

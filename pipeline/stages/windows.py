@@ -41,7 +41,14 @@ from array import array
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from pipeline.records import MAX_UNSEEN_TEMPLATES, OTHER_UNSEEN_ID, OTHER_UNSEEN_TEMPLATE, TemplateMatch, Window
+from pipeline.records import (
+    MAX_UNSEEN_TEMPLATES,
+    OTHER_UNSEEN_ID,
+    OTHER_UNSEEN_TEMPLATE,
+    TemplateMatch,
+    Window,
+    new_counts,
+)
 
 __all__ = ["MAX_UNSEEN_TEMPLATES", "OTHER_UNSEEN_ID", "OTHER_UNSEEN_TEMPLATE", "EventClock", "Windower",
            "make_windower"]
@@ -143,9 +150,8 @@ class Windower:
         elif self._session and window is None and not ts + self.gap <= self.watermark:  # as ``_slot_for`` tests it
             # a session that opens on time (the entity has none open): ``_slot_for``, ``_new_window`` and
             # ``_schedule`` of an on-time session, inlined (on one-line sessions, every record of the stream)
-            window = Window(key[0], key[1], self.kind, ts, ts)
+            window = self._opened(key, ts, ts, match, line, origin, offset)
             self._open[key] = window
-            self._put(window, match, line, origin, offset)
             if now is not None:
                 self._touched[key] = now
             deadline = min(ts + self.gap, ts + self.max_length)
@@ -163,14 +169,21 @@ class Windower:
             # a tumbling bucket that opens on time: ``_slot_for``, ``_new_window`` and ``_schedule`` of an on-time
             # bucket, inlined (its slot has no deadline yet: a slot's deadline goes when the slot closes)
             end = bucket[1] + self.size
-            window = Window(key[0], key[1], self.kind, end - self.size, end)
+            window = self._opened(key, end - self.size, end, match, line, origin, offset)
             self._open[bucket] = window
-            self._put(window, match, line, origin, offset)
             if now is not None:
                 self._touched[bucket] = now
             self._scheduled[bucket] = end
             self._seq += 1
             heapq.heappush(self._heap, (end, self._seq, bucket))
+        elif not self._session and (window := self._open.get(late_slot := (key, bucket[1], "late"))) is not None:
+            # a late record whose bucket's late window is open (what ``_slot_for`` gives a record behind the watermark
+            # in a closed bucket): the general path's steps for it, inlined; the late window's deadline, -inf, is
+            # scheduled already (Zookeeper-2k: half of its records)
+            self._put(window, match, line, origin, offset)
+            if now is not None:
+                self._touched[late_slot] = now
+            self.stats.late_records += 1
         else:
             slot, late = self._slot_for(key, ts, closed)
             window = self._open.get(slot)
@@ -274,6 +287,25 @@ class Windower:
         end = ts if self.kind == "session" else math.floor(ts / self.size) * self.size + self.size
         start = ts if self.kind == "session" else end - self.size
         return Window(entity_field=key[0], entity_id=key[1], kind=self.kind, start=start, end=end, late=late)
+
+    def _opened(self, key: EntityKey, start: float, end: float, match: TemplateMatch, line: str, origin: str,
+                offset: int) -> Window:
+        """A new on-time window holding its first record: :meth:`_put` of that record into ``Window(...)``, its fields
+        made with their contents (one-line sessions and buckets open a window for nearly every record)."""
+        known = match.known
+        if (not known and MAX_UNSEEN_TEMPLATES < 1) or (self.max_samples is not None and self.max_samples < 1) or (
+                self.max_first_lines < 1):
+            window = Window(key[0], key[1], self.kind, start, end)  # a bound of nothing: the general path
+            self._put(window, match, line, origin, offset)
+            return window
+        tid = match.template_id
+        counts = new_counts()
+        counts[tid] = 1
+        window = Window(key[0], key[1], self.kind, start, end, counts, {tid: match.template},
+                        set() if known else {tid}, {tid: line}, [line], {origin: offset} if origin else {})
+        if self.track_offsets:
+            window.offsets = array("q", (offset,))
+        return window
 
     def _put(self, window: Window, match: TemplateMatch, line: str, origin: str, offset: int) -> None:
         """Count the record's template in the window (a session's span is already extended to its time)."""

@@ -57,16 +57,14 @@ class AnomalyOutput:
         """Score closed windows; anomalies go to the sink buffer. Returns the number of anomalies."""
         if not windows:
             return 0
-        docs = self.scorer.score(windows)
-        self.metrics.windows_scored.inc(len(docs))
+        if len(sources) != len(windows):
+            raise ValueError(f"{len(windows)} windows with {len(sources)} sources")
+        docs, anomalous, _ = self.scorer.score_counted(windows, every=False)  # only the documents it indexes
+        self.metrics.windows_scored.inc(len(windows))
         self.metrics.unseen_template_lines.inc(self.scorer.unseen_lines(windows))
         self.metrics.unseen_templates_folded.inc(self.scorer.folded_lines(windows))
-        anomalies = 0
-        for body, source in zip(docs, sources, strict=True):
-            if not body["anomaly"]["is_anomaly"]:
-                continue
-            anomalies += 1
-            document = Document(document_id(body), body, source)
+        for body, at in zip(docs, anomalous, strict=True):
+            document = Document(document_id(body), body, sources[at])
             if self._overflow:
                 self._overflow.append(document)
                 continue
@@ -74,7 +72,7 @@ class AnomalyOutput:
                 self.sink.add(document)
             except SinkBufferFull:
                 self._overflow.append(document)
-        return anomalies
+        return len(docs)
 
     @property
     def pending(self) -> int:

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import explain as explain_module
-from models.explain import explain, explain_batch
+from models.explain import explain, explain_batch, holds_new
 from models.features import FeatureSpace
 
 IDS = [f"T{i:02d}" for i in range(12)] + ["a", "Z", "m7"]  # unsorted-looking ids: the id tie-break matters
@@ -43,6 +43,21 @@ def test_batch_equals_window_by_window(seed: int, vocabulary: int, train: int, t
     names = [{tid: f"window text {tid}" for tid in w if rng.random() < 0.5} for w in windows]
     expected = [explain(w, space, t, limit=limit) for w, t in zip(windows, names, strict=True)]
     assert explain_batch(windows, space, names, limit=limit) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**16), vocabulary=st.integers(1, len(IDS)), test=st.integers(0, 60),
+       new=st.floats(0.0, 1.0), limit=st.integers(0, 6), zeros=st.booleans())
+def test_holds_new_says_whether_the_explanation_has_a_new_entry(seed: int, vocabulary: int, test: int, new: float,
+                                                                 limit: int, zeros: bool) -> None:
+    rng = np.random.default_rng(seed)
+    ids = list(rng.permutation(IDS)[:vocabulary])
+    space = FeatureSpace().fit(_windows(rng, 50, ids, 0.0), {tid: f"text of {tid}" for tid in ids})
+    windows = _windows(rng, test, ids, new) + [{}]
+    if zeros:  # ids held with a count of 0 (a known one, a new one)
+        windows += [{ids[0]: 0}, {"never": 0}, {ids[0]: 0, "never": 0}]
+    for w in windows:
+        assert holds_new(w, space, limit) == any(e["new"] for e in explain(w, space, {}, limit=limit)), w
 
 
 def test_batch_is_cut_into_bounded_pieces(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,26 @@ def test_every_explained_template_has_a_sample_line(tmp_path: Path) -> None:
         assert any(all(w in line for w in words) for line in doc["log"]["samples"]), entry
 
 
+@pytest.mark.parametrize("every", [True, False])
+def test_documents_and_stats_do_not_depend_on_the_scoring_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               every: bool) -> None:
+    """Windows are scored in batches of ``SCORE_BATCH`` (the scorer keeping results across them): any batch size gives
+    the same documents and stats, with every window's document or only the anomalous ones'."""
+    log = tmp_path / "app.log"
+    with log.open("w") as fh:
+        for block in range(300):
+            for k in range(3 + block % 4):
+                fh.write(_line(block * 7 + k, block, _usual(k) if block % 41 else f"odd event {block % 3}"))
+    settings = PipelineSettings(entity_regex=r"blk_\d+", window="session", session_gap=3.0)
+    bundle = jobs.train([str(log)], settings, force=True)
+    outputs = []
+    for size in (jobs.SCORE_BATCH, 1, 7, 100_000):
+        monkeypatch.setattr(jobs, "SCORE_BATCH", size)
+        docs, stats = jobs.detect([str(log)], settings, bundle, every=every)
+        outputs.append((json.dumps(list(docs)), stats.as_dict()))
+    assert all(out == outputs[0] for out in outputs) and json.loads(outputs[0][0])
+
+
 def _windows(n: int, entities: int | None = None) -> list[Window]:
     return [Window("message", f"e{i % (entities or n)}", "session", float(i), float(i + 1)) for i in range(n)]
 

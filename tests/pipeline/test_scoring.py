@@ -11,7 +11,7 @@ from models.detector import WindowDetector
 from models.explain import explain, reason_text
 from models.features import FeatureSpace
 from pipeline.records import Window, iso_utc, iso_utc_fast
-from pipeline.scoring import MAX_SAMPLES, Scorer, distinct_windows, document_id, rounded6
+from pipeline.scoring import MAX_SAMPLES, Scorer, document_id, rounded6, window_key
 
 
 def make_scorer() -> Scorer:
@@ -230,16 +230,8 @@ def test_distinct_windows_scored_once_give_the_documents_of_every_window_scored(
                                                                                 copies: list) -> None:  # type: ignore[type-arg]
     """Windows repeating another's counts and templates (with lines, times and offsets of their own) get the documents
     the general path (every window through the model) gives, and no two documents share an entry or component dict."""
-    originals = [_window(*shape) for shape in shapes]
-    windows = list(originals)
-    for which, first, offset in copies:
-        like = originals[which % len(originals)]
-        w = Window("host", f"web-{offset}", "tumbling", like.start + offset, like.end + offset,
-                   counts=Counter(like.counts), templates=dict(like.templates), samples=dict(like.samples),
-                   first_lines=list(first), positions={"f": offset})
-        windows.insert(offset % (len(windows) + 1), w)
-    fast, plain = make_scorer(), make_scorer()
-    plain.distinct = False
+    windows = _copied([_window(*shape) for shape in shapes], copies)
+    fast, plain = make_scorer(), make_scorer_plain()
     docs = fast.score(windows)
     assert json.dumps(docs) == json.dumps(plain.score(windows))
     entries = [id(entry) for doc in docs for entry in doc["templates"]]
@@ -255,5 +247,69 @@ def test_distinct_windows_are_alike_item_by_item() -> None:
     other_order = window({"B": 1, "A": 2})
     other_text = window({"A": 2, "B": 1})
     other_text.templates = {"A": "text A", "B": "another text"}
-    reps, inverse = distinct_windows([a, b, other_order, other_text, a])
-    assert [id(w) for w in reps] == [id(a), id(other_order), id(other_text)] and inverse == [0, 0, 1, 2, 0]
+    assert window_key(a) == window_key(b)
+    assert len({window_key(w) for w in (a, other_order, other_text)}) == 3
+
+
+def _copied(windows: list[Window], copies: list) -> list[Window]:  # type: ignore[type-arg]
+    """``windows`` with ``copies`` of them inserted (counts and templates alike, lines, times and offsets their own)."""
+    out = list(windows)
+    for which, first, offset in copies:
+        like = windows[which % len(windows)]
+        w = Window("host", f"web-{offset}", "tumbling", like.start + offset, like.end + offset,
+                   counts=Counter(like.counts), templates=dict(like.templates), samples=dict(like.samples),
+                   first_lines=list(first), positions={"f": offset})
+        out.insert(offset % (len(out) + 1), w)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes=_shapes, copies=_copies, cuts=st.lists(st.integers(0, 40), max_size=6), bound=st.integers(1, 6))
+def test_results_kept_across_batches_give_the_documents_of_every_window_scored(
+        shapes: list, copies: list, cuts: list[int], bound: int) -> None:  # type: ignore[type-arg]
+    """One scorer over consecutive batches (its memo small enough to start over) gives the general path's documents,
+    and what a consumer does to a document (its entries, its components) never reaches a later one."""
+    windows = _copied([_window(*shape) for shape in shapes], copies)
+    want = json.dumps(make_scorer_plain().score(windows))
+    fast = make_scorer()
+    fast.memo_windows = bound
+    docs: list[dict] = []  # type: ignore[type-arg]
+    edges = [0, *sorted(cut % (len(windows) + 1) for cut in cuts), len(windows)]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        batch = fast.score(windows[lo:hi])
+        docs.extend(json.loads(json.dumps(batch)))
+        for doc in batch:  # a consumer that changes what it got
+            doc["anomaly"]["components"]["iforest"] = -1.0
+            for entry in doc["templates"]:
+                entry["observed"] = -1
+        assert len(fast._memo) <= bound
+    assert json.dumps(docs) == want
+
+
+def make_scorer_plain() -> Scorer:
+    plain = make_scorer()
+    plain.distinct = False
+    return plain
+
+
+@settings(max_examples=80, deadline=None)
+@given(shapes=_shapes, copies=_copies, cuts=st.lists(st.integers(0, 40), max_size=6), modes=st.lists(st.booleans()),
+       bound=st.sampled_from([1, 3, 2048]))
+def test_anomalies_only_are_the_anomalous_documents_of_every_window(
+        shapes: list, copies: list, cuts: list[int], modes: list[bool], bound: int) -> None:  # type: ignore[type-arg]
+    """``score_counted(every=False)`` gives, batch by batch, the anomalous windows' documents of :meth:`Scorer.score`
+    on the general path, in order, their positions and the same count of windows with a new template; one
+    scorer switching between the two (results kept unexplained, explained later) gives both."""
+    windows = _copied([_window(*shape) for shape in shapes], copies)
+    plain, fast = make_scorer_plain(), make_scorer()
+    fast.memo_windows = bound
+    edges = [0, *sorted(cut % (len(windows) + 1) for cut in cuts), len(windows)]
+    for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False)):
+        batch = windows[lo:hi]
+        every = plain.score(batch)
+        anomalous = [doc for doc in every if doc["anomaly"]["is_anomaly"]]
+        unseen = sum(any(entry["new"] for entry in doc["templates"]) for doc in every)
+        all_of_them = modes[i] if i < len(modes) else False
+        docs, positions, new = fast.score_counted(batch, every=all_of_them)
+        assert json.dumps(docs) == json.dumps(every if all_of_them else anomalous)
+        assert positions == [at for at, doc in enumerate(every) if doc["anomaly"]["is_anomaly"]] and new == unseen

@@ -62,6 +62,19 @@ def test_train_then_detect_with_model(trained: Path, tmp_path: Path) -> None:
     assert "anomalous windows" in result.stderr
 
 
+def test_detect_writes_the_anomalous_documents_of_all_windows(trained: Path, tmp_path: Path) -> None:
+    """Without --all-windows (only anomalies' documents are built) the output is the anomalous lines of
+    --all-windows, in order, with the same summary."""
+    every, some = tmp_path / "all.jsonl", tmp_path / "some.jsonl"
+    result_all = run("detect", str(SAMPLE), "--model-dir", str(trained), "--out", str(every), "--all-windows")
+    result = run("detect", str(SAMPLE), "--model-dir", str(trained), "--out", str(some))
+    assert result.exit_code == result_all.exit_code == 0, result.output
+    lines = every.read_text().splitlines()
+    want = [line for line in lines if json.loads(line)["anomaly"]["is_anomaly"]]
+    assert want and len(want) < len(lines) and some.read_text().splitlines() == want
+    assert result.stderr == result_all.stderr
+
+
 def test_detect_reads_gzip_and_stdin_the_same(trained: Path, tmp_path: Path) -> None:
     head = b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:2000])
     gz = tmp_path / "part.log.gz"

@@ -197,9 +197,36 @@ def test_memoised_second_is_the_uncached_answer(moments: list[datetime], offset:
         assert parser.parse(text) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(minutes=st.lists(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2099, 12, 30)), min_size=1,
+                        max_size=3),
+       seconds=st.lists(st.integers(0, 60), min_size=1, max_size=20), fmt=st.sampled_from(_MEMO_FORMATS),
+       offset=st.integers(min_value=-14 * 60, max_value=14 * 60), fraction=st.integers(0, 999_999),
+       year=st.sampled_from([None, 2024]))
+def test_memoised_minute_is_the_uncached_answer(minutes: list[datetime], seconds: list[int], fmt: str, offset: int,
+                                                fraction: int, year: int | None) -> None:
+    """In UTC the memo is per minute: the seconds of a minute (a leap second too), read in any order, with and
+    without a zone in the text, give the very float the uncached path gives."""
+    parser = TimeParser.from_strptime(fmt, default_year=year)
+    plain = TimeParser.from_strptime(fmt, default_year=year)
+    if "%S" in fmt and parser._seconds is not None:  # a memo at all (a year in the text or given)
+        assert parser._minute_key is not None
+    for minute in minutes:
+        aware = minute.replace(second=0, microsecond=fraction, tzinfo=timezone(timedelta(minutes=offset)))
+        for second in [*seconds, *reversed(seconds)]:
+            text = aware.strftime(fmt.replace("%S", f"{second:02d}"))
+            match = parser._full.match(text)
+            if match is None:  # a leap second the layout's pattern does not take
+                assert second == 60
+                continue
+            parser._last_text = None
+            assert parser.parse(text) == plain._from_groups_afresh(match.groups()), text
+
+
 def test_memo_only_where_the_answer_depends_on_the_text_alone() -> None:
     assert TimeParser.from_strptime("%Y-%m-%d %H:%M:%S")._seconds is not None
     assert TimeParser.from_strptime("%b %d %H:%M:%S", default_year=2024)._seconds is not None
     assert TimeParser.from_strptime("%b %d %H:%M:%S")._seconds is None  # the year depends on the clock
     assert TimeParser.from_strptime("%s")._seconds is None
     assert TimeParser.from_strptime("%I:%M:%S %p %d.%m.%Y")._seconds is None  # strptime's path
+    assert TimeParser.from_strptime("%Y-%m-%d %H:%M:%S", tz=timezone(timedelta(hours=2)))._minute_key is None

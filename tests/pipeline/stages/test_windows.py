@@ -185,9 +185,10 @@ def test_a_window_keeps_at_most_max_unseen_templates_and_folds_the_rest_into_one
 
 class GeneralPathWindower(Windower):
     """Every record through ``_slot_for`` and ``_deadline``: the path ``add``'s shortcuts for a record that joins its
-    entity's open session or its open tumbling bucket, or opens an on-time session or bucket (and the deadlines
-    inlined in ``_schedule`` and ``_close_due``, and ``advance`` inlined in ``add``) must agree with. Windows are
-    made with a plain ``Counter()`` and counted with ``+= 1`` (what ``new_counts`` and ``_put`` shortcut)."""
+    entity's open session, its open tumbling bucket or its closed bucket's open late window, or opens an on-time
+    session or bucket (and the deadlines inlined in ``_schedule`` and ``_close_due``, and ``advance`` inlined in
+    ``add``) must agree with. Windows are made with a plain ``Counter()`` and counted with ``+= 1`` (what
+    ``new_counts``, ``_opened`` and ``_put`` shortcut)."""
 
     def _new_window(self, key, ts, late):  # type: ignore[no-untyped-def]
         window = super()._new_window(key, ts, late)
@@ -262,19 +263,25 @@ def _shape(windows: list) -> list:  # type: ignore[type-arg]
 @settings(max_examples=200, deadline=None)
 @example(events=[(0, 10.0, "T1", True, True), (1, 4_102_444_800.0, "T2", False, True),  # a line dated 2099
                  (0, 11.0, "T1", True, True), (2, 12.0, "T2", True, True), (1, 4_102_444_801.0, "T1", True, False)],
-         kind="tumbling", lateness=5.0, gap=10.0, max_length=60.0)
+         kind="tumbling", lateness=5.0, gap=10.0, max_length=60.0, bounds=(None, 5), track=True, origin="src")
 @given(events=st.lists(st.tuples(st.integers(0, 3), st.floats(0, 300, allow_nan=False), st.sampled_from(["T1", "T2"]),
                                  st.booleans(), st.booleans()), max_size=120),
        kind=st.sampled_from(["session", "tumbling"]), lateness=st.sampled_from([0.0, 5.0]),
-       gap=st.sampled_from([1.0, 10.0, 100.0]), max_length=st.sampled_from([15.0, 60.0]))
-def test_shortcuts_agree_with_the_general_path(events, kind, lateness, gap, max_length) -> None:  # type: ignore[no-untyped-def]
-    fast = Windower(kind, gap=gap, max_length=max_length, size=gap * 3, allowed_lateness=lateness, track_offsets=True)
-    plain = GeneralPathWindower(kind, gap=gap, max_length=max_length, size=gap * 3, allowed_lateness=lateness,
-                                track_offsets=True)
+       gap=st.sampled_from([1.0, 10.0, 100.0]), max_length=st.sampled_from([15.0, 60.0]),
+       bounds=st.sampled_from([(None, 5), (None, 1), (0, 5), (1, 0), (-1, 2)]), track=st.booleans(),
+       origin=st.sampled_from(["src", ""]))
+def test_shortcuts_agree_with_the_general_path(events, kind, lateness, gap, max_length, bounds, track,  # type: ignore[no-untyped-def]
+                                               origin) -> None:
+    """The shortcuts (and a new window made holding its first record, ``_opened``) under every bound on samples and
+    first lines, with and without offsets and an origin."""
+    samples, first_lines = bounds
+    options = {"gap": gap, "max_length": max_length, "size": gap * 3, "allowed_lateness": lateness,
+               "track_offsets": track, "max_samples": samples, "max_first_lines": first_lines}
+    fast, plain = Windower(kind, **options), GeneralPathWindower(kind, **options)
     for i, (entity, ts, tid, known, timed) in enumerate(events):
         match = TemplateMatch(tid, tid, known=known)
-        got = fast.add(("e", str(entity)), ts, match, f"l{i}", "src", i, advance=timed, now=float(i))
-        want = plain.add(("e", str(entity)), ts, match, f"l{i}", "src", i, advance=timed, now=float(i))
+        got = fast.add(("e", str(entity)), ts, match, f"l{i}", origin, i, advance=timed, now=float(i))
+        want = plain.add(("e", str(entity)), ts, match, f"l{i}", origin, i, advance=timed, now=float(i))
         assert _shape(got) == _shape(want)
         assert fast.watermark == plain.watermark
         assert fast._heap == plain._heap and fast._scheduled == plain._scheduled

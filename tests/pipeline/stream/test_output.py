@@ -18,6 +18,11 @@ class FixedScorer:
     def score(self, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return list(windows)
 
+    def score_counted(self, windows: list[dict[str, Any]],
+                      every: bool = True) -> tuple[list[dict[str, Any]], list[int], int]:
+        anomalous = [at for at, doc in enumerate(windows) if doc["anomaly"]["is_anomaly"]]
+        return list(windows) if every else [windows[at] for at in anomalous], anomalous, 0
+
     def unseen_lines(self, windows: list[dict[str, Any]]) -> int:
         return 0
 
@@ -163,3 +168,38 @@ def test_a_flush_always_writes_its_first_chunk_even_when_the_clock_already_passe
     assert output.flush() is False and output.pending == 15 and len(fake.all_docs()) == 10
     assert output.flush(timeout=0.5) is False and output.pending == 5
     assert output.flush() is True and output.pending == 0 and len(fake.all_docs()) == 25
+
+
+class RecordingSink:
+    """Keeps what it is given (the documents are under test, not the sink)."""
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+        self.pending = 0
+
+    def add(self, document: Any) -> None:
+        self.documents.append(document)
+
+
+def test_a_real_scorer_indexes_the_anomalous_documents_with_their_sources() -> None:
+    """The output builds documents only for the anomalous windows: they are the anomalous ones of ``Scorer.score``
+    over all windows, each with its own window's source."""
+    from collections import Counter
+
+    from pipeline.records import Window
+    from tests.pipeline.test_scoring import make_scorer
+
+    windows = []
+    for i, counts in enumerate([{"A": 3, "B": 1}, {"A": 3, "NEW": 2}, {"A": 6, "B": 2}, {"X": 1}, {"A": 3, "NEW": 2}]):
+        w = Window("host", f"web-{i}", "tumbling", 60.0 * i, 60.0 * i + 60, counts=Counter(counts))
+        w.templates = {tid: f"text {tid}" for tid in counts}
+        w.first_lines = [f"line {i}"]
+        windows.append(w)
+    sources = [("t", 0, 10 + i) for i in range(len(windows))]
+    want = [(doc, source) for doc, source in zip(make_scorer().score(windows), sources, strict=True)
+            if doc["anomaly"]["is_anomaly"]]
+    sink = RecordingSink()
+    output = AnomalyOutput(make_scorer(), sink, DeadLetters(RecordingProducer()), WorkerMetrics())  # type: ignore[arg-type]
+    assert output.score(windows, sources) == len(want) >= 2
+    assert [(d.body, d.source) for d in sink.documents] == want
+    assert [d.id for d in sink.documents] == [document_id(doc) for doc, _ in want]

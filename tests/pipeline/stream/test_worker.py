@@ -296,10 +296,11 @@ class ExplodingScorer(Scorer):
         super().__init__(bundle)
         self.entity = entity
 
-    def score(self, windows: Sequence[Window]) -> list[dict[str, Any]]:
+    def score_counted(self, windows: Sequence[Window],
+                      every: bool = True) -> tuple[list[dict[str, Any]], list[int], int]:
         if any(w.entity_id == self.entity for w in windows):
             raise ScorerBug(f"cannot score the window of {self.entity}")
-        return super().score(windows)
+        return super().score_counted(windows, every)
 
 
 def test_an_exception_while_processing_commits_nothing_new(scorer: Scorer) -> None:
