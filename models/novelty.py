@@ -148,16 +148,14 @@ class TemplateStats:
         ``side``: ``"held"`` counts only templates the window holds (a new one included), ``"lacking"`` only
         those it lacks, ``"both"`` either.
         """
-        rare = np.asarray(unseen_templates) > 0
-        if side == "lacking":
-            rare = np.zeros(len(rare), dtype=bool)
+        return _rare_rows(self._states(log_counts), np.asarray(unseen_templates) > 0, share, side)
+
+    def _states(self, log_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(held, state shares)`` of each row and template (:func:`state_share`); None without rows or columns."""
         if log_counts.ndim == 2 and log_counts.shape[1] and len(log_counts):
             held = log_counts > 0
-            below = state_share(self.present[None, :], held, self.n_windows) < share
-            if side != "both":
-                below &= held if side == "held" else ~held
-            rare = rare | below.any(axis=1)
-        return np.asarray(rare, dtype=bool)
+            return held, state_share(self.present[None, :], held, self.n_windows)
+        return None
 
     def rare_state_share(self, log_counts: np.ndarray, unseen_templates: np.ndarray,
                          share: float = RARE_SHARE) -> float:
@@ -190,9 +188,11 @@ class TemplateStats:
         contamination, so only the worst minute passed the clean cut). Neither side separated: no row (the
         ``auto`` threshold then stays at the clean-training cut).
         """
+        states, new = self._states(log_counts), np.asarray(unseen_templates) > 0  # the shares once, for every ask
+
         def separated(side: str) -> np.ndarray:
-            rare = self.rare_state_rows(log_counts, unseen_templates, RARE_SHARE, side)
-            wider = self.rare_state_rows(log_counts, unseen_templates, 2 * RARE_SHARE, side)
+            rare = _rare_rows(states, new, RARE_SHARE, side)
+            wider = _rare_rows(states, new, 2 * RARE_SHARE, side)
             return rare if int(wider.sum()) <= int(rare.sum()) else np.zeros_like(rare)
 
         both = separated("both")
@@ -291,6 +291,19 @@ class TemplateStats:
             tail_anchor=np.asarray(data["tail_anchor"], dtype=np.float64) if "tail_anchor" in data else None,
             tail_scale=np.asarray(data["tail_scale"], dtype=np.float64) if "tail_scale" in data else None,
         )
+
+
+def _rare_rows(states: tuple[np.ndarray, np.ndarray] | None, new: np.ndarray, share: float, side: str) -> np.ndarray:
+    """:meth:`TemplateStats.rare_state_rows` from the rows' ``(held, state shares)`` and whether each holds a new
+    template (a held state)."""
+    rare = np.zeros(len(new), dtype=bool) if side == "lacking" else new
+    if states is not None:
+        held, shares = states
+        below = shares < share
+        if side != "both":
+            below &= held if side == "held" else ~held
+        rare = rare | below.any(axis=1)
+    return np.asarray(rare, dtype=bool)
 
 
 def _counts(values: Any) -> np.ndarray:
