@@ -47,7 +47,7 @@ from pipeline.scoring import Scorer
 from pipeline.sources.files import peek_lines, read_lines
 from pipeline.stages import presets
 from pipeline.stages.assembly import ASSEMBLERS, Assembler, assembled
-from pipeline.stages.chain import NOT_WINDOWED, RecordChain, make_decoder
+from pipeline.stages.chain import RecordChain, make_decoder
 from pipeline.stages.decoding import Decoder, DecodeStats, check_format_matches
 from pipeline.stages.formats import TEMPLATE_FIELD
 from pipeline.stages.multiline import Joiner, joined, joiner_for
@@ -170,21 +170,14 @@ def pick_preset(settings: PipelineSettings, head: list[str]) -> PipelineSettings
 
 def windowed(chain: RecordChain, lines: Iterator[RawLine], stats: JobStats,
              settings: PipelineSettings) -> Iterator[list[Window]]:
-    """Yield batches of closed windows as the watermark moves, then the flushed rest at end of input."""
-    add = chain.add
-    for raw in lines:
-        step = add(raw)
-        stats.lines += 1
-        record = step.record
-        if record.timestamp is None and NOT_WINDOWED.isdisjoint(record.flags):
-            stats.untimed += 1
-        if stats.lines == UNTIMED_CHECK_LINES:
-            check_timed(stats, settings, chain.decoder)
-        if not step.windowed and step.no_entity:
-            stats.no_entity += 1
-        if step.closed:
-            stats.windows += len(step.closed)
-            yield step.closed
+    """Yield batches of closed windows as the watermark moves, then the flushed rest at end of input.
+
+    The lines, untimed records and records without an entity are counted in ``stats`` by
+    :meth:`RecordChain.windows_of`, which checks :func:`check_timed` after the first :data:`UNTIMED_CHECK_LINES`."""
+    for closed in chain.windows_of(lines, stats, lambda: check_timed(stats, settings, chain.decoder),
+                                   UNTIMED_CHECK_LINES):
+        stats.windows += len(closed)
+        yield closed
     check_timed(stats, settings, chain.decoder)
     final = chain.flush()
     stats.windows += len(final)
@@ -417,8 +410,10 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
     unseen: set[str] = set()
     pending: list[Window] = []
 
+    match_shared = miner.match_shared  # the windower only reads a match: no copy of the memo's answer
+
     def tag(message: str) -> TemplateMatch:
-        match = miner.match(message)
+        match = match_shared(message)
         if not match.known:
             unseen.add(match.template_id)
         return match

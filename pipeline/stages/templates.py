@@ -345,6 +345,11 @@ class TemplateMiner:
         whole messages) is answered from a memo without masking; learning drops the memo. Bounded, and only
         short messages are kept.
         """
+        return _copy(self.match_shared(message))
+
+    def match_shared(self, message: str) -> TemplateMatch:
+        """:meth:`match`, but the answer may be the object its memo holds: the caller must never change it (the chain
+        of ``detect`` only reads it; a copy per line costs more than the memo's look-up)."""
         cache = self._exact_cache
         found = cache.get(message)
         if found is None:
@@ -353,7 +358,7 @@ class TemplateMiner:
                 if len(cache) >= _EXACT_CACHE:
                     cache.clear()
                 cache[message] = found
-        return _copy(found)
+        return found
 
     def _match(self, message: str) -> TemplateMatch:
         """:meth:`match` without the exact-message memo."""

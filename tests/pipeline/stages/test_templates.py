@@ -341,6 +341,7 @@ def test_the_exact_message_memo_gives_what_matching_afresh_gives(messages: list[
     for _ in range(2):  # the second round answers from the memo; learning in between drops it
         for message in messages + messages:
             assert miner.match(message) == miner._match(message) == miner._match_afresh(message)
+            assert miner.match_shared(message) == miner._match_afresh(message)  # the memo's own object (detect's)
         for line in learnt:
             miner.learn(line)
     found = miner.match(messages[0])
@@ -367,7 +368,7 @@ def test_the_shape_memos_give_what_matching_afresh_gives(messages: list[str], di
                 for m in messages]
     for _ in range(2):
         for message in messages + variants + messages:
-            assert miner.match(message) == miner._match_afresh(message)
+            assert miner.match(message) == miner._match_afresh(message) == miner.match_shared(message)
         for line in learnt:
             miner.learn(line)
 
