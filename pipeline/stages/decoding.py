@@ -95,6 +95,8 @@ class Decoder:
         # ``_decode_layout``. ``_joined_parser`` reads the joined time fields once a parser for them is known.
         self._layout_fast = self.log_format is not None and json_mode != "strict"
         self._joined_parser: TimeParser | None = self._time_parser if self._time_fields else None
+        # Or, once detection chose one time field alone (BGL's epoch ``Timestamp``): its name and parser.
+        self._field_parser: tuple[str, TimeParser] | None = None
 
     @property
     def time_layout(self) -> str | None:
@@ -246,6 +248,14 @@ class Decoder:
                 pass
             else:
                 return LogRecord(message, read, fields, origin, offset, arrival, (), text)
+        elif (single := self._field_parser) is not None:
+            # the one chosen time field: what ``_fields_time`` parses then (its joined text is not used)
+            try:
+                read = single[1].parse(fields[single[0]].strip())
+            except (KeyError, ValueError):
+                pass
+            else:
+                return LogRecord(message, read, fields, origin, offset, arrival, (), text)
         flags: list[str] = []
         timestamp = self._fields_time(fields, flags)
         return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags), text)
@@ -289,6 +299,8 @@ class Decoder:
                         self._chosen = (index, found)
                         if index < 0:
                             self._joined_parser = found
+                        else:
+                            self._field_parser = (names[index], found)
                         return found.parse(text)
         except ValueError:
             pass

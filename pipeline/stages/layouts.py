@@ -88,7 +88,7 @@ class LogFormat:
             return None
         if self._named:
             named = found.groupdict()
-            if self._optional:
+            if self._optional and None in named.values():  # an optional part left out (else nothing to drop)
                 named = {name: value for name, value in named.items() if value is not None}
             return named.pop(MESSAGE_FIELD), named
         groups = found.groups()

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from operator import itemgetter
-from typing import cast
 
 from pipeline.stages.time_layouts import (
     AUTO_LAYOUTS,
@@ -38,6 +37,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _FUTURE_SLACK = 2 * 86400.0
 
 _LEAP_YEAR = 2000  # a year with Feb 29, for formats that name no year
+_POWERS = tuple(10 ** n for n in range(10))  # a fraction group has at most 9 digits
 _LOCAL = 1 << 40  # no zone offset is this large: the offset slot of a memoised second in a local zone
 
 
@@ -109,7 +109,11 @@ class TimeParser:
             match = self._full.match(text)
             if match is None:
                 raise ValueError(f"{text!r} does not match {self.name}")
-            value = self._from_groups(match.groups())
+            minute_key = self._minute_key
+            if minute_key is not None:  # ``_from_groups``'s first branch, without its call
+                value = self._from_minute(match.groups(), minute_key, self._seconds)  # type: ignore[arg-type]
+            else:
+                value = self._from_groups(match.groups())
         self._last_text, self._last_value = text, value
         return value
 
@@ -184,7 +188,7 @@ class TimeParser:
         """:meth:`_from_groups` in UTC, memoised per minute: the memo keeps the whole seconds of the day up to the
         minute (the hit's first part minus its second), and the second is added back as the same int the day's
         seconds hold (a leap second read as :59); then the same float operations as the uncached path."""
-        second = min(int(cast(str, values[self._second])), 59)  # a group of the layout, as ``_day_seconds`` reads it
+        second = min(int(values[self._second]), 59)  # type: ignore[arg-type]  # a group of the layout, as ``_day_seconds`` reads it
         key = minute_key(values)
         hit = memo.get(key)
         if hit is None:
@@ -198,7 +202,7 @@ class TimeParser:
         index = self._frac
         frac = values[index] if index >= 0 else None
         if frac:
-            seconds += int(frac) / 10 ** len(frac)
+            seconds += int(frac) / _POWERS[len(frac)]  # ``10 ** len(frac)``: the same int from a table
         return base + seconds - offset
 
     def _whole_second(self, values: tuple[str | None, ...]) -> tuple[int, float, int]:

@@ -587,3 +587,30 @@ def test_bytes_decode_like_the_general_path(log_format: str, time_format: str | 
         assert fast.decode(raw_line(line, offset=offset)) == general.decode_text(line, "test.log", offset)
     assert fast.stats == general.stats
     assert fast.time_layout == general.time_layout
+
+
+# One time field chosen alone (BGL's epoch ``Timestamp``, the joined fields being no time): the shortcut parses that
+# field as ``_fields_time`` does, anything else goes the general way.
+ONE_FIELD_LINES = [
+    "not a line of the layout",
+    "- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO a",
+    "- 1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO b",
+    "- 1117838573.5 2005.06.03 R02 2005-06-03-15.42.53.276129 R02 RAS KERNEL INFO a fraction of a second",
+    "- nonsense 2005.06.03 R02 2005-06-03-15.42.53.276129 R02 RAS KERNEL INFO not a time: bad_timestamp",
+    "- 1117838976000 2005.06.03 R02 2005-06-03-15.49.36.156884 R02 RAS KERNEL INFO millis",
+    "- 99999999999999999999999 2005.06.03 R02 x R02 RAS KERNEL INFO too many digits",
+    '{"message": "a JSON object"}',
+    "- 1117838977 2005.06.03 R02 2005-06-03-15.49.37.1 R02 RAS KERNEL INFO after JSON",
+    "- 1117838978 2005.06.03 R02 2005-06-03-15.49.38.1 R02 RAS KERNEL INFO " + "x" * 65536,
+]
+
+
+@pytest.mark.parametrize("log_format", [LOG_FORMATS["BGL"], "<Label> <Timestamp> <Date>( \\[<Time>\\])? <Content>"])
+@pytest.mark.parametrize("json_mode", ["auto", "off"])
+def test_one_chosen_time_field_decodes_like_the_general_path(log_format: str, json_mode: str) -> None:
+    fast = Decoder(log_format, json_mode=json_mode)
+    general = Decoder(log_format, json_mode=json_mode)
+    for offset, line in enumerate(ONE_FIELD_LINES * 2, start=1):
+        assert fast.decode(raw_line(line, offset=offset)) == general.decode_text(line, "test.log", offset)
+    assert fast.stats == general.stats and fast.stats.bad_timestamp
+    assert fast.time_layout == general.time_layout == "epoch" and fast._field_parser is not None
