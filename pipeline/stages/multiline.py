@@ -253,10 +253,21 @@ def joined(lines: Iterable[RawLine], joiner: Joiner | None) -> Iterator[RawLine]
         return
     origin: str | None = None
     push = joiner.push
+    # ``push``'s first case inline (see :meth:`Joiner.push`): a plain line while a plain line is held hands the held
+    # one on and is held in its place. ``Joiner._plain_start`` is the test, written out unless a subclass changed it.
+    inline = type(joiner)._plain_start is Joiner._plain_start and joiner.start is None
+    java = _JAVA_EXCEPTION.match
     for raw in lines:
         if raw.origin != origin:
             yield from joiner.flush()
             origin = raw.origin
+        if inline and not raw.key and (held := joiner._plain) is not None:
+            data = raw.data
+            if (data[:1] not in _INDENT and data[:1] != b"{" and not data.startswith(_PREFIXES)
+                    and java(data) is None):
+                joiner._plain, joiner._plain_seen = raw, 0.0
+                yield held
+                continue
         out = push(raw)
         if len(out) == 1:  # the common case: one record out for one line in (no iterator over a list of one)
             yield out[0]

@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.records import RawLine
-from pipeline.stages.multiline import Joiner
+from pipeline.stages.multiline import Joiner, joined
 
 LINES = [b"081109 203615 INFO a", b"2024-01-01 x", b"plain words", b"  indented", b"\tat Foo.bar(Foo.java:1)",
          b"at Foo.bar", b"Traceback (most recent call last):", b'  File "x.py", line 1', b"ValueError: boom",
@@ -83,3 +83,32 @@ def test_the_shortcut_is_taken_on_plain_lines() -> None:
     assert joiner._plain is not None and not joiner._queue
     assert [r.data for r in joiner.push(RawLine(b"2 b", "f", 2))] == [b"1 a"]
     assert joiner._plain is not None and not joiner._queue
+
+
+def reference_joined(lines: list[RawLine], joiner: Joiner) -> list[RawLine]:
+    """``joined`` as it was before it took ``push``'s plain case inline: ``push`` per line, a flush per origin."""
+    out: list[RawLine] = []
+    origin = None
+    for raw in lines:
+        if raw.origin != origin:
+            out.extend(joiner.flush())
+            origin = raw.origin
+        out.extend(joiner.push(raw))
+    out.extend(joiner.flush())
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(st.tuples(st.sampled_from(LINES), st.sampled_from([None, None, None, b"", b"k"]),
+                                st.booleans(), st.sampled_from(["f", "f", "g"])), max_size=40),
+       max_lines=st.integers(1, 4), start=st.sampled_from([None, r"^\d"]))
+def test_joined_with_the_plain_case_inline_equals_push_per_line(lines: list[tuple[bytes, bytes | None, bool, str]],
+                                                                max_lines: int, start: str | None) -> None:
+    raws = [RawLine(data, origin, number, key, 1.0, truncated)
+            for number, (data, key, truncated, origin) in enumerate(lines, start=1)]
+    fast_joiner, general_joiner = Joiner(starts, start=start, max_lines=max_lines), General(starts, start=start,
+                                                                                            max_lines=max_lines)
+    fast = list(joined(raws, fast_joiner))
+    assert fast == reference_joined(raws, general_joiner) == reference_joined(raws, Joiner(starts, start=start,
+                                                                                        max_lines=max_lines))
+    assert vars(fast_joiner.stats) == vars(general_joiner.stats)
