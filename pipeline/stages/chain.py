@@ -247,12 +247,14 @@ class RecordChain:
                         # ``_plausible``: its test inline, the method itself (which flags) when it fails
                         if MIN_EVENT_TIME <= stamp <= MAX_EVENT_TIME and stamp <= (
                                 arrival if arrival > 0 else time.time()) + skew:
+                            # ``EventClock.event_time`` of a plausible (so finite) time: kept as its origin's last
                             timed = True
+                            last[record.origin] = ts = self.last_time = stamp
                         else:
                             timed = self._plausible(record)
-                        ts = clock.event_time(stamp if timed else None, record.origin, arrival)
-                        if timed:
-                            self.last_time = ts
+                            ts = clock.event_time(stamp if timed else None, record.origin, arrival)
+                            if timed:
+                                self.last_time = ts
                     keys = entities(record)
                     if keys:
                         line = record.raw or record.message

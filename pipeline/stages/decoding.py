@@ -24,8 +24,8 @@ from operator import itemgetter
 from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
 from pipeline.stages.jsonlog import TOO_DEEP, JsonFields, json_record_parts, loads_bounded, scrub_surrogates
+from pipeline.stages.layouts import MESSAGE_FIELD, check_layout_matches
 from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
-from pipeline.stages.layouts import check_layout_matches
 from pipeline.stages.presets import Layout
 from pipeline.stages.timestamps import PREFIX_LAYOUTS, TimeParser, auto_parsers, detect_parser
 
@@ -94,6 +94,10 @@ class Decoder:
         # The common line (one line, valid UTF-8, not JSON, a layout) skips the general path's checks: see
         # ``_decode_layout``. ``_joined_parser`` reads the joined time fields once a parser for them is known.
         self._layout_fast = self.log_format is not None and json_mode != "strict"
+        # A LogFormat with named groups: its ``match`` is done inline on that path (the regex and the flag it reads)
+        layout_format = self.log_format if type(self.log_format) is LogFormat else None
+        self._fullmatch = layout_format.regex.fullmatch if layout_format is not None and layout_format.named else None
+        self._optional = layout_format is not None and layout_format.optional
         self._joined_parser: TimeParser | None = self._time_parser if self._time_fields else None
         # Or, once detection chose one time field alone (BGL's epoch ``Timestamp``): its name and parser.
         self._field_parser: tuple[str, TimeParser] | None = None
@@ -233,12 +237,23 @@ class Decoder:
             self._text_lines += 1
             if stats.json:
                 stats.not_json += 1
-        hit = self.log_format.match(text)  # type: ignore[union-attr]  # _layout_fast: there is one
-        if hit is None:
-            stats.unmatched += 1
-            return LogRecord(text, None, {}, origin, offset, arrival, ("unmatched",), text)
+        fullmatch = self._fullmatch
+        if fullmatch is not None:  # ``LogFormat.match`` of a layout with named groups, inline
+            found = fullmatch(text.strip())
+            if found is None:
+                stats.unmatched += 1
+                return LogRecord(text, None, {}, origin, offset, arrival, ("unmatched",), text)
+            fields = found.groupdict()
+            if self._optional and None in fields.values():
+                fields = {name: value for name, value in fields.items() if value is not None}
+            message = fields.pop(MESSAGE_FIELD)
+        else:
+            hit = self.log_format.match(text)  # type: ignore[union-attr]  # _layout_fast: there is one
+            if hit is None:
+                stats.unmatched += 1
+                return LogRecord(text, None, {}, origin, offset, arrival, ("unmatched",), text)
+            message, fields = hit
         stats.matched += 1
-        message, fields = hit
         parser = self._joined_parser
         if parser is not None:
             values = self._time_values

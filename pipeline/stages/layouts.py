@@ -81,6 +81,16 @@ class LogFormat:
             itemgetter(*positions) if len(positions) > 1
             else (lambda groups: tuple(groups[i] for i in positions)))
 
+    @property
+    def named(self) -> bool:
+        """Whether the regex's groups are named after the fields (a match's ``groupdict`` is the fields dict)."""
+        return self._named
+
+    @property
+    def optional(self) -> bool:
+        """Whether the layout has an optional part (whose fields a match may leave out)."""
+        return self._optional
+
     def match(self, line: str) -> tuple[str, dict[str, str]] | None:
         """``(message, fields)`` when the line fits; fields left empty by an optional part are omitted."""
         found = self.regex.fullmatch(line.strip())

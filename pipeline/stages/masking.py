@@ -304,12 +304,13 @@ def mask_message(message: str) -> tuple[tuple[str, ...], list[str | None], str]:
     digit stands where, only at where digits stand, so the lines of one shape mask alike; only their raw words
     differ, and those are cut from the line itself.
     """
-    message = scrub(message)
+    ascii_ = message.isascii()
+    if not ascii_:  # ``scrub``'s own first test, made once here
+        message = scrub(message)
     if len(message) > _SHAPE_MEMO.max_key_chars:  # never kept: the key would only cost a pass over the line
         return _mask_message(message)[:3]
-    key: str | bytes = (message.encode().translate(_ZERO_BYTES) if message.isascii()
-                        else message.translate(_ZERO_CHARS))
-    found = _SHAPE_MEMO.get(key)
+    key: str | bytes = message.encode().translate(_ZERO_BYTES) if ascii_ else message.translate(_ZERO_CHARS)
+    found = _SHAPE_MEMO.find(key, MISSING)
     if found is MISSING:
         tokens, raw, joined, sources, phrased = _mask_message(message)
         # A digit left in the tokens (the key of ``r24=7``) differs between lines of one shape: not memoised.

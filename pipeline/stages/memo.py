@@ -12,6 +12,7 @@ path, and a memo refills within a few thousand lines.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Final, Generic, Literal, TypeVar
 
 K = TypeVar("K")
@@ -34,6 +35,14 @@ class Memo(Generic[K, V]):
         self.max_key_chars = max(1, max_chars // 256)
         self._data: dict[K, V] = {}
         self._chars = 0
+        # ``find(key, MISSING)`` is :meth:`get` as the dict's own C method, for the hottest look-ups (the dict is
+        # never replaced, only cleared, so the bound method stays the memo's)
+        self.find: Callable[[K, V | Literal[_Missing.MISSING]], V | Literal[_Missing.MISSING]] = self._data.get
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """A copy or unpickled memo binds ``find`` to its own dict (a bound builtin method copies as itself)."""
+        self.__dict__.update(state)
+        self.find = self._data.get
 
     def get(self, key: K) -> V | Literal[_Missing.MISSING]:
         """The value for ``key``, else :data:`MISSING`."""

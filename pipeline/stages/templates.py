@@ -374,12 +374,12 @@ class TemplateMiner:
         tokens, raw, joined = mask_message(message)
         if self._frozen:
             return self._match_tokens(tokens, raw, joined, True)
-        plan = self._shape_cache.get(joined)
+        plan = self._shape_cache.find(joined, MISSING)
         if plan is MISSING:
             plan = self._shape_plan(tokens, joined)
             self._shape_cache.put(joined, plan, len(joined))
         final, found = plan
-        if final is None or (found is not None and final.fits(raw)):
+        if final is None or (found is not None and (not final.fixed or final.fits(raw))):  # nothing fixed: it fits
             assert found is not None
             return found
         text = final.fill(tokens, raw)

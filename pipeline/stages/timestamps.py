@@ -188,7 +188,9 @@ class TimeParser:
         """:meth:`_from_groups` in UTC, memoised per minute: the memo keeps the whole seconds of the day up to the
         minute (the hit's first part minus its second), and the second is added back as the same int the day's
         seconds hold (a leap second read as :59); then the same float operations as the uncached path."""
-        second = min(int(values[self._second]), 59)  # type: ignore[arg-type]  # a group of the layout, as ``_day_seconds`` reads it
+        second = int(values[self._second])  # type: ignore[arg-type]  # a group of the layout, as ``_day_seconds`` reads it
+        if second > 59:  # ``min(second, 59)``
+            second = 59
         key = minute_key(values)
         hit = memo.get(key)
         if hit is None:

@@ -131,8 +131,11 @@ class Windower:
         self.stats.records += 1
         closed: list[Window] = []
         window = self._open.get(key) if self._session else None
+        # ``min``/``max`` of two written out (``b if b < a else a`` is ``min(a, b)``, equal values and NaN alike): a
+        # builtin call costs more than the comparison, and these run once or twice per record
         if window is not None and (window.start - self.gap <= ts <= window.end + self.gap
-                                   and max(window.end, ts) - min(window.start, ts) <= self.max_length):
+                                   and (ts if ts > window.end else window.end) - (
+                                       ts if ts < window.start else window.start) <= self.max_length):
             # the common case of a session: the record joins the entity's open session (what ``_slot_for`` finds
             # first), and the session grows to take it in
             if ts < window.start:
@@ -142,7 +145,8 @@ class Windower:
             self._put(window, match, line, origin, offset)
             if now is not None:
                 self._touched[key] = now
-            deadline = min(window.end + self.gap, window.start + self.max_length)  # ``_schedule``, inlined
+            cut = window.start + self.max_length  # ``_schedule``, inlined
+            deadline = cut if cut < (due := window.end + self.gap) else due
             if self._scheduled.get(key) != deadline:
                 self._scheduled[key] = deadline
                 self._seq += 1
@@ -154,7 +158,8 @@ class Windower:
             self._open[key] = window
             if now is not None:
                 self._touched[key] = now
-            deadline = min(ts + self.gap, ts + self.max_length)
+            cut = ts + self.max_length
+            deadline = cut if cut < (due := ts + self.gap) else due
             self._scheduled[key] = deadline
             self._seq += 1
             heapq.heappush(self._heap, (deadline, self._seq, key))
@@ -346,7 +351,8 @@ class Windower:
 
     def _schedule(self, slot: Hashable, window: Window) -> None:
         if self._session and not window.late:  # ``_deadline``, inlined for the common case
-            deadline = min(window.end + self.gap, window.start + self.max_length)
+            cut = window.start + self.max_length
+            deadline = cut if cut < (due := window.end + self.gap) else due
         else:
             deadline = self._deadline(window)
         if self._scheduled.get(slot) == deadline:
@@ -369,7 +375,8 @@ class Windower:
             elif tumbling:
                 deadline = window.end
             else:
-                deadline = min(window.end + gap, window.start + max_length)
+                cut = window.start + max_length
+                deadline = cut if cut < (due := window.end + gap) else due
             if deadline > mark:
                 continue  # a later entry for this window is still in the heap
             del open_slots[slot]

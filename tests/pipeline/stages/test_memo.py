@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pipeline.stages.memo import MISSING, Memo
 
 
@@ -27,3 +33,22 @@ def test_the_entry_bound_clears_the_memo() -> None:
     for i in range(4):
         memo.put(i, i, 1)
     assert len(memo) == 1 and memo.get(3) == 3
+
+
+@given(st.lists(st.tuples(st.sampled_from(["put", "clear"]), st.integers(0, 6), st.sampled_from([None, 1, 2])),
+                max_size=40))
+def test_find_answers_as_get_does_through_puts_clears_and_copies(ops: list[tuple[str, int, int | None]]) -> None:
+    memo: Memo[int, int | None] = Memo(4, 10)
+    for op, key, value in ops:
+        if op == "put":
+            memo.put(key, value, key)
+        else:
+            memo.clear()
+        for probe in range(7):
+            assert memo.find(probe, MISSING) is memo.get(probe)
+    before = [memo.get(probe) for probe in range(7)]
+    for twin in (copy.deepcopy(memo), pickle.loads(pickle.dumps(memo)), copy.copy(memo)):  # the shallow one shares
+        twin.put(99, 5, 1)
+        assert all(twin.find(probe, MISSING) == twin.get(probe) for probe in [*range(7), 99])
+        assert twin.find(99, MISSING) == 5
+    assert [memo.get(probe) for probe in range(7)] == before or memo.get(99) == 5
