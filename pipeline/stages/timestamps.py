@@ -38,6 +38,10 @@ _FUTURE_SLACK = 2 * 86400.0
 
 _LEAP_YEAR = 2000  # a year with Feb 29, for formats that name no year
 _POWERS = tuple(10 ** n for n in range(10))  # a fraction group has at most 9 digits
+# Auto layouts whose text before the seconds has one fixed width and whose seconds are followed only by a fraction
+# and a zone (see ``TimeParser.parse``): their patterns, as AUTO_LAYOUTS holds them.
+_FIXED_HEADS = {name: pattern for name, pattern in AUTO_LAYOUTS
+                if name in ("iso8601", "ymd-slash", "yymmdd-slash", "yymmdd-compact")}
 _LOCAL = 1 << 40  # no zone offset is this large: the offset slot of a memoised second in a local zone
 
 
@@ -85,6 +89,19 @@ class TimeParser:
         if self._seconds is not None and self._hms is not None and tz is UTC:
             kept = [i for i in range(self._full.groups) if i not in (self._second, self._frac)]
             self._minute_key = itemgetter(*kept) if len(kept) > 1 else (lambda values: values[kept[0]])
+        # The seconds' tail (see ``parse``): for an auto layout whose text before the seconds has one fixed width and
+        # whose seconds end it up to a fraction and zone, the regex of that tail, and from the last full parse (in UTC,
+        # no zone) the text before its seconds, where they start and the minute memo's entry of that text.
+        self._tail: re.Pattern[str] | None = None
+        if self._minute_key is not None and _FIXED_HEADS.get(name) == pattern:
+            self._tail = re.compile(pattern[pattern.index("(?P<S>"):] + r"\Z")
+        tail_index = self._tail.groupindex if self._tail is not None else {}
+        # where the tail's seconds, fraction and zone sit in its match's groups (-1: the layout has none)
+        self._tail_groups = tuple(tail_index.get(part, 0) - 1 for part in ("S", "f", "z"))
+        self._minute_hit: tuple[int, float, int] = (0, 0.0, 0)
+        self._tail_head: str | None = None
+        self._tail_cut = 0
+        self._tail_hit: tuple[int, float, int] = (0, 0.0, 0)
         self._year = 0
         self._year_until = 0.0
         self._last_text: str | None = None
@@ -101,17 +118,51 @@ class TimeParser:
         return cls(pattern, fmt, tz=tz, default_year=default_year)
 
     def parse(self, text: str) -> float:
+        """The instant of ``text``; ValueError when it does not fit the layout.
+
+        The lines of a log mostly share their minute with the line before. Where the layout's text before the
+        seconds has one fixed width (:data:`_FIXED_HEADS`: no choice in how it splits, so equal heads read as equal
+        parts), a text that starts with the last full parse's head reads only its tail (seconds, fraction, zone)
+        with the tail's regex: it fits the whole layout exactly when that tail fits, and with no zone its minute is
+        the head's, so the instant is the minute memo's entry of the head plus its seconds, by the same float
+        operations as :meth:`_from_minute` (a hypothesis test checks it against the uncached path).
+        """
         if text == self._last_text:
             return self._last_value
         if self._strptime is not None:
             value = self._from_strptime(text)
         else:
+            head = self._tail_head
+            if head is not None and text.startswith(head):
+                found = self._tail.match(text, self._tail_cut)  # type: ignore[union-attr]  # set with the head
+                if found is not None:
+                    parts = found.groups()
+                    at_s, at_f, at_z = self._tail_groups
+                    second_text, frac = parts[at_s], parts[at_f] if at_f >= 0 else None
+                    if at_z < 0 or parts[at_z] is None:
+                        minute, base, offset = self._tail_hit
+                        second = int(second_text)
+                        if second > 59:  # a leap second reads as :59, as ``_from_minute`` reads it
+                            second = 59
+                        seconds: float = minute + second
+                        if frac:
+                            seconds += int(frac) / _POWERS[len(frac)]
+                        value = base + seconds - offset
+                        self._last_text, self._last_value = text, value
+                        return value
             match = self._full.match(text)
             if match is None:
                 raise ValueError(f"{text!r} does not match {self.name}")
             minute_key = self._minute_key
             if minute_key is not None:  # ``_from_groups``'s first branch, without its call
-                value = self._from_minute(match.groups(), minute_key, self._seconds)  # type: ignore[arg-type]
+                values = match.groups()
+                value = self._from_minute(values, minute_key, self._seconds)  # type: ignore[arg-type]
+                if self._tail is not None:
+                    if self._zone < 0 or values[self._zone] is None:  # a zone would make the minute the tail's
+                        self._tail_cut = cut = match.start(self._second + 1)
+                        self._tail_head, self._tail_hit = text[:cut], self._minute_hit
+                    else:
+                        self._tail_head = None
             else:
                 value = self._from_groups(match.groups())
         self._last_text, self._last_value = text, value
@@ -199,6 +250,7 @@ class TimeParser:
             if len(memo) >= 4096:
                 memo.clear()
             memo[key] = hit
+        self._minute_hit = hit
         minute, base, offset = hit
         seconds: float = minute + second
         index = self._frac

@@ -230,3 +230,51 @@ def test_memo_only_where_the_answer_depends_on_the_text_alone() -> None:
     assert TimeParser.from_strptime("%s")._seconds is None
     assert TimeParser.from_strptime("%I:%M:%S %p %d.%m.%Y")._seconds is None  # strptime's path
     assert TimeParser.from_strptime("%Y-%m-%d %H:%M:%S", tz=timezone(timedelta(hours=2)))._minute_key is None
+
+
+# Heads (the text before the seconds) and tails (seconds, fraction, zone) of the auto layouts that read a tail alone
+# after a text with the same head: valid, leap, a zone, a bad second, Unicode digits, nothing, an extra character.
+_HEADS = {
+    "iso8601": ["2015-07-29 17:41:", "2015-07-29T17:42:", "2016-02-29 00:00:", "2015-02-29 00:00:", "2015-07-29 24:00:",
+                "\u0662015-07-29 17:41:"],
+    "ymd-slash": ["2009/11/10 23:00:", "2009/11/10 23:01:", "2009/13/10 23:01:"],
+    "yymmdd-slash": ["17/06/09 20:10:", "17/06/09 20:11:", "17/02/30 20:11:"],
+    "yymmdd-compact": ["081109 2036", "081109 2037", "081199 2037"],
+}
+_TAILS = ["15", "59", "60", "61", "7", "15,747", "15.1", "15,123456789", "15,1234567890", "15Z", "15,5 +05:30",
+          "15-0700", "1\u0665", "15,\u0665", "", "15 ", "15,", "x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(layout=st.sampled_from(sorted(_HEADS)), data=st.data())
+def test_a_tail_read_after_the_same_head_is_the_uncached_answer(layout: str, data: st.DataObject) -> None:
+    """``parse`` reading only the seconds' tail after a text with the same head (see ``TimeParser.parse``) gives
+    what a fresh parser's uncached path gives, or the same ValueError, for any order of heads and tails."""
+    texts = data.draw(st.lists(st.tuples(st.sampled_from(_HEADS[layout]), st.sampled_from(_TAILS)).map("".join),
+                               min_size=1, max_size=30))
+    (parser,) = auto_parsers(names=(layout,))
+    assert parser._tail is not None
+    for text in texts:
+        (plain,) = auto_parsers(names=(layout,))
+        match = plain._full.match(text)
+        try:
+            expected = plain._from_groups_afresh(match.groups()) if match is not None else None
+        except ValueError:
+            expected = None
+        if expected is None:
+            with pytest.raises(ValueError):
+                parser.parse(text)
+        else:
+            assert parser.parse(text) == expected, text
+
+
+def test_the_tail_is_read_only_for_fixed_heads_in_utc() -> None:
+    tails = {p.name: p._tail is not None for p in auto_parsers()}
+    assert tails == {"iso8601": True, "ymd-slash": True, "clf": False, "ctime": False, "syslog": False,
+                     "yymmdd-slash": True, "yymmdd-compact": True, "epoch": False}
+    assert all(p._tail is None for p in auto_parsers(tz=timezone(timedelta(hours=2))))
+    (parser,) = auto_parsers(names=("iso8601",))
+    parser.parse("2015-07-29 17:41:44,747")
+    assert parser._tail_head == "2015-07-29 17:41:"
+    parser.parse("2015-07-29 17:41:45+01:00")  # a zone: the next text is read whole
+    assert parser._tail_head is None
