@@ -210,13 +210,9 @@ class Scorer:
         for window in windows:
             key = tuple(window.counts.items()), tuple(window.templates.items())  # ``window_key``, inlined
             keys.append(key)
-            result = found.get(key)
-            if result is None:
-                result = memo.get(key)
-                if result is not None:
-                    found[key] = result
-                elif key not in wanted:
-                    wanted[key] = window
+            result = memo.get(key)  # the memo is only added to (or cleared) after this loop
+            if result is None and key not in wanted:
+                wanted[key] = window
             out.append(result)
         if not wanted:
             return cast("list[Result]", out)  # every window found

@@ -163,6 +163,8 @@ class TimeParser:
                         self._tail_head, self._tail_hit = text[:cut], self._minute_hit
                     else:
                         self._tail_head = None
+            elif self._epoch:  # ``_from_groups`` of an epoch (never memoised): ``_from_groups_afresh``'s first step
+                value = epoch_seconds(match.groups()[self._index["E"]] or "")
             else:
                 value = self._from_groups(match.groups())
         self._last_text, self._last_value = text, value

@@ -207,7 +207,10 @@ class Windower:
         if advance and ts - self.allowed_lateness > self.watermark:  # else ``advance`` would close nothing
             self.watermark = ts - self.allowed_lateness  # ``advance``, inlined
             if self._heap and self._heap[0][0] <= self.watermark:
-                closed.extend(self._close_due())
+                if closed:
+                    closed.extend(self._close_due())
+                else:  # the shortcuts above close nothing themselves: the due windows are the answer
+                    closed = self._close_due()
         return closed
 
     def advance(self, event_time: float) -> list[Window]:
@@ -364,7 +367,7 @@ class Windower:
     def _close_due(self) -> list[Window]:
         closed: list[Window] = []
         heap, open_slots, mark, tumbling = self._heap, self._open, self.watermark, not self._session
-        gap, max_length = self.gap, self.max_length
+        gap, max_length, touched = self.gap, self.max_length, self._touched
         while heap and heap[0][0] <= mark:
             _, _, slot = heapq.heappop(heap)
             window = open_slots.get(slot)
@@ -381,7 +384,8 @@ class Windower:
                 continue  # a later entry for this window is still in the heap
             del open_slots[slot]
             del self._scheduled[slot]
-            self._touched.pop(slot, None)
+            if touched:  # empty unless records came with a processing time (the worker's)
+                touched.pop(slot, None)
             closed.append(window)
         self.stats.windows_closed += len(closed)
         return closed
