@@ -410,18 +410,12 @@ def _detect_stream(paths: Sequence[str], settings: PipelineSettings, bundle: Mod
     unseen: set[str] = set()
     pending: list[Window] = []
 
-    match_shared = miner.match_shared  # the windower only reads a match: no copy of the memo's answer
-
-    def tag(message: str) -> TemplateMatch:
-        match = match_shared(message)
-        if not match.known:
-            unseen.add(match.template_id)
-        return match
-
+    # the windower only reads a match: the memo's answer, uncopied, and the miner notes the unknown ones in ``unseen``
+    miner.unseen_ids = unseen
     source = Input(paths, settings, progress, stats, lines=lines)
     settings = source.settings
     vocabulary = set(getattr(bundle.features, "vocabulary_", ()))
-    chain = RecordChain(settings, tag, known=vocabulary.__contains__)
+    chain = RecordChain(settings, miner.match_shared, known=vocabulary.__contains__)
     for batch in windowed(chain, source.lines(chain.decoder), stats, settings):
         pending.extend(batch)
         if len(pending) >= SCORE_BATCH:

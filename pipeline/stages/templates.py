@@ -186,6 +186,10 @@ class TemplateMiner:
         self.other_lines = 0  # lines tagged OTHER_TEMPLATE because the template cap was reached
         self._match_cache: Memo[tuple[str, bool], int | None] = Memo(_MEMO_ENTRIES, _MEMO_CHARS)
         self._exact_cache: dict[str, TemplateMatch] = {}
+        # When a set: the ids of the unknown templates :meth:`match_shared` answered (``detect``'s count of templates
+        # the model never saw). Every answer is computed once before the exact memo can give it, so noting the
+        # computed ones notes them all.
+        self.unseen_ids: set[str] | None = None
         # masked message -> what matching it needs beyond its raw words (see ``_match_shared``); dropped with the
         # match memo
         self._shape_cache: Memo[str, tuple[_Final | None, TemplateMatch | None]] = Memo(_MEMO_ENTRIES, _MEMO_CHARS)
@@ -354,6 +358,8 @@ class TemplateMiner:
         found = cache.get(message)
         if found is None:
             found = self._match_shared(message)
+            if not found.known and self.unseen_ids is not None:
+                self.unseen_ids.add(found.template_id)
             if len(message) <= _EXACT_MAX_CHARS:
                 if len(cache) >= _EXACT_CACHE:
                     cache.clear()

@@ -349,6 +349,28 @@ def test_the_exact_message_memo_gives_what_matching_afresh_gives(messages: list[
     assert miner.match(messages[0]) == miner._match(messages[0]) == miner._match_afresh(messages[0])
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_MESSAGE, min_size=1, max_size=20), st.integers(1, 4), st.booleans())
+def test_the_unseen_ids_a_miner_notes_are_those_of_its_unknown_answers(messages: list[str], cache: int,
+                                                                       warm: bool) -> None:
+    """``unseen_ids`` (what ``detect`` counts) holds exactly the ids of the unknown templates ``match_shared``
+    answered, the exact memo cleared when full (a tiny bound here) and long messages never kept in it."""
+    import pipeline.stages.templates as templates  # noqa: PLC0415
+
+    miner = trained()
+    if warm:
+        miner = TemplateMiner.warm_start(miner.to_state())
+    miner.unseen_ids = set()
+    bound = templates._EXACT_CACHE
+    templates._EXACT_CACHE = cache
+    try:
+        answers = [miner.match_shared(message) for message in messages + messages[::-1]]
+    finally:
+        templates._EXACT_CACHE = bound
+    assert miner.unseen_ids == {m.template_id for m in answers if not m.known}
+    assert trained().unseen_ids is None  # noted only when asked
+
+
 _SHAPED = st.lists(st.sampled_from(TRAIN + ["Failed password for", "port 7 ssh2", "port 22 ssh2", "from 10.0.0.9",
                                             "<*>", "r24=1", "blk_-42", "NEW", "uid=0", "[2, 3]", "Jul  9 11:35:59"]),
                    min_size=1, max_size=3).map(" ".join)
