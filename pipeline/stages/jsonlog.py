@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from json.scanner import make_scanner
 from typing import Any
 
+import orjson
+
 from pipeline.stages.timestamps import TimeParser, detect_parser, epoch_seconds
 
 MESSAGE_KEYS = ("message", "msg", "log", "event.original")
@@ -52,6 +54,37 @@ def loads_bounded(text: str) -> Any:
 
     Lines with fewer brackets than the limit (nearly all) are parsed without any extra walk.
     """
+    return loads_record(text)[0]
+
+
+def loads_record(text: str, data: bytes | None = None) -> tuple[Any, bool]:
+    """:func:`loads_bounded` of a record's text, and whether the value surely holds no lone surrogate (then
+    :func:`scrub_surrogates` has nothing to do). ``data``: ``text`` as UTF-8, when the caller has those bytes.
+
+    Most records go through orjson, about twice as fast as ``json.loads``, when its answer is surely the one
+    ``json.loads`` gives (see :data:`_WIDE_AFTER_COLON`); anything it refuses (``NaN``, ``Infinity``, a lone surrogate
+    escape, a number beyond a double, invalid JSON) goes to ``json.loads`` as before, so values, errors and their
+    messages are exactly ``json.loads``' own.
+    """
+    if data is None:
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a str holding a lone surrogate itself (not an escape): json.loads reads it
+            return _loads_json(text), False
+    marks = data.translate(_MARKS, _MARKS_DROP)
+    if marks.count(b"{") > MAX_JSON_DEPTH:  # the brackets, "{" and "[" alike, as text.count would give them
+        return _loads_json(text), False
+    # an object or an array (its numbers follow a mark), without a number that may be too wide for orjson
+    if marks[:1] == b"{" and _WIDE_AFTER_COLON not in marks and _WIDE_AFTER_BRACKET not in marks:
+        try:
+            return _orjson_loads(data), True
+        except orjson.JSONDecodeError:
+            pass
+    return _loads(text), False
+
+
+def _loads_json(text: str) -> Any:
+    """:func:`loads_bounded` without orjson (the path it had before)."""
     if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
         return _loads(text)
     try:
@@ -61,6 +94,31 @@ def loads_bounded(text: str) -> Any:
     if nested_too_deep(obj):
         raise ValueError(TOO_DEEP)
     return obj
+
+
+def _marks_table() -> bytes:
+    """What :func:`loads_record` looks for in a line, in one ``bytes.translate``: each digit becomes ``0``, each
+    bracket (``{`` or ``[``) ``{``, each ``:`` or ``,`` ``:``, any other byte ``x``; whitespace and ``-`` are dropped
+    (:data:`_MARKS_DROP`), so a JSON number's digits follow the ``:``, ``,`` or ``[`` before it directly."""
+    table = bytearray(b"x" * 256)
+    for byte in b"0123456789":
+        table[byte] = ord("0")
+    for byte in b"{[":
+        table[byte] = ord("{")
+    for byte in b":,":
+        table[byte] = ord(":")
+    return bytes(table)
+
+
+_MARKS = _marks_table()
+_MARKS_DROP = b" \t\n\r-"
+# orjson reads an integer outside the 64-bit range (below -2**63, above 2**64 - 1) as a float, where json.loads
+# gives the exact int; such an integer has at least 19 digits. Any run of 19 digits right after a ":", "," or "["
+# (whitespace and a minus sign aside) sends the line to json.loads: a number that may be one, and, harmlessly, the
+# odd string that looks the same. Every other JSON number orjson reads as json.loads does (tests).
+_WIDE_AFTER_COLON = b":" + b"0" * 19
+_WIDE_AFTER_BRACKET = b"{" + b"0" * 19
+_orjson_loads = orjson.loads
 
 
 def _loads(text: str) -> Any:
