@@ -140,14 +140,25 @@ class Decoder:
 
     def decode(self, raw: RawLine) -> LogRecord:
         data = raw.data
-        if self._layout_fast and raw.lines == 1 and not raw.truncated:
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                pass  # the general path below flags it
-            else:
-                if text[:1] != "{":
-                    return self._decode_layout(text, raw.origin, raw.offset, raw.arrival)
+        if raw.lines == 1 and not raw.truncated:
+            # the common lines skip the general path's checks: a JSON object, or a line of the layout
+            if data[:1] != b"{":  # (the text's first character is "{" exactly when its first byte is)
+                if self._layout_fast:
+                    try:
+                        text = data.decode()
+                    except UnicodeDecodeError:
+                        pass  # the general path below flags it
+                    else:
+                        return self._decode_layout(text, raw.origin, raw.offset, raw.arrival)
+            elif self.json_mode != "off":
+                try:
+                    text = data.decode()
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    record = self._decode_json(text, data, raw.origin, raw.offset, raw.arrival)
+                    if record is not None:
+                        return record
         flags: list[str] = []
         exact: bytes | None = data  # ``text`` as UTF-8 (the JSON parser reads those bytes)
         try:
@@ -222,6 +233,32 @@ class Decoder:
             return LogRecord(text, None, {}, origin, offset, arrival, tuple(flags), text)
         timestamp, message = self._leading_time(text, flags)
         return LogRecord(message, timestamp, {}, origin, offset, arrival, tuple(flags), text)
+
+    def _decode_json(self, text: str, data: bytes, origin: str, offset: int, arrival: float) -> LogRecord | None:
+        """:meth:`_decode` of a line that starts with ``{``, valid UTF-8 (``data``), no flags yet, when it is a JSON
+        object: the same record and counts. None, having counted nothing, when it is not one (the general path
+        then decodes it, with the error it gives)."""
+        try:
+            obj, clean = loads_record(text, data)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        stats = self.stats
+        stats.lines += 1
+        if not stats.json:
+            stats.not_json += self._text_lines
+        stats.json += 1
+        flags: list[str] = []
+        if not clean:
+            obj, replaced = scrub_surrogates(obj, text)
+            if replaced:
+                flags.append("invalid_utf8")
+                stats.invalid_utf8 += 1
+        message, timestamp, fields, bad = json_record_parts(obj, text, self._json)
+        if bad:
+            self._flag_bad_time(flags)
+        return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags) if flags else (), text)
 
     def _decode_layout(self, text: str, origin: str, offset: int, arrival: float) -> LogRecord:
         """:meth:`_decode` of a line with a layout, not JSON-like, no flags yet: the same record and counts.

@@ -175,6 +175,31 @@ def flatten(obj: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = 
     return out
 
 
+def flatten_decoded(obj: dict[str, Any]) -> dict[str, Any]:
+    """:func:`flatten` of a value ``json.loads`` or orjson made: its objects are ``dict`` itself and its keys ``str``
+    (so the type tests are class identities, the keys used as they are). Three levels inline (ECS's deepest common
+    name, ``log.file.path``), deeper ones through :func:`flatten`; the same items in the same order."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if value.__class__ is _DICT and value:
+            for inner, item in value.items():
+                if item.__class__ is _DICT and item:
+                    head = f"{key}.{inner}"
+                    for deep, leaf in item.items():
+                        if leaf.__class__ is _DICT and leaf:
+                            flatten(leaf, f"{head}.{deep}.", out)
+                        else:
+                            out[f"{head}.{deep}"] = leaf
+                else:
+                    out[f"{key}.{inner}"] = item
+        else:
+            out[key] = value
+    return out
+
+
+_DICT = dict
+
+
 class JsonFields:
     """Time parsing state for JSON lines: the user's layout first, then the last auto layout that worked."""
 
@@ -259,8 +284,9 @@ def scrub_surrogates(obj: Any, line: str) -> tuple[Any, bool]:
 def json_record_parts(
     obj: dict[str, Any], line: str, state: JsonFields
 ) -> tuple[str, float | None, dict[str, Any], bool]:
-    """``(message, timestamp, fields, bad_timestamp)`` for one decoded JSON object."""
-    fields = flatten(obj)
+    """``(message, timestamp, fields, bad_timestamp)`` for one decoded JSON object (as ``json.loads`` makes them:
+    see :func:`flatten_decoded`)."""
+    fields = flatten_decoded(obj)
     message = line
     for key in MESSAGE_KEYS:
         value = fields.get(key)

@@ -641,3 +641,20 @@ def test_json_records_decode_as_without_orjson(monkeypatch: pytest.MonkeyPatch, 
         expected = plain.decode(line)
         assert repr(record) == repr(expected)
     assert fast.stats == plain.stats
+
+
+@pytest.mark.parametrize("log_format", [None, HDFS])
+@pytest.mark.parametrize("json_mode", ["auto", "strict", "off"])
+def test_json_bytes_decode_like_the_general_path(log_format: str | None, json_mode: str) -> None:
+    """``decode`` of a one-line RawLine that starts with ``{`` takes a shortcut; ``decode_text`` does not: the same
+    records and counts, text lines and hostile JSON mixed (the time memo and layout carried along alike)."""
+    lines = [HDFS_LINE.encode(), *HOSTILE_JSON, b'{"message": "m", "ts": "never"}', b'{"msg": "a", "time": 17e8}',
+             b'{"message": "\\ud800", "@timestamp": "soon"}', b'{}', HDFS_LINE.encode(), b'{"log": {"level": 5}}']
+    fast = Decoder(log_format, json_mode=json_mode)
+    general = Decoder(log_format, json_mode=json_mode)
+    for offset, data in enumerate(lines * 2, start=1):
+        text = data.decode(errors="replace")
+        if "\ufffd" in text:
+            continue  # decode_text is given text: invalid bytes are the general path's on both sides
+        assert repr(fast.decode(raw_line(data, offset=offset))) == repr(general.decode_text(text, "test.log", offset))
+    assert fast.stats == general.stats

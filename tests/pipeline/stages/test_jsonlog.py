@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from pipeline.stages.jsonlog import (
     JsonFields,
     _loads_json,
     flatten,
+    flatten_decoded,
     json_record_parts,
     loads_bounded,
     loads_record,
@@ -297,3 +299,16 @@ def test_loads_record_falls_back_where_orjson_reads_differently() -> None:
     # a block id's 19 digits inside a string do not look like a number; 18 digits are never too wide
     assert loads_record('{"blk": "blk_-3040239967008202676", "n": [-999999999999999999]}') == (
         {"blk": "blk_-3040239967008202676", "n": [-999999999999999999]}, True)
+
+
+_deep_json = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4), max_leaves=30)
+
+
+@given(st.dictionaries(_keys, _deep_json, max_size=6))
+@example({"@timestamp": "t", "message": "m", "log": {"level": "INFO", "offset": 1, "file": {"path": "/x"}},
+          "host": {"name": "dn-07"}, "log.level": "WARN", "ecs": {}, "a": {"b": {"c": {"d": {"e": 1}}, "c.d": 2}}})
+def test_flatten_decoded_equals_the_plain_recursion_on_decoded_json(obj: dict[str, Any]) -> None:
+    text = json.dumps(obj)
+    for decoded in (json.loads(text), loads_record(text)[0], orjson.loads(text.replace("Infinity", "0"))):
+        assert list(flatten_decoded(decoded).items()) == list(reference_flatten(decoded).items())
