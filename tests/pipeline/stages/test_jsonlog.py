@@ -312,3 +312,57 @@ def test_flatten_decoded_equals_the_plain_recursion_on_decoded_json(obj: dict[st
     text = json.dumps(obj)
     for decoded in (json.loads(text), loads_record(text)[0], orjson.loads(text.replace("Infinity", "0"))):
         assert list(flatten_decoded(decoded).items()) == list(reference_flatten(decoded).items())
+
+
+def reference_record_parts(obj: dict[str, Any], line: str, fields_state: JsonFields) -> Any:
+    """The loops ``json_record_parts`` replaced (kept here as its specification)."""
+    from pipeline.stages.jsonlog import _ALIAS_TYPES, ALIASES, MESSAGE_KEYS, TIME_KEYS  # noqa: PLC0415
+
+    fields = reference_flatten(obj)
+    message = line
+    for key in MESSAGE_KEYS:
+        value = fields.get(key)
+        if value is not None:
+            del fields[key]
+            message = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            break
+    timestamp = None
+    bad = False
+    for key in TIME_KEYS:
+        if key in fields:
+            value = fields.pop(key)
+            try:
+                timestamp = fields_state.time(value)
+            except (ValueError, OverflowError):
+                bad = True
+            break
+    for ecs, aliases in ALIASES:
+        if ecs not in fields:
+            for alias in aliases:
+                value = fields.get(alias)
+                if isinstance(value, _ALIAS_TYPES) and not isinstance(value, bool):
+                    fields[ecs] = value
+                    break
+    return message, timestamp, list(fields.items()), bad
+
+
+_part_keys = st.sampled_from(["message", "msg", "log", "event", "event.original", "@timestamp", "timestamp", "time",
+                              "ts", "level", "severity", "levelname", "log.level", "host", "hostname", "host.name",
+                              "service", "service.name", "original", "name", "x"])
+_part_values = st.recursive(
+    _scalars | _times | st.integers(0, 2_000_000_000),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(_part_keys, inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.dictionaries(_part_keys, _part_values, max_size=6), min_size=1, max_size=4))
+@example([{"@timestamp": "2024-01-02T03:04:05Z", "message": "m", "log": {"level": "INFO"}, "host": {"name": "a"}}])
+@example([{"message": None, "msg": {"a": 1}, "level": True, "severity": 3, "host": "h", "service": {}}])
+@example([{"event": {"original": "o"}, "event.original": None, "ts": None, "time": "soon", "hostname": 4}])
+def test_record_parts_equal_the_loops(objs: list[dict[str, Any]]) -> None:
+    fast, slow = state(), state()
+    for obj in objs:
+        decoded = json.loads(json.dumps(obj))
+        line = json.dumps(obj)
+        message, timestamp, fields, bad = json_record_parts(json.loads(line), line, fast)
+        assert (message, timestamp, list(fields.items()), bad) == reference_record_parts(decoded, line, slow)
