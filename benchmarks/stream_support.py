@@ -131,6 +131,24 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
 
 
+def sched_seconds(pid: int) -> tuple[float, float] | None:
+    """Seconds ``pid``'s live threads ran on a core and waited runnable for one (``/proc/PID/task/*/schedstat``).
+
+    On a shared machine the second tells how much of a worker's wall time went to waiting for a core
+    (other processes' load) rather than to waiting for Kafka or Elasticsearch. None once it is gone.
+    """
+    run = wait = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (task / "schedstat").read_text().split()
+            run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS and VmHWM (peak RSS) of ``pid`` in MB, from ``/proc/PID/status``."""
     found: dict[str, float] = {}

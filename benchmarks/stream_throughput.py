@@ -77,8 +77,8 @@ def _watch(workers: list[ss.Worker], lines: int, timeout: float, idle_exit: floa
     (re-reads after the rebalance included: they are work done) and the CPU the workers used in it.
     """
     settled = last = None
-    at_settled: tuple[float, list[float]] = (0.0, [])
-    at_last: tuple[float, list[float]] = (0.0, [])
+    at_settled: tuple[float, list[float], list[float]] = (0.0, [], [])
+    at_last: tuple[float, list[float], list[float]] = (0.0, [], [])
     counts = [0.0] * len(workers)
     deadline = time.monotonic() + timeout
     while any(w.proc.poll() is None for w in workers):
@@ -87,15 +87,16 @@ def _watch(workers: list[ss.Worker], lines: int, timeout: float, idle_exit: floa
                 w.close()
             raise SystemExit(f"workers did not finish within {timeout} s:\n{workers[0].text()[-3000:]}")
         cpus = [ss.cpu_seconds(w.pid) or 0.0 for w in workers]
+        waits = [(ss.sched_seconds(w.pid) or (0.0, 0.0))[1] for w in workers]
         scraped = [w.metrics() for w in workers]
         now = time.monotonic()
         before = sum(counts)
         counts = [max(c, m.get("logwarden_worker_records_total", 0.0)) for c, m in zip(counts, scraped, strict=True)]
         owned = [m.get("logwarden_worker_assigned_partitions", 0.0) for m in scraped]
         if settled is None and all(owned) and sum(owned) >= 4:
-            settled, at_settled = now, (before, cpus)
+            settled, at_settled = now, (before, cpus, waits)
         if settled is not None and sum(counts) > before:
-            last, at_last = now, (sum(counts), cpus)
+            last, at_last = now, (sum(counts), cpus, waits)
         time.sleep(0.05)
     end = time.monotonic()
     codes = [w.proc.returncode for w in workers]
@@ -104,9 +105,11 @@ def _watch(workers: list[ss.Worker], lines: int, timeout: float, idle_exit: floa
     span = max(last - settled, 1e-3)
     measured = at_last[0] - at_settled[0]
     cpu = sum(b - a for a, b in zip(at_settled[1], at_last[1], strict=True))
+    waited = sum(b - a for a, b in zip(at_settled[2], at_last[2], strict=True))
     return {"lines": lines, "measured_lines": int(measured), "lines_per_second": round(measured / span, 1),
             "seconds": round(span, 2), "cpu_seconds": round(cpu, 2),
             "cpu_seconds_per_million_lines": round(cpu / max(measured, 1) * 1e6, 1),
+            "waited_for_a_core_seconds": round(waited, 2),
             "read_before_group_settled": int(at_settled[0]),
             "whole_process_seconds": round(end - min(w.started for w in workers) - idle_exit, 2),
             "records_per_worker": [int(n) for n in counts],

@@ -23,7 +23,7 @@ from operator import itemgetter
 
 from pipeline.errors import FormatError
 from pipeline.records import LogRecord, RawLine
-from pipeline.stages.jsonlog import TOO_DEEP, JsonFields, json_record_parts, loads_bounded, scrub_surrogates
+from pipeline.stages.jsonlog import TOO_DEEP, JsonFields, json_record_parts, loads_record, scrub_surrogates
 from pipeline.stages.layouts import MESSAGE_FIELD, check_layout_matches
 from pipeline.stages.layouts import LogFormat as LogFormat  # re-exported: the decoder's layout
 from pipeline.stages.presets import Layout
@@ -146,18 +146,31 @@ class Decoder:
 
     def decode(self, raw: RawLine) -> LogRecord:
         data = raw.data
-        if self._layout_fast and raw.lines == 1 and not raw.truncated:
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                pass  # the general path below flags it
-            else:
-                if text[:1] != "{":
-                    return self._decode_layout(text, raw.origin, raw.offset, raw.arrival)
+        if raw.lines == 1 and not raw.truncated:
+            # the common lines skip the general path's checks: a JSON object, or a line of the layout
+            if data[:1] != b"{":  # (the text's first character is "{" exactly when its first byte is)
+                if self._layout_fast:
+                    try:
+                        text = data.decode()
+                    except UnicodeDecodeError:
+                        pass  # the general path below flags it
+                    else:
+                        return self._decode_layout(text, raw.origin, raw.offset, raw.arrival)
+            elif self.json_mode != "off":
+                try:
+                    text = data.decode()
+                except UnicodeDecodeError:
+                    pass
+                else:
+                    record = self._decode_json(text, data, raw.origin, raw.offset, raw.arrival)
+                    if record is not None:
+                        return record
         flags: list[str] = []
+        exact: bytes | None = data  # ``text`` as UTF-8 (the JSON parser reads those bytes)
         try:
             text = data.decode()
         except UnicodeDecodeError as exc:
+            exact = None
             if raw.truncated and exc.reason == "unexpected end of data":
                 text = data[: exc.start].decode(errors="replace")  # the size cap cut a character in two
             else:
@@ -172,13 +185,15 @@ class Decoder:
             record = self._decode(first, raw.origin, raw.offset, raw.arrival, flags)
             record.raw = text
             return record
-        return self._decode(text, raw.origin, raw.offset, raw.arrival, flags)
+        return self._decode(text, raw.origin, raw.offset, raw.arrival, flags, exact)
 
     def decode_text(self, text: str, origin: str = "", offset: int = 0, arrival: float = 0.0) -> LogRecord:
         """Decode an already decoded string (a Kafka message value, a test line)."""
         return self._decode(text.rstrip("\r\n"), origin, offset, arrival, [])
 
-    def _decode(self, text: str, origin: str, offset: int, arrival: float, flags: list[str]) -> LogRecord:
+    def _decode(self, text: str, origin: str, offset: int, arrival: float, flags: list[str],
+                data: bytes | None = None) -> LogRecord:
+        """``data``: ``text`` encoded as UTF-8, when the caller has it (read by the JSON parser)."""
         stats = self.stats
         stats.lines += 1
         # JSON first: logparser layouts are loose enough ("<A> <B>: <Content>") to match a JSON object's text,
@@ -186,7 +201,7 @@ class Decoder:
         error = "not a JSON object"
         if self.json_mode != "off" and text[:1] == "{":
             try:
-                obj = loads_bounded(text)
+                obj, clean = loads_record(text, data)
             except ValueError as exc:
                 error = TOO_DEEP if str(exc) == TOO_DEEP else f"invalid JSON: {exc}"
             else:
@@ -194,10 +209,11 @@ class Decoder:
                     if not stats.json:  # the stream turns out to be JSON: count the text lines before
                         stats.not_json += self._text_lines
                     stats.json += 1
-                    obj, replaced = scrub_surrogates(obj, text)
-                    if replaced and "invalid_utf8" not in flags:
-                        flags.append("invalid_utf8")
-                        stats.invalid_utf8 += 1
+                    if not clean:
+                        obj, replaced = scrub_surrogates(obj, text)
+                        if replaced and "invalid_utf8" not in flags:
+                            flags.append("invalid_utf8")
+                            stats.invalid_utf8 += 1
                     message, timestamp, fields, bad = json_record_parts(obj, text, self._json)
                     if bad:
                         self._flag_bad_time(flags)
@@ -223,6 +239,32 @@ class Decoder:
             return LogRecord(text, None, {}, origin, offset, arrival, tuple(flags), text)
         timestamp, message = self._leading_time(text, flags)
         return LogRecord(message, timestamp, {}, origin, offset, arrival, tuple(flags), text)
+
+    def _decode_json(self, text: str, data: bytes, origin: str, offset: int, arrival: float) -> LogRecord | None:
+        """:meth:`_decode` of a line that starts with ``{``, valid UTF-8 (``data``), no flags yet, when it is a JSON
+        object: the same record and counts. None, having counted nothing, when it is not one (the general path
+        then decodes it, with the error it gives)."""
+        try:
+            obj, clean = loads_record(text, data)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        stats = self.stats
+        stats.lines += 1
+        if not stats.json:
+            stats.not_json += self._text_lines
+        stats.json += 1
+        flags: list[str] = []
+        if not clean:
+            obj, replaced = scrub_surrogates(obj, text)
+            if replaced:
+                flags.append("invalid_utf8")
+                stats.invalid_utf8 += 1
+        message, timestamp, fields, bad = json_record_parts(obj, text, self._json)
+        if bad:
+            self._flag_bad_time(flags)
+        return LogRecord(message, timestamp, fields, origin, offset, arrival, tuple(flags) if flags else (), text)
 
     def _decode_layout(self, text: str, origin: str, offset: int, arrival: float) -> LogRecord:
         """:meth:`_decode` of a line with a layout, not JSON-like, no flags yet: the same record and counts.

@@ -32,6 +32,7 @@ def test_the_stream_benchmark_measures_every_figure_and_cleans_up(
         run = through[label]
         assert len(run["records_per_worker"]) == workers and sum(run["records_per_worker"]) >= SIZES["records"]
         assert run["anomalies_indexed"] > 0 and run["lines_per_second"] > 0 and run["cpu_seconds"] >= 0
+        assert 0 <= run["waited_for_a_core_seconds"] <= run["seconds"] * workers * 8  # a few threads each
     assert through["ratio_one_worker_to_plain_read"] > 0 and "CPU" in through["note"]
 
     latency = found["latency"]

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from benchmarks.loghub import LOG_FORMATS, LOGHUB_LAYOUTS
 from pipeline.errors import FormatError, LogwardenError
+from pipeline.records import RawLine
 from pipeline.sources.files import read_lines
 from pipeline.stages.decoding import Decoder, DecodeStats, LogFormat, check_format_matches
 from tests.fakes import raw_line, raw_lines, utc
@@ -614,3 +615,73 @@ def test_one_chosen_time_field_decodes_like_the_general_path(log_format: str, js
         assert fast.decode(raw_line(line, offset=offset)) == general.decode_text(line, "test.log", offset)
     assert fast.stats == general.stats and fast.stats.bad_timestamp
     assert fast.time_layout == general.time_layout == "epoch" and fast._field_parser is not None
+
+
+# --- JSON records: orjson where it answers as json.loads does --------------------------------------------
+
+HOSTILE_JSON = [
+    b'{"@timestamp": "2024-01-02T03:04:05Z", "message": "ok", "host": {"name": "a"}, "log": {"file": {"path": "/x"}}}',
+    b'{"message": "lone \\ud800 half", "k": "\\udc00"}',                    # lone surrogate escapes
+    b'{"message": "pair \\ud83d\\ude00", "n": NaN, "i": Infinity, "j": -Infinity}',
+    b'{"message": "big", "a": 1180591620717411303424, "b": [-9223372036854775809], "c": 18446744073709551616}',
+    b'{"message": "edge", "a": 9223372036854775807, "b": -9223372036854775808, "c": 18446744073709551615}',
+    b'{"message": "far", "f": 1e400, "g": -1e-400, "z": -0.0, "w": -0}',
+    b'{"message": "bad \xff\xfe bytes", "x": 1}',                           # invalid UTF-8
+    b'{"message": "utf-8 surrogate \xed\xa0\x80"}',
+    b'{"message": "dup", "host": {"name": "a"}, "host.name": "b", "message": "again"}',
+    b'{"message": "deep", "d": ' + b"[" * 70 + b"]" * 70 + b"}",
+    b'{"message": "deep enough", "d": ' + b"[" * 62 + b"]" * 62 + b"}",
+    b'{"message": "' + b"v" * 65536 + b'"}',
+    b'{"message": "unicode \xc3\xbc\xe2\x98\x83 \xf0\x9f\x98\x80", "ts": 1704164645250}',
+    b'{"message": "nul \\u0000", "time": "2024-01-02T03:04:05.5Z"}',
+    b'{"message": "ctrl \x01"}',
+    b' {"message": "leading space"}',
+    b'{"message": "trailing"} ',
+    b'{"message": "cut", "x": "abcdef',
+    b'{"message": "\xe2\x98',                                              # cut in a character (truncated below)
+    b"[1, 2]",
+    b"{not json}",
+]
+
+
+@pytest.mark.parametrize("json_mode", ["auto", "strict"])
+@pytest.mark.parametrize("truncated", [False, True])
+def test_json_records_decode_as_without_orjson(monkeypatch: pytest.MonkeyPatch, json_mode: str,
+                                               truncated: bool) -> None:
+    """The same records, flags and counts when orjson refuses every line (the path of json.loads alone)."""
+    import orjson  # noqa: PLC0415
+
+    from pipeline.stages import jsonlog  # noqa: PLC0415
+
+    assert jsonlog.loads_record(HOSTILE_JSON[0].decode())[1]  # the first line does go through orjson
+    lines = [RawLine(data, "t/0", n, None, 1.0, truncated) for n, data in enumerate(HOSTILE_JSON * 2)]
+    lines.append(RawLine(b"\n".join(HOSTILE_JSON[:3]), "t/0", 99, None, 1.0, False, 3, 101))  # a multi-line record
+    fast = Decoder(json_mode=json_mode)
+    fast_records = [fast.decode(line) for line in lines]
+
+    def refuse(data: bytes | str) -> object:
+        raise orjson.JSONDecodeError("refused", "", 0)
+
+    monkeypatch.setattr(jsonlog, "_orjson_loads", refuse)
+    plain = Decoder(json_mode=json_mode)
+    for line, record in zip(lines, fast_records, strict=True):
+        expected = plain.decode(line)
+        assert repr(record) == repr(expected)
+    assert fast.stats == plain.stats
+
+
+@pytest.mark.parametrize("log_format", [None, HDFS])
+@pytest.mark.parametrize("json_mode", ["auto", "strict", "off"])
+def test_json_bytes_decode_like_the_general_path(log_format: str | None, json_mode: str) -> None:
+    """``decode`` of a one-line RawLine that starts with ``{`` takes a shortcut; ``decode_text`` does not: the same
+    records and counts, text lines and hostile JSON mixed (the time memo and layout carried along alike)."""
+    lines = [HDFS_LINE.encode(), *HOSTILE_JSON, b'{"message": "m", "ts": "never"}', b'{"msg": "a", "time": 17e8}',
+             b'{"message": "\\ud800", "@timestamp": "soon"}', b'{}', HDFS_LINE.encode(), b'{"log": {"level": 5}}']
+    fast = Decoder(log_format, json_mode=json_mode)
+    general = Decoder(log_format, json_mode=json_mode)
+    for offset, data in enumerate(lines * 2, start=1):
+        text = data.decode(errors="replace")
+        if "\ufffd" in text:
+            continue  # decode_text is given text: invalid bytes are the general path's on both sides
+        assert repr(fast.decode(raw_line(data, offset=offset))) == repr(general.decode_text(text, "test.log", offset))
+    assert fast.stats == general.stats
