@@ -66,16 +66,31 @@ def key_of(line: str) -> bytes | None:
     return found.group(0).encode() if found else None
 
 
+def copy_shift(lines: list[str]) -> timedelta:
+    """How far each copy of ``lines`` is moved in event time: their span and 5 minutes more, in whole minutes.
+
+    Copies follow each other as a live stream's time does, later and never overlapping (a gap above the
+    benchmark model's session gap and lateness between them), and 100,000 records of the HDFS sample stay
+    within one day, so the worker writes one daily index, as a live stream does. Copies a day apart made it
+    create a new daily index every ~20,000 records, about 0.8 s each with its flush waiting.
+    """
+    times = [line_time(line) for line in lines]
+    span = max(times) - min(times) + timedelta(minutes=5)
+    return timedelta(minutes=-(-span.total_seconds() // 60))
+
+
 def copies(lines: list[str], count: int, seed: int) -> Iterator[tuple[bytes | None, bytes]]:
-    """``count`` records (key, value): the sample over and over, copy k shifted k days, ids suffixed k."""
+    """``count`` records (key, value): the sample over and over, copy k shifted k x :func:`copy_shift`, ids
+    suffixed k."""
     rng = random.Random(seed)
+    shift = copy_shift(lines)
     made = k = 0
     while made < count:
         for i, line in enumerate(lines):
             if made >= count:
                 return
             text = _BLOCK.sub(lambda m, k=k: f"blk_{m.group(1)}{k}", line) if k else line
-            yield key_of(text), ecs_record(text, line_time(line) + timedelta(days=k), i * 160, rng)
+            yield key_of(text), ecs_record(text, line_time(line) + k * shift, i * 160, rng)
             made += 1
         k += 1
 

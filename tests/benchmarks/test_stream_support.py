@@ -43,3 +43,19 @@ def test_sched_seconds_of_a_process_that_is_gone_is_none() -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
     assert ss.sched_seconds(int(done.stdout)) is None
+
+
+def test_copies_of_the_sample_follow_each_other_within_one_day() -> None:
+    """100,000 records (the benchmark's default): one daily index, as a live stream writes, and each copy
+    starts after the one before it ended, by more than the benchmark model's session gap and lateness."""
+    import json
+    from datetime import datetime
+
+    from benchmarks.stream_throughput import LATENESS, SESSION_GAP
+
+    lines = ss.sample_lines()
+    stamps = [datetime.fromisoformat(json.loads(value)["@timestamp"]) for _, value in ss.copies(lines, 100_000, 14)]
+    assert len({stamp.date() for stamp in stamps}) == 1
+    size = len(lines)
+    first, second = stamps[:size], stamps[size:2 * size]
+    assert (min(second) - max(first)).total_seconds() > SESSION_GAP + LATENESS

@@ -43,3 +43,23 @@ def test_help_and_unknown_sections(capsys: pytest.CaptureFixture[str]) -> None:
     assert done.value.code == 0 and "--quick" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         throughput.main(["--sections", "nonsense"])
+
+
+def test_each_pipeline_run_starts_with_cold_masking_memos(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real ``detect`` starts with empty memos: a benchmark run must not inherit those of training or of the
+    runs before it (the module-level shape and token memos outlive a miner)."""
+    from pipeline.stages import masking
+
+    seen: list[int] = []
+    case = throughput.Case("tiny", throughput._raw_lines([b"blk_1 served 10 bytes", b"blk_2 served 12 bytes"]),
+                           throughput.HDFS_SETTINGS, None)
+    masking.mask_message("warm 123 memo")
+    assert len(masking._SHAPE_MEMO) > 0
+
+    def fake_detect(*args: object, **kwargs: object) -> tuple[list[object], object]:
+        seen.append(len(masking._SHAPE_MEMO))
+        return [], type("Stats", (), {"anomalies": 0, "windows": 0})()
+
+    monkeypatch.setattr("pipeline.embedded.detect", fake_detect)
+    case.pipeline()
+    assert seen == [0]
