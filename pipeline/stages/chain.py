@@ -205,80 +205,22 @@ class RecordChain:
         ``no_entity``, one no entity rule matched. ``check()`` is called once ``tally.lines`` reaches ``check_at``,
         after that line's counts and before its windows are yielded.
 
-        The loop of :func:`pipeline.embedded.windowed` over :class:`Step` objects, fused: a chain without replay
-        bookkeeping or stream name (every file job's) runs :meth:`_add`'s steps inline, one record of one entity
-        without the general loop (the same calls in the same order, so the same windows, counts and errors); any
-        other chain goes through :meth:`add` line by line. ``tests/pipeline/stages/test_chain_windows_of.py``
-        checks it against that loop.
+        Every line goes through :meth:`add`, the one implementation the worker runs too (an inlined copy of its
+        steps for file jobs was faster, and was a second chain that ``detect`` and the worker could disagree by).
+        ``tests/pipeline/stages/test_chain_windows_of.py`` checks the counts and windows against that loop.
         """
-        if self.replay is not None or self.stream or not self._one_key:
-            for raw in lines:
-                step = self.add(raw)
-                tally.lines += 1
-                record = step.record
-                if record.timestamp is None and NOT_WINDOWED.isdisjoint(record.flags):
-                    tally.untimed += 1
-                if tally.lines == check_at and check is not None:
-                    check()
-                if step.no_entity:
-                    tally.no_entity += 1
-                if step.closed:
-                    yield step.closed
-            return
-        decode, entities, clock = self.decoder.decode, self.extractor.entities, self.clock
-        windower, tag, skew = self.windower, self.tag, self.max_clock_skew
-        add, last = windower.add, clock._last
-        not_windowed = NOT_WINDOWED
         for raw in lines:
-            closed: list[Window] | None = None
-            try:
-                record = decode(raw)
-                flags = record.flags
-                if flags and not not_windowed.isdisjoint(flags):
-                    windowable = False
-                else:
-                    windowable = True
-                    stamp = record.timestamp
-                    if stamp is None:
-                        timed = False
-                        ts = last.get(record.origin, record.arrival)  # ``EventClock.event_time`` of no time
-                    else:
-                        arrival = record.arrival
-                        # ``_plausible``: its test inline, the method itself (which flags) when it fails
-                        if MIN_EVENT_TIME <= stamp <= MAX_EVENT_TIME and stamp <= (
-                                arrival if arrival > 0 else time.time()) + skew:
-                            # ``EventClock.event_time`` of a plausible (so finite) time: kept as its origin's last
-                            timed = True
-                            last[record.origin] = ts = self.last_time = stamp
-                        else:
-                            timed = self._plausible(record)
-                            ts = clock.event_time(stamp if timed else None, record.origin, arrival)
-                            if timed:
-                                self.last_time = ts
-                    keys = entities(record)
-                    if keys:
-                        line = record.raw or record.message
-                        fixed = record.fields.get(TEMPLATE_FIELD)  # ``_template``, inlined
-                        match = tag(record.message) if fixed is None else self._template(record)
-                        if len(keys) == 1:
-                            closed = add(keys[0], ts, match, line, record.origin, raw.offset, timed, None)
-                        else:
-                            closed = []
-                            for key in keys:
-                                closed.extend(add(key, ts, match, line, record.origin, raw.offset, advance=timed,
-                                                  now=None))
-            except Exception as exc:  # noqa: BLE001 - errors are data, as in :meth:`add`
-                record = self._failed(raw, exc).record
-                windowable, keys, closed = False, [], None
+            step = self.add(raw)
             tally.lines += 1
-            if windowable and record.timestamp is None:
+            record = step.record
+            if record.timestamp is None and NOT_WINDOWED.isdisjoint(record.flags):
                 tally.untimed += 1
             if tally.lines == check_at and check is not None:
                 check()
-            if windowable and not keys:
+            if step.no_entity:
                 tally.no_entity += 1
-            if closed:
-                yield closed
+            if step.closed:
+                yield step.closed
 
     def _template(self, record: LogRecord) -> TemplateMatch:
         """The miner's template, or the one the preset's parser made (access logs: method, path, status class)."""
